@@ -1,0 +1,205 @@
+"""Residual blocks and stages as tensor-in, tensor-out functions (arXiv 1512.03385, sec. 3).
+
+Layer names follow keras.applications (`conv3_block2_1_conv`, `_0_conv` for a
+projection shortcut, `_add`, `_out`) so that weight files load by name.
+"""
+
+import dataclasses
+
+from resnet_keras.backend import keras
+
+layers = keras.layers
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Details on which the published ResNet implementations differ.
+
+    Attributes:
+        conv_bias: convolutions carry a bias (keras.applications) or not
+            (torchvision, CIFAR): a bias before BatchNorm is redundant.
+        bn_epsilon: BatchNorm epsilon (1.001e-5 keras.applications, 1e-5 torch).
+        bn_momentum: BatchNorm moving-average momentum in Keras's convention.
+        stride_on_3x3: put a bottleneck's stride on the 3x3 (v1.5) instead of
+            the first 1x1 (v1, the paper).
+        shortcut: `A` zero-pads channels of a strided identity, `B` projects
+            with a 1x1 conv; used only where the shape changes (paper sec. 3.3).
+        kernel_regularizer: regularizer for every conv and dense kernel.
+        zero_init_last_bn: start each residual branch's last BN gamma at zero,
+            so each block starts as the identity (Goyal et al., arXiv 1706.02677).
+    """
+
+    conv_bias: bool = False
+    bn_epsilon: float = 1e-5
+    bn_momentum: float = 0.9
+    stride_on_3x3: bool = True
+    shortcut: str = "B"
+    kernel_regularizer: object = None
+    zero_init_last_bn: bool = False
+
+
+def conv_bn(x, filters, kernel_size, *, stride=1, layout, name, relu=True,
+            zero_gamma=False):
+    """Conv, BatchNorm and (optionally) ReLU named `{name}_conv/_bn/_relu`.
+
+    A strided conv wider than 1x1 pads explicitly by kernel_size // 2 on every
+    side, as Caffe and PyTorch do; Keras's 'same' would pad only bottom/right.
+    """
+    padding = "same"
+    if stride > 1 and kernel_size > 1:
+        x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    x = layers.Conv2D(filters, kernel_size, strides=stride, padding=padding,
+                      use_bias=layout.conv_bias,
+                      kernel_regularizer=layout.kernel_regularizer,
+                      name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(
+        epsilon=layout.bn_epsilon, momentum=layout.bn_momentum,
+        gamma_initializer="zeros" if zero_gamma else "ones", name=f"{name}_bn")(x)
+    if relu:
+        x = layers.Activation("relu", name=f"{name}_relu")(x)
+    return x
+
+
+def shortcut(x, filters, *, stride, layout, name):
+    """The identity, or what replaces it when the block changes shape.
+
+    Option A (paper sec. 4.2) subsamples with a 1x1 max-pool of stride 2 and
+    appends zero channels: a `ZeroPadding2D` told its input is channels-first
+    pads the last axis, which keeps the shortcut free of parameters and of
+    Lambda layers. Option B is a 1x1 projection conv + BN.
+    """
+    in_filters = x.shape[-1]
+    if stride == 1 and in_filters == filters:
+        return x
+    if layout.shortcut == "B":
+        return conv_bn(x, filters, 1, stride=stride, layout=layout,
+                       name=f"{name}_0", relu=False)
+    if stride > 1:
+        x = layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
+    if filters > in_filters:
+        x = layers.ZeroPadding2D(((0, 0), (0, filters - in_filters)),
+                                 data_format="channels_first", name=f"{name}_0_pad")(x)
+    return x
+
+
+def _merge(x, short, *, name):
+    """Adds the shortcut (if any) and applies the block's final ReLU."""
+    if short is not None:
+        x = layers.Add(name=f"{name}_add")([short, x])
+    return layers.Activation("relu", name=f"{name}_out")(x)
+
+
+def basic_block(x, filters, *, stride=1, layout, residual=True, name):
+    """Two 3x3 convs (ResNet-18/34 and the CIFAR nets, paper Fig. 5 left).
+
+    Args:
+        x: input tensor.
+        filters: output channels.
+        stride: stride of the first conv.
+        layout: a `Layout`.
+        residual: add the shortcut; False gives the plain net's block.
+        name: block prefix, e.g. `conv2_block1`.
+
+    Returns:
+        The block's output tensor.
+    """
+    short = shortcut(x, filters, stride=stride, layout=layout, name=name) if residual else None
+    y = conv_bn(x, filters, 3, stride=stride, layout=layout, name=f"{name}_1")
+    y = conv_bn(y, filters, 3, layout=layout, name=f"{name}_2", relu=False,
+                zero_gamma=residual and layout.zero_init_last_bn)
+    return _merge(y, short, name=name)
+
+
+def bottleneck_block(x, filters, *, stride=1, layout, residual=True, name):
+    """1x1 reduce, 3x3, 1x1 expand to 4 * filters (ResNet-50/101/152, Fig. 5 right).
+
+    Args:
+        x: input tensor.
+        filters: inner width; the block outputs 4 * filters channels.
+        stride: on the 3x3 (v1.5) or the first 1x1 (v1), per `layout`.
+        layout: a `Layout`.
+        residual: add the shortcut; False gives the plain net's block.
+        name: block prefix, e.g. `conv3_block1`.
+
+    Returns:
+        The block's output tensor.
+    """
+    short = (shortcut(x, 4 * filters, stride=stride, layout=layout, name=name)
+             if residual else None)
+    stride_1x1, stride_3x3 = (1, stride) if layout.stride_on_3x3 else (stride, 1)
+    y = conv_bn(x, filters, 1, stride=stride_1x1, layout=layout, name=f"{name}_1")
+    y = conv_bn(y, filters, 3, stride=stride_3x3, layout=layout, name=f"{name}_2")
+    y = conv_bn(y, 4 * filters, 1, layout=layout, name=f"{name}_3", relu=False,
+                zero_gamma=residual and layout.zero_init_last_bn)
+    return _merge(y, short, name=name)
+
+
+def preact_bottleneck_block(x, filters, *, stride=1, layout, conv_shortcut=False, name):
+    """Pre-activation bottleneck (He et al. 2016, arXiv 1603.05027), as keras.applications v2.
+
+    BN and ReLU come before each conv; the block ends at the addition with no
+    ReLU after it. keras.applications places the stride on the 3x3 conv of the
+    *last* block of a stage; the strided identity is a 1x1 max-pool.
+
+    Args:
+        x: input tensor.
+        filters: inner width; the block outputs 4 * filters channels.
+        stride: stride of the 3x3 conv.
+        layout: a `Layout` (conv_bias applies to the last 1x1 and projection).
+        conv_shortcut: project the shortcut with a 1x1 conv (first block).
+        name: block prefix.
+
+    Returns:
+        The block's output tensor.
+    """
+    bn = dict(epsilon=layout.bn_epsilon, momentum=layout.bn_momentum)
+    reg = dict(kernel_regularizer=layout.kernel_regularizer)
+    preact = layers.BatchNormalization(**bn, name=f"{name}_preact_bn")(x)
+    preact = layers.Activation("relu", name=f"{name}_preact_relu")(preact)
+    if conv_shortcut:
+        short = layers.Conv2D(4 * filters, 1, strides=stride, use_bias=layout.conv_bias,
+                              **reg, name=f"{name}_0_conv")(preact)
+    elif stride > 1:
+        short = layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
+    else:
+        short = x
+    y = conv_bn(preact, filters, 1, layout=dataclasses.replace(layout, conv_bias=False),
+                name=f"{name}_1")
+    y = layers.ZeroPadding2D(1, name=f"{name}_2_pad")(y)
+    y = layers.Conv2D(filters, 3, strides=stride, use_bias=False, **reg,
+                      name=f"{name}_2_conv")(y)
+    y = layers.BatchNormalization(**bn, name=f"{name}_2_bn")(y)
+    y = layers.Activation("relu", name=f"{name}_2_relu")(y)
+    y = layers.Conv2D(4 * filters, 1, use_bias=layout.conv_bias, **reg,
+                      name=f"{name}_3_conv")(y)
+    return layers.Add(name=f"{name}_out")([short, y])
+
+
+def stack(x, filters, blocks, *, block, stride, layout, residual=True, name):
+    """One stage (`conv2_x` .. `conv5_x` in Table 1): `blocks` blocks of one kind.
+
+    Args:
+        x: input tensor.
+        filters: filters of the stage's blocks.
+        blocks: number of blocks.
+        block: `basic`, `bottleneck` or `preact_bottleneck`.
+        stride: the stage's downsampling stride (1 or 2).
+        layout: a `Layout`.
+        residual: False builds the plain counterpart.
+        name: stage prefix, e.g. `conv3`.
+
+    Returns:
+        The stage's output tensor.
+    """
+    for i in range(1, blocks + 1):
+        block_name = f"{name}_block{i}"
+        if block == "preact_bottleneck":
+            x = preact_bottleneck_block(
+                x, filters, stride=stride if i == blocks else 1, layout=layout,
+                conv_shortcut=i == 1, name=block_name)
+        else:
+            block_fn = basic_block if block == "basic" else bottleneck_block
+            x = block_fn(x, filters, stride=stride if i == 1 else 1, layout=layout,
+                         residual=residual, name=block_name)
+    return x
