@@ -1,0 +1,1 @@
+"""Export a trained model: .tflite variants, evaluation, Edge TPU and Android files, reports."""

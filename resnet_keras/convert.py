@@ -1,0 +1,415 @@
+"""Converts torchvision ResNet checkpoints into this package's Keras models.
+
+torchvision's resnet18..152 are the "v1.5" layout of arXiv 1512.03385 (stride on
+the bottleneck's 3x3, projection shortcuts only where the shape changes), which
+`build_model(name, variant="v1.5")` reproduces layer for layer:
+
+    python -m resnet_keras.convert --model resnet50 \\
+        --checkpoint resnet50-0676ba61.pth --output resnet50_v1.5.h5
+    python -c "import resnet_keras as rk; \\
+        rk.build_model('resnet50', variant='v1.5', weights='resnet50_v1.5.h5')"
+"""
+
+import argparse
+import os
+import pickle
+import re
+import sys
+from collections.abc import Mapping
+
+import numpy as np
+
+from resnet_keras.backend import keras
+from resnet_keras.models import PREPROCESSING, build_model
+from resnet_keras.registry import REGISTRY, get_spec
+
+# The registry rows torchvision publishes: the residual v1 ImageNet nets.
+TORCHVISION_MODELS = tuple(name for name, spec in REGISTRY.items()
+                           if spec.family == "v1" and spec.residual)
+SAFETENSORS_SUFFIXES = (".safetensors",)
+TORCH_SUFFIXES = (".pth", ".pt")
+# Keys that training frameworks wrap a state dict in.
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+# DataParallel/DistributedDataParallel and torch.compile prefix every key.
+_KEY_PREFIXES = ("module.", "_orig_mod.")
+# Keras weight name -> torchvision parameter name.
+_TORCH_PARAM = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias",
+                "moving_mean": "running_mean", "moving_variance": "running_var"}
+# Bookkeeping buffers of torch's BatchNorm with nothing to load in Keras.
+_IGNORED_PARAMS = ("num_batches_tracked",)
+_TORCH_BN_EPSILON = 1e-5
+
+_BLOCK_MODULE = re.compile(r"layer(\d+)\.(\d+)\.(?:(conv|bn)([123])|downsample\.([01]))")
+_BLOCK_LAYER = re.compile(r"conv(\d+)_block(\d+)_(\d)_(conv|bn)")
+_STEM = {"conv1": "conv1_conv", "bn1": "conv1_bn", "fc": "predictions"}
+
+
+def _keras_layer_name(module):
+    """`layer2.0.downsample.0` -> `conv3_block1_0_conv`; None if not a ResNet module."""
+    if module in _STEM:
+        return _STEM[module]
+    match = _BLOCK_MODULE.fullmatch(module)
+    if match is None:
+        return None
+    stage, block, kind, index, downsample = match.groups()
+    # torchvision counts stages layer1..4 and blocks from 0; the paper conv2..5, from 1.
+    prefix = f"conv{int(stage) + 1}_block{int(block) + 1}"
+    if downsample is not None:
+        return f"{prefix}_0_{'conv' if downsample == '0' else 'bn'}"
+    return f"{prefix}_{index}_{kind}"
+
+
+def _torch_module_name(layer_name):
+    """Inverse of `_keras_layer_name`; None for layers torchvision does not have."""
+    for module, name in _STEM.items():
+        if name == layer_name:
+            return module
+    match = _BLOCK_LAYER.fullmatch(layer_name)
+    if match is None:
+        return None
+    stage, block, index, kind = match.groups()
+    prefix = f"layer{int(stage) - 1}.{int(block) - 1}"
+    if index == "0":
+        return f"{prefix}.downsample.{0 if kind == 'conv' else 1}"
+    return f"{prefix}.{kind}{index}"
+
+
+def _as_numpy(value):
+    """A numpy array from a numpy array or a torch tensor (without importing torch)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+        # numpy has no bfloat16; float32 holds every torch float exactly.
+        return value.float().numpy() if value.is_floating_point() else value.numpy()
+    return np.asarray(value)
+
+
+def _torch_shape(keras_shape, layer):
+    """The torch-layout shape of a Keras weight of `layer`."""
+    if isinstance(layer, keras.layers.Conv2D) and len(keras_shape) == 4:
+        kh, kw, cin, cout = keras_shape
+        return (cout, cin, kh, kw)
+    if isinstance(layer, keras.layers.Dense) and len(keras_shape) == 2:
+        return tuple(reversed(keras_shape))
+    return tuple(keras_shape)
+
+
+def _to_keras(array, layer):
+    """Reorders a torch weight for `layer`: conv OIHW -> HWIO, linear (out, in) -> (in, out)."""
+    if isinstance(layer, keras.layers.Conv2D) and array.ndim == 4:
+        return array.transpose(2, 3, 1, 0)
+    if isinstance(layer, keras.layers.Dense) and array.ndim == 2:
+        return array.T
+    return array
+
+
+def _check_torchvision_layout(model):
+    """Raises ValueError if `model` is not built like torchvision's ResNets."""
+    names = {layer.name for layer in model.layers}
+    problems = []
+    if "conv1_conv" not in names or "conv2_block1_1_conv" not in names:
+        problems.append("it is not an ImageNet ResNet (no conv1_conv / conv2_block1_1_conv)")
+    is_bottleneck = "conv2_block1_3_conv" in names
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D) and layer.use_bias:
+            problems.append(f"conv {layer.name!r} has a bias")
+            break
+    for layer in model.layers:
+        if (isinstance(layer, keras.layers.BatchNormalization)
+                and abs(layer.epsilon - _TORCH_BN_EPSILON) > 1e-9):
+            problems.append(f"BatchNorm {layer.name!r} has epsilon {layer.epsilon}, "
+                            f"not {_TORCH_BN_EPSILON}")
+            break
+    for layer in model.layers:
+        if (is_bottleneck and isinstance(layer, keras.layers.Conv2D)
+                and layer.name.endswith("_1_conv") and tuple(layer.strides) != (1, 1)):
+            problems.append(f"the stride is on the bottleneck's first 1x1 ({layer.name!r}), "
+                            f"torchvision puts it on the 3x3")
+            break
+    if "preprocess_bgr" in names:
+        problems.append("its input is reordered to BGR")
+    if "preprocess_normalize" in names:
+        config = model.get_layer("preprocess_normalize").get_config()
+        mean, std = PREPROCESSING["torch"]
+        if not (np.allclose(config["mean"], mean)
+                and np.allclose(config["variance"], np.square(std))):
+            problems.append("its input normalization is not torchvision's ImageNet mean/std")
+    if problems:
+        raise ValueError(
+            f"Model {model.name} is not in the torchvision layout: {'; '.join(problems)}. "
+            f"Build it with build_model(name, variant='v1.5') (and the default "
+            f"preprocessing).")
+
+
+def convert_torchvision_state_dict(state_dict, model) -> None:
+    """Loads a torchvision ResNet state dict into a Keras model, checking everything.
+
+    Every key must land in a layer and every weighted layer must be filled, so
+    a checkpoint of another depth, width or class count fails instead of
+    loading half-way. `fc.*` is skipped when the model has no top
+    (`include_top=False`). The model is changed only if the whole state dict fits.
+
+    Args:
+        state_dict: mapping of torchvision parameter names (`conv1.weight`,
+            `layer1.0.bn1.running_mean`, `fc.bias`, ...) to numpy arrays or
+            torch tensors, e.g. from `read_state_dict`.
+        model: a model from `build_model(name, variant="v1.5")`.
+
+    Raises:
+        ValueError: the model is not in the torchvision layout, a key has no
+            counterpart in the model, a layer has no weights in the state dict,
+            or a shape differs; the message names the key or layer and shapes.
+
+    Example:
+
+    >>> model = build_model("resnet18", variant="v1.5", classifier_activation=None)
+    >>> convert_torchvision_state_dict(read_state_dict("resnet18.safetensors"), model)
+    """
+    _check_torchvision_layout(model)
+    layers_by_name = {layer.name: layer for layer in model.layers}
+    groups = {}  # Keras layer name -> {torch param: (key, array)}
+    for key, value in state_dict.items():
+        module, _, param = key.rpartition(".")
+        layer_name = _keras_layer_name(module)
+        if layer_name is None:
+            raise ValueError(f"State dict key {key!r} is not a torchvision ResNet parameter "
+                             f"(expected conv1.*, bn1.*, layerN.i.*, fc.*). Strip any "
+                             f"wrapper prefix from the keys, or use read_state_dict.")
+        if param in _IGNORED_PARAMS:
+            continue
+        if layer_name == "predictions" and layer_name not in layers_by_name:
+            continue  # include_top=False: the classifier is dropped on purpose.
+        if layer_name not in layers_by_name:
+            raise ValueError(f"State dict key {key!r} has no counterpart in model "
+                             f"{model.name} (no layer {layer_name!r}): the checkpoint is "
+                             f"of another network; check the model name.")
+        groups.setdefault(layer_name, {})[param] = (key, _as_numpy(value))
+
+    assignments = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        module = _torch_module_name(layer.name)
+        if module is None:
+            raise ValueError(f"Layer {layer.name!r} of {model.name} has no torchvision "
+                             f"counterpart; build the model with variant='v1.5'.")
+        params = groups.pop(layer.name, {})
+        values = []
+        for weight in layer.weights:
+            suffix = weight.name.split("/")[-1].split(":")[0]
+            key = f"{module}.{_TORCH_PARAM[suffix]}"
+            if _TORCH_PARAM[suffix] not in params:
+                raise ValueError(f"State dict lacks key {key!r} for layer {layer.name!r} of "
+                                 f"{model.name}: the checkpoint is incomplete or of a "
+                                 f"smaller network; check the model name.")
+            key, array = params.pop(_TORCH_PARAM[suffix])
+            expected = _torch_shape(tuple(weight.shape), layer)
+            if array.shape != expected:
+                hint = (" Pass classes matching the checkpoint's fc.weight."
+                        if layer.name == "predictions" else " Check the model name.")
+                raise ValueError(f"State dict key {key!r} has shape {tuple(array.shape)}, but "
+                                 f"layer {layer.name!r} of {model.name} needs {expected} "
+                                 f"(torch layout).{hint}")
+            values.append(_to_keras(array, layer).astype(weight.dtype.as_numpy_dtype))
+        if params:
+            key = next(iter(params.values()))[0]
+            raise ValueError(f"State dict key {key!r} has no counterpart in layer "
+                             f"{layer.name!r} of {model.name}; build the model with "
+                             f"variant='v1.5'.")
+        assignments.append((layer, values))
+    # Everything fitted: only now touch the model, so a failure leaves it intact.
+    for layer, values in assignments:
+        layer.set_weights(values)
+
+
+def _unwrap(obj, path):
+    """The state dict inside a checkpoint: unwrapped, prefixes stripped, as numpy."""
+    while isinstance(obj, Mapping):
+        wrapper = next((k for k in _WRAPPER_KEYS
+                        if k in obj and isinstance(obj[k], Mapping)), None)
+        if wrapper is None:
+            break
+        obj = obj[wrapper]
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError(f"{path} holds no state dict (found {type(obj).__name__}"
+                         f"{' (empty)' if isinstance(obj, Mapping) else ''}). Save it with "
+                         f"torch.save(model.state_dict(), path).")
+    for prefix in _KEY_PREFIXES:
+        if all(isinstance(k, str) and k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix):]: v for k, v in obj.items()}
+    state_dict = {}
+    for key, value in obj.items():
+        if not (hasattr(value, "detach") or isinstance(value, np.ndarray)):
+            raise ValueError(
+                f"{path} does not hold a plain state dict: entry {key!r} is a "
+                f"{type(value).__name__}, not a tensor. Expected parameter names mapped to "
+                f"tensors, possibly wrapped as {{'state_dict': ...}} or {{'model': ...}}.")
+        state_dict[key] = _as_numpy(value)
+    return state_dict
+
+
+def _read_torch(path):
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"Reading {path} needs PyTorch, which is not installed. Install it with "
+            f"`pip install torch==2.13.0` (CPU build), or convert the checkpoint to "
+            f".safetensors elsewhere and pass that file.") from None
+    try:
+        # weights_only: a checkpoint is data; never run code pickled into it.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(
+            f"{path} holds Python objects other than tensors, which are not loaded for "
+            f"safety ({first_line}). If you trust it, re-save just the weights with "
+            f"torch.save(model.state_dict(), path).") from None
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or "
+                         f"corrupt?): {type(e).__name__}: {e}. Download it again.") from None
+
+
+def _read_safetensors(path):
+    # safetensors.numpy never imports torch, so .safetensors works without it.
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+    try:
+        return load_file(path)
+    except SafetensorError as e:
+        raise ValueError(f"{path} is not a readable safetensors file (truncated or "
+                         f"corrupt?): {e}. Write it again.") from None
+
+
+def read_state_dict(path) -> dict:
+    """Reads a torchvision-style state dict from `.safetensors`, `.pth` or `.pt`.
+
+    `.safetensors` is read with `safetensors.numpy` and needs no PyTorch; the
+    torch formats import torch on demand and load with `weights_only=True`.
+    Checkpoints that wrap the state dict (`{"state_dict": ...}`, `{"model":
+    ...}`) are unwrapped, and DataParallel's `module.` prefix is stripped.
+
+    Args:
+        path: str or path-like, the checkpoint file.
+
+    Returns:
+        dict mapping parameter names to numpy arrays.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ImportError: a torch file is given and torch is not installed.
+        ValueError: the suffix is not supported, or the file is truncated,
+            corrupt or holds no state dict.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Checkpoint {path} does not exist.")
+    if not os.path.isfile(path):
+        raise ValueError(f"Checkpoint {path} is not a file.")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        obj = _read_safetensors(path)
+    elif suffix in TORCH_SUFFIXES:
+        obj = _read_torch(path)
+    else:
+        raise ValueError(f"Checkpoint {path} has suffix {suffix!r}; supported: "
+                         f"{', '.join(SAFETENSORS_SUFFIXES + TORCH_SUFFIXES)}.")
+    return _unwrap(obj, path)
+
+
+def _check_model_name(model_name):
+    get_spec(model_name)  # an unknown name gets the registry's message
+    if model_name not in TORCHVISION_MODELS:
+        raise ValueError(f"torchvision publishes no {model_name!r}; the converter handles "
+                         f"{', '.join(TORCHVISION_MODELS)}.")
+
+
+def convert_file(checkpoint, *, model_name, output, classes=None):
+    """Converts a torchvision checkpoint into a Keras 2 `.h5` weights file.
+
+    The `.h5` holds weights only, so the classifier activation is chosen when
+    loading: the returned model (and `build_model`'s default) ends in softmax,
+    while torchvision returns logits; build with `classifier_activation=None`
+    to get torchvision's outputs. A checkpoint without `fc.*` gives a model
+    without top.
+
+    Args:
+        checkpoint: str or path-like, a `.pth`, `.pt` or `.safetensors` file.
+        model_name: one of `TORCHVISION_MODELS`, e.g. `resnet50`.
+        output: str or path-like ending in `.h5`; its folder is created.
+        classes: int, classes of the checkpoint's `fc`; default: read from
+            `fc.weight`.
+
+    Returns:
+        The converted model, `build_model(model_name, variant="v1.5")` with
+        the checkpoint's weights; the file loads later with
+        `build_model(model_name, variant="v1.5", weights=output)`.
+
+    Raises:
+        FileNotFoundError: the checkpoint does not exist.
+        ImportError: a torch file is given and torch is not installed.
+        ValueError: an unknown model name, an output not ending in `.h5`, an
+            unreadable checkpoint, or one that does not fit the model.
+
+    Example:
+
+    >>> convert_file("resnet18-f37072fd.pth", model_name="resnet18",
+    ...              output="resnet18_v1.5.h5")
+    """
+    _check_model_name(model_name)
+    output = os.fspath(output)
+    if not output.endswith(".h5"):
+        raise ValueError(f"output={output!r} must end in .h5 (Keras 2 weights file).")
+    state_dict = read_state_dict(checkpoint)
+    fc_weight = state_dict.get("fc.weight")
+    if fc_weight is None and classes is not None:
+        raise ValueError(f"classes={classes} was given but {os.fspath(checkpoint)} has no "
+                         f"fc.weight (it has no classifier); leave classes out.")
+    if classes is None and fc_weight is not None:
+        classes = int(fc_weight.shape[0])
+    model = build_model(model_name, variant="v1.5", include_top=fc_weight is not None,
+                        classes=classes or 1000)
+    convert_torchvision_state_dict(state_dict, model)
+    folder = os.path.dirname(output)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    model.save_weights(output)
+    return model
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line instead of argparse's usage block: the same shape as other errors.
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def main(argv=None) -> int:
+    """Command line entry point; returns the exit status (2 on a user error)."""
+    parser = _ArgumentParser(
+        prog="python -m resnet_keras.convert",
+        description="Convert a torchvision ResNet checkpoint into a Keras 2 .h5 weights "
+                    "file for build_model(name, variant='v1.5', weights=FILE).",
+        epilog="example: python -m resnet_keras.convert --model resnet50 "
+               "--checkpoint resnet50-0676ba61.pth --output resnet50_v1.5.h5")
+    parser.add_argument("--model", required=True,
+                        help=f"network name: {', '.join(TORCHVISION_MODELS)}")
+    parser.add_argument("--checkpoint", required=True,
+                        help="torchvision state dict: .pth, .pt or .safetensors")
+    parser.add_argument("--output", required=True, help="weights file to write, .h5")
+    parser.add_argument("--classes", type=int, default=None,
+                        help="classes of the checkpoint's fc (default: read from it)")
+    args = parser.parse_args(argv)
+    try:
+        model = convert_file(args.checkpoint, model_name=args.model, output=args.output,
+                             classes=args.classes)
+    except (ValueError, OSError, ImportError) as e:
+        message = " ".join(str(e).split())  # one line, whatever the source message
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
+    print(f"Wrote {args.output}: {model.name}, {model.count_params():,} parameters. "
+          f"Load it with build_model({args.model!r}, variant='v1.5', "
+          f"weights={args.output!r}).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

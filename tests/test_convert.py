@@ -1,0 +1,323 @@
+"""Tests for resnet_keras/convert.py against a torchvision-equivalent PyTorch ResNet.
+
+Run `python -m pytest tests/test_convert.py -s` to see the measured logit
+differences between the converted Keras models and the PyTorch reference.
+"""
+
+import functools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+import resnet_keras as rk
+from resnet_keras import convert
+
+sys.path.insert(0, os.path.dirname(__file__))
+import torch_resnet  # noqa: E402
+
+TORCHVISION_PARAMS = {  # sum(p.numel() for p in torchvision.models.resnetXX().parameters())
+    "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
+    "resnet101": 44_549_160, "resnet152": 60_192_808,
+}
+BIG = ("resnet101", "resnet152")
+# Non-square, so that a height/width mix-up anywhere cannot cancel out.
+HEIGHT, WIDTH = 64, 80
+TOLERANCE = 1e-4
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+CLI = [sys.executable, "-m", "resnet_keras.convert"]
+CLI_ERROR = "python -m resnet_keras.convert: error:"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _maybe_slow(names):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in names]
+
+
+def _trainable(model):
+    return int(sum(w.shape.num_elements() for w in model.trainable_weights))
+
+
+def _torch_input(pixels):
+    """Raw NHWC pixels in [0, 255] -> torchvision's normalized NCHW input."""
+    x = (pixels / 255.0 - MEAN) / STD
+    return torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32))
+
+
+def _torch_features(net, pixels):
+    """The reference's pooled features (the input of `fc`)."""
+    with torch.no_grad():
+        x = net.maxpool(net.relu(net.bn1(net.conv1(_torch_input(pixels)))))
+        x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        return torch.flatten(net.avgpool(x), 1).numpy()
+
+
+def _pixels(n, seed):
+    return np.random.default_rng(seed).uniform(0, 255, (n, HEIGHT, WIDTH, 3)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _reference(name):
+    """A torch reference net with random weights and realistic random BatchNorm state.
+
+    Random running statistics alone make the eval-mode activations grow or
+    vanish with depth, and a 1e-4 tolerance on logits of 1e6 or 1e-6 means
+    nothing. So the statistics are first measured on random images (with
+    random gamma/beta in place), then perturbed: every BN still maps its
+    input with a mean, variance, gamma and beta that differ per channel.
+    """
+    torch.manual_seed(0)
+    net = torch_resnet.build(name)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for bn in bns:
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.normal_(0.0, 0.2)
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over the calibration batch
+        net.train()
+        net(_torch_input(_pixels(8, seed=1)))
+        for bn in bns:
+            bn.running_mean.add_(0.1 * torch.randn_like(bn.running_mean)
+                                 * bn.running_var.sqrt())
+            bn.running_var.mul_(torch.empty_like(bn.running_var).uniform_(0.7, 1.4))
+        # Logits of a few units: large enough that a wrong mapping shows.
+        net.fc.weight.normal_(0.0, 4.0 / net.fc.in_features ** 0.5)
+        net.fc.bias.normal_(0.0, 0.5)
+    return net.eval()
+
+
+def _state_dict(name):
+    return {k: v.numpy().copy() for k, v in _reference(name).state_dict().items()}
+
+
+def _keras_model(name, **kwargs):
+    return rk.build_model(name, variant="v1.5", input_shape=(HEIGHT, WIDTH, 3),
+                          classifier_activation=None, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _converted(name):
+    model = _keras_model(name)
+    convert.convert_torchvision_state_dict(_state_dict(name), model)
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_logits(name):
+    pixels = _pixels(4, seed=2)
+    with torch.no_grad():
+        return pixels, _reference(name)(_torch_input(pixels)).numpy()
+
+
+def _max_diff(model, name):
+    pixels, expected = _torch_logits(name)
+    return float(np.abs(model.predict(pixels, verbose=0) - expected).max())
+
+
+@pytest.mark.parametrize("name", _maybe_slow(list(TORCHVISION_PARAMS)))
+def test_converted_logits_match_torch(name):
+    diff = _max_diff(_converted(name), name)
+    scale = float(np.abs(_torch_logits(name)[1]).max())
+    print(f"\n{name}: max |keras - torch| logit difference {diff:.2e} "
+          f"(max |logit| {scale:.1f}, input {HEIGHT}x{WIDTH})")
+    assert diff < TOLERANCE
+
+
+@pytest.mark.parametrize("name", _maybe_slow(list(TORCHVISION_PARAMS)))
+def test_trainable_params_equal_torch_reference(name):
+    torch_params = sum(p.numel() for p in _reference(name).parameters())
+    assert torch_params == TORCHVISION_PARAMS[name], "the reference differs from torchvision"
+    assert _trainable(_converted(name)) == torch_params
+
+
+def test_include_top_false_skips_fc():
+    model = _keras_model("resnet18", include_top=False, pooling="avg")
+    convert.convert_torchvision_state_dict(_state_dict("resnet18"), model)
+    pixels = _pixels(2, seed=3)
+    diff = np.abs(model.predict(pixels, verbose=0)
+                  - _torch_features(_reference("resnet18"), pixels)).max()
+    assert diff < TOLERANCE
+
+
+def test_safetensors_read_without_torch(tmp_path, monkeypatch):
+    path = tmp_path / "resnet18.safetensors"
+    state_dict = _state_dict("resnet18")
+    save_file(state_dict, str(path))
+    # An `import torch` anywhere inside now raises ImportError.
+    monkeypatch.setitem(sys.modules, "torch", None)
+    loaded = convert.read_state_dict(path)
+    assert loaded.keys() == state_dict.keys()
+    assert all(np.array_equal(loaded[k], state_dict[k]) for k in state_dict)
+    with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
+        convert.read_state_dict(_write_pth(tmp_path / "x.pth", {"a": torch.zeros(1)}))
+
+
+def _write_pth(path, obj):
+    torch.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize("wrap", ["plain", "state_dict", "model", "module_prefix"])
+def test_read_state_dict_unwraps_checkpoints(tmp_path, wrap):
+    tensors = _reference("resnet18").state_dict()
+    obj = {"plain": tensors, "state_dict": {"state_dict": tensors, "epoch": 90},
+           "model": {"model": tensors, "optimizer": {}},
+           "module_prefix": {"module." + k: v for k, v in tensors.items()}}[wrap]
+    loaded = convert.read_state_dict(_write_pth(tmp_path / "ckpt.pt", obj))
+    assert list(loaded) == list(tensors)
+    assert np.array_equal(loaded["fc.weight"], tensors["fc.weight"].numpy())
+
+
+def test_cli_pth_roundtrip(tmp_path):
+    state_dict = {"module." + k: v for k, v in _reference("resnet18").state_dict().items()}
+    checkpoint = _write_pth(tmp_path / "resnet18.pth", {"state_dict": state_dict})
+    output = tmp_path / "out" / "resnet18_v1.5.h5"
+    result = subprocess.run(CLI + ["--model", "resnet18", "--checkpoint", str(checkpoint),
+                                   "--output", str(output)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    model = _keras_model("resnet18", weights=str(output))
+    assert _max_diff(model, "resnet18") < TOLERANCE
+
+
+def test_convert_file_infers_classes(tmp_path):
+    net = torch_resnet.build("resnet18", num_classes=7)
+    path = tmp_path / "r18_7.safetensors"
+    save_file({k: v.numpy() for k, v in net.state_dict().items()}, str(path))
+    model = convert.convert_file(path, model_name="resnet18", output=tmp_path / "r18.h5")
+    assert model.output_shape == (None, 7)
+    assert os.path.exists(tmp_path / "r18.h5")
+
+
+# ---- bad inputs: each a clear message, never a traceback ----
+
+
+def _cli(argv, capsys):
+    """Runs the CLI in-process; returns (exit code, stderr lines)."""
+    try:
+        code = convert.main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def _assert_cli_error(argv, capsys, match):
+    code, lines = _cli(argv, capsys)
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith(CLI_ERROR), lines
+    assert match in lines[0]
+
+
+def _args(checkpoint, output, model="resnet18"):
+    return ["--model", model, "--checkpoint", checkpoint, "--output", output]
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        convert.read_state_dict(missing)
+    _assert_cli_error(_args(missing, tmp_path / "o.h5"), capsys, "does not exist")
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_truncated_checkpoint(tmp_path, capsys, suffix):
+    path = tmp_path / f"full{suffix}"
+    tensors = {"conv1.weight": np.ones((64, 3, 7, 7), np.float32)}
+    if suffix == ".pth":
+        torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, path)
+    else:
+        save_file(tensors, str(path))
+    data = path.read_bytes()
+    for cut in (len(data) // 2, 5, 0):
+        truncated = tmp_path / f"cut{cut}{suffix}"
+        truncated.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="truncated or corrupt"):
+            convert.read_state_dict(truncated)
+    _assert_cli_error(_args(truncated, tmp_path / "o.h5"), capsys, "truncated or corrupt")
+
+
+def test_not_a_state_dict(tmp_path):
+    path = _write_pth(tmp_path / "x.pth", {"weights": [1, 2, 3]})
+    with pytest.raises(ValueError, match="'weights' is a list, not a tensor"):
+        convert.read_state_dict(path)
+    with pytest.raises(ValueError, match="supported: .safetensors, .pth, .pt"):
+        convert.read_state_dict(_write_pth(tmp_path / "x.ckpt", {}))
+
+
+def test_wrong_shape_names_the_key(tmp_path, capsys):
+    state_dict = _state_dict("resnet18")
+    state_dict["layer2.0.conv1.weight"] = np.zeros((128, 32, 3, 3), np.float32)
+    model = _converted("resnet18")
+    before = model.get_layer("conv1_conv").get_weights()[0].copy()
+    with pytest.raises(ValueError, match=r"'layer2\.0\.conv1\.weight' has shape "
+                                         r"\(128, 32, 3, 3\).*\(128, 64, 3, 3\)"):
+        convert.convert_torchvision_state_dict(state_dict, model)
+    # Nothing is loaded unless everything fits.
+    assert np.array_equal(model.get_layer("conv1_conv").get_weights()[0], before)
+    path = tmp_path / "bad.safetensors"
+    save_file(state_dict, str(path))
+    _assert_cli_error(_args(path, tmp_path / "o.h5"), capsys, "'layer2.0.conv1.weight'")
+
+
+def test_wrong_classes_names_fc(tmp_path):
+    with pytest.raises(ValueError, match=r"'fc\.weight' has shape \(1000, 512\).*classes"):
+        convert.convert_torchvision_state_dict(_state_dict("resnet18"),
+                                               _keras_model("resnet18", classes=10))
+
+
+@pytest.mark.parametrize("extra", ["layer1.0.conv1.bias", "layer1.2.conv1.weight",
+                                   "encoder.weight"])
+def test_leftover_key(extra):
+    state_dict = _state_dict("resnet18")
+    state_dict[extra] = np.zeros((64,), np.float32)
+    with pytest.raises(ValueError, match=extra.replace(".", r"\.")):
+        convert.convert_torchvision_state_dict(state_dict, _converted("resnet18"))
+
+
+def test_deeper_checkpoint_into_smaller_model_and_back():
+    with pytest.raises(ValueError, match=r"'layer1\.2\.conv1\.weight' has no counterpart"):
+        convert.convert_torchvision_state_dict(_state_dict("resnet34"), _converted("resnet18"))
+    with pytest.raises(ValueError, match=r"lacks key 'layer1\.2\.conv1\.weight'"):
+        convert.convert_torchvision_state_dict(_state_dict("resnet18"), _converted("resnet34"))
+
+
+def test_model_not_in_torchvision_layout():
+    model = rk.build_model("resnet18", input_shape=(HEIGHT, WIDTH, 3))  # default v1
+    with pytest.raises(ValueError, match=r"not in the torchvision layout.*variant='v1\.5'"):
+        convert.convert_torchvision_state_dict(_state_dict("resnet18"), model)
+
+
+@pytest.mark.parametrize("model_name, match", [("resnet99", "Unknown model name 'resnet99'"),
+                                               ("resnet20", "torchvision publishes no")])
+def test_unknown_model_name(tmp_path, capsys, model_name, match):
+    with pytest.raises(ValueError, match=match):
+        convert.convert_file(tmp_path / "x.pth", model_name=model_name,
+                             output=tmp_path / "o.h5")
+    _assert_cli_error(_args(tmp_path / "x.pth", tmp_path / "o.h5", model=model_name),
+                      capsys, match)
+
+
+def test_cli_usage_errors_and_help(tmp_path, capsys):
+    _assert_cli_error(["--model", "resnet18"], capsys, "required")
+    _assert_cli_error(_args(tmp_path / "x.pth", tmp_path / "o.keras"), capsys, "must end in .h5")
+    with pytest.raises(SystemExit) as exit_info:
+        convert.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--checkpoint" in capsys.readouterr().out
+
+
+def test_cli_subprocess_error_is_one_line(tmp_path):
+    result = subprocess.run(CLI + _args(str(tmp_path / "nope.pth"), str(tmp_path / "o.h5")),
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    # TensorFlow's C++ start-up logs may precede it; ours is exactly one line.
+    ours = [line for line in result.stderr.splitlines() if line.startswith(CLI_ERROR)]
+    assert len(ours) == 1 and "does not exist" in ours[0]
+
