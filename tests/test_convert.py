@@ -86,9 +86,10 @@ def _reference(name):
             bn.running_mean.add_(0.1 * torch.randn_like(bn.running_mean)
                                  * bn.running_var.sqrt())
             bn.running_var.mul_(torch.empty_like(bn.running_var).uniform_(0.7, 1.4))
-        # Logits of a few units: large enough that a wrong mapping shows.
-        net.fc.weight.normal_(0.0, 4.0 / net.fc.in_features ** 0.5)
-        net.fc.bias.normal_(0.0, 0.5)
+        # Logits of a few units: a wrong mapping shows, while float32 round-off
+        # (relative ~1e-6, it grows with the logits) stays under the tolerance.
+        net.fc.weight.normal_(0.0, 1.0 / net.fc.in_features ** 0.5)
+        net.fc.bias.normal_(0.0, 0.1)
     return net.eval()
 
 
@@ -125,7 +126,7 @@ def test_converted_logits_match_torch(name):
     diff = _max_diff(_converted(name), name)
     scale = float(np.abs(_torch_logits(name)[1]).max())
     print(f"\n{name}: max |keras - torch| logit difference {diff:.2e} "
-          f"(max |logit| {scale:.1f}, input {HEIGHT}x{WIDTH})")
+          f"(max |logit| {scale:.2f}, relative {diff / scale:.1e}, input {HEIGHT}x{WIDTH})")
     assert diff < TOLERANCE
 
 
@@ -149,13 +150,14 @@ def test_safetensors_read_without_torch(tmp_path, monkeypatch):
     path = tmp_path / "resnet18.safetensors"
     state_dict = _state_dict("resnet18")
     save_file(state_dict, str(path))
+    pth = _write_pth(tmp_path / "x.pth", {"a": torch.zeros(1)})
     # An `import torch` anywhere inside now raises ImportError.
     monkeypatch.setitem(sys.modules, "torch", None)
     loaded = convert.read_state_dict(path)
     assert loaded.keys() == state_dict.keys()
     assert all(np.array_equal(loaded[k], state_dict[k]) for k in state_dict)
     with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
-        convert.read_state_dict(_write_pth(tmp_path / "x.pth", {"a": torch.zeros(1)}))
+        convert.read_state_dict(pth)
 
 
 def _write_pth(path, obj):

@@ -1,0 +1,215 @@
+"""Per-layer diagnosis of int8 post-training quantization, and selective int8.
+
+`layer_errors` runs TFLite's QuantizationDebugger: each quantized op's output is
+compared with its float counterpart on the same inputs. The error in units of
+the op's quantization step (RMSE / scale) ranks the layers; pure rounding gives
+1/sqrt(12) ~ 0.29, much more points at a clipped or badly calibrated range.
+`selective_int8` keeps the worst layers in float and quantizes the rest.
+
+    >>> layers = diagnose.layer_errors(model, calibration_images, top_k=5)
+    >>> tflite = diagnose.selective_int8(model, calibration_images,
+    ...                                  denylist=diagnose.pick_denylist(layers, count=2))
+"""
+
+import csv
+import io
+import math
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+from resnet_keras.backend import tf
+
+# The error of ideal round-to-nearest quantization, in quantization steps:
+# the standard deviation of a uniform distribution on [-0.5, 0.5].
+ROUNDING_RMSE_PER_SCALE = 1.0 / math.sqrt(12.0)
+_STAT_FIELDS = ("num_elements", "stddev", "mean_error", "max_abs_error",
+                "mean_squared_error")
+# Ops that only convert types (or stand for a delegated partition): not layers
+# one could keep in float.
+_CONVERSIONS = ("QUANTIZE", "DEQUANTIZE", "DELEGATE")
+
+
+def _check_images(model, images, name):
+    images = np.asarray(images, dtype=np.float32)
+    expected = tuple(model.input_shape[1:])
+    if images.ndim != 4 or len(images) == 0 or any(
+            e is not None and e != s for e, s in zip(expected, images.shape[1:])):
+        raise ValueError(f"{name} must be a non-empty float array (N, {', '.join(map(str, expected))}) "
+                         f"of raw pixels in [0, 255] matching the model input, "
+                         f"got shape {images.shape}.")
+    return images
+
+
+def _debugger(model, calibration_images, *, debug_images=None, denylist=None):
+    """A QuantizationDebugger over an int8 PTQ converter (calibrates once)."""
+    def calibration():
+        for image in calibration_images:
+            yield [image[None]]
+
+    def debug():
+        for image in (calibration_images if debug_images is None else debug_images):
+            yield [image[None]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+    # Default target ops (not INT8-only): a denylisted op must be able to stay float.
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=list(denylist) if denylist else None)
+    return tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=debug, debug_options=options)
+
+
+def _keras_layers(tensor_name, model):
+    """Keras layer names inside a (possibly fused) TFLite tensor name."""
+    names = {layer.name for layer in model.layers}
+    found = []
+    for part in tensor_name.split(";"):
+        pieces = part.split("/")
+        if len(pieces) > 1 and pieces[0] == model.name and pieces[1] in names \
+                and pieces[1] not in found:
+            found.append(pieces[1])
+    return found
+
+
+def _finite_or_none(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def layer_errors(model, calibration_images, *, top_k=10, debug_images=None):
+    """Ranks the layers of the int8 PTQ model by quantization error.
+
+    Args:
+        model: a float tf_keras model taking raw pixels in [0, 255].
+        calibration_images: float32 array (N, H, W, 3) in [0, 255], the
+            representative dataset of the int8 conversion.
+        top_k: int, how many of the worst layers to return; None for all.
+        debug_images: images on which float and int8 outputs are compared;
+            default `calibration_images`.
+
+    Returns:
+        A list of dicts, worst first by `rmse_per_scale`: `rank` (1-based),
+        `tensor_name` (the TFLite tensor, usable in `selective_int8`'s
+        denylist), `keras_layers` (layer names fused into it), `op_name`,
+        `tensor_index`, `num_elements`, `stddev`, `mean_error`,
+        `max_abs_error`, `mean_squared_error`, `rmse`, `scale`, `zero_point`
+        and `rmse_per_scale`. A statistic that is not finite is None and
+        ranks last.
+
+    Raises:
+        ValueError: images of the wrong shape, or `top_k` below 1.
+    """
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
+    calibration_images = _check_images(model, calibration_images, "calibration_images")
+    if debug_images is not None:
+        debug_images = _check_images(model, debug_images, "debug_images")
+    debugger = _debugger(model, calibration_images, debug_images=debug_images)
+    debugger.run()
+    dump = io.StringIO()
+    debugger.layer_statistics_dump(dump)
+    layers = []
+    for row in csv.DictReader(io.StringIO(dump.getvalue())):
+        stats = {field: _finite_or_none(row[field]) for field in _STAT_FIELDS}
+        scale = _finite_or_none(row["scale"])
+        mse = stats["mean_squared_error"]
+        rmse = math.sqrt(mse) if mse is not None and mse >= 0 else None
+        layers.append({
+            "tensor_name": row["tensor_name"],
+            "keras_layers": _keras_layers(row["tensor_name"], model),
+            "op_name": row["op_name"],
+            "tensor_index": int(row["tensor_idx"]),
+            **stats,
+            "num_elements": int(stats["num_elements"]) if stats["num_elements"] else 0,
+            "rmse": rmse,
+            "scale": scale,
+            "zero_point": int(row["zero_point"]),
+            "rmse_per_scale": rmse / scale if rmse is not None and scale else None,
+        })
+    layers.sort(key=lambda layer: (layer["rmse_per_scale"] is None,
+                                   -(layer["rmse_per_scale"] or 0.0)))
+    layers = layers[:top_k] if top_k is not None else layers
+    for rank, layer in enumerate(layers, start=1):
+        layer["rank"] = rank
+    return [{"rank": layer.pop("rank"), **layer} for layer in layers]
+
+
+def pick_denylist(layers, *, count=3, min_rmse_per_scale=None):
+    """The tensor names to keep in float: the worst `count` layers.
+
+    Args:
+        layers: the list returned by `layer_errors` (worst first).
+        count: int, at most this many layers.
+        min_rmse_per_scale: float, only layers with at least this error;
+            None takes the top `count` whatever their error.
+
+    Returns:
+        A list of tensor names for `selective_int8(denylist=...)`.
+
+    Raises:
+        ValueError: `count` below 1.
+    """
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive integer, got {count!r}.")
+    ranked = [layer for layer in layers if layer.get("rmse_per_scale") is not None]
+    if min_rmse_per_scale is not None:
+        ranked = [layer for layer in ranked if layer["rmse_per_scale"] >= min_rmse_per_scale]
+    return [layer["tensor_name"] for layer in ranked[:count]]
+
+
+def _op_output_names(tflite_bytes):
+    """Output tensor name -> (op name, output dtype) for every non-conversion op."""
+    interpreter = Interpreter(model_content=tflite_bytes)
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    names = {}
+    for op in interpreter._get_ops_details():  # pylint: disable=protected-access
+        if op["op_name"] in _CONVERSIONS:
+            continue
+        for t in op["outputs"]:
+            if t in details:
+                names[details[t]["name"]] = (op["op_name"], details[t]["dtype"])
+    return names
+
+
+def selective_int8(model, calibration_images, *, denylist):
+    """Int8 PTQ with the named layers kept in float (mixed precision).
+
+    Quantizes like the plain int8 variant, then leaves the denylisted ops in
+    float32 with QUANTIZE/DEQUANTIZE around them. The model's input and output
+    stay float32 (raw pixels in, probabilities out): a mixed model cannot run
+    on the Edge TPU anyway, and float IO keeps it a drop-in for Android.
+
+    Args:
+        model: a float tf_keras model taking raw pixels in [0, 255].
+        calibration_images: float32 array (N, H, W, 3) in [0, 255].
+        denylist: tensor names from `layer_errors` (`tensor_name`) or Keras
+            layer names; each must name a quantized op of this model.
+
+    Returns:
+        The .tflite file as bytes.
+
+    Raises:
+        ValueError: an empty denylist, or a name that matches no quantized op
+            (the message lists valid names).
+    """
+    denylist = [denylist] if isinstance(denylist, str) else list(denylist)
+    if not denylist:
+        raise ValueError("denylist is empty; export.tflite.convert(model, 'int8') gives the "
+                         "plain int8 model.")
+    calibration_images = _check_images(model, calibration_images, "calibration_images")
+    debugger = _debugger(model, calibration_images)
+    valid = list(_op_output_names(debugger.get_nondebug_quantized_model()))
+    nodes = []
+    for name in denylist:
+        # A Keras layer name stands for every tensor it was fused into.
+        matches = [name] if name in valid else [
+            v for v in valid if name in _keras_layers(v, model)]
+        if not matches:
+            shown = "\n  ".join(valid[:40])
+            raise ValueError(f"denylist entry {name!r} names no quantized op of "
+                             f"{model.name}; valid tensor names:\n  {shown}")
+        nodes.extend(m for m in matches if m not in nodes)
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
+    return debugger.get_nondebug_quantized_model()

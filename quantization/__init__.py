@@ -1,0 +1,1 @@
+"""Quantization of trained ResNets; the float models in `resnet_keras` stay untouched."""

@@ -1,0 +1,261 @@
+"""Tests for train.py and training/: configuration, stages, resume after kill -9, NaN, scale-out."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import train
+from training import config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A few quick steps: enough to exercise the mechanism, not to learn.
+QUICK = ["--train.epochs", "2", "--train.steps_per_epoch", "4", "--train.batch_size", "16"]
+
+
+def run_train(args, *, env=None, timeout=300):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+# ---- configuration ----
+
+def test_presets_resolve_to_the_papers_recipes():
+    cifar = config_lib.resolve("cifar10-paper")
+    assert (cifar.train.batch_size, cifar.train.learning_rate, cifar.train.weight_decay) == \
+        (128, 0.1, 1e-4)
+    # 32k, 48k and 64k iterations at 45,000 / 128 = 351.6 iterations per epoch.
+    steps = 45_000 / 128
+    assert [round(e * steps, -3) for e in (*cifar.train.lr_decay_epochs, cifar.train.epochs)] == \
+        [32_000, 48_000, 64_000]
+    assert cifar.data.val_split == 5000
+    imagenet = config_lib.resolve("imagenet-paper")
+    assert (imagenet.train.batch_size, imagenet.train.epochs, imagenet.train.lr_decay_epochs) == \
+        (256, 90, (30, 60))
+
+
+def test_overrides_file_and_precedence(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 7\n  batch_size: 32\nmodel:\n  name: resnet32\n")
+    config = config_lib.resolve("digits", file=str(path), overrides={"train.epochs": "3"})
+    assert (config.train.epochs, config.train.batch_size, config.model.name) == (3, 32, "resnet32")
+    config = config_lib.resolve(overrides={"stages": "train,qat",
+                                           "train.lr_decay_epochs": "10,20.5"})
+    assert config.stages == ("train", "qat")
+    assert config.train.lr_decay_epochs == (10.0, 20.5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(preset="cifar11"), "Valid presets: digits, cifar10-paper, imagenet-paper"),
+    (dict(overrides={"train.epoch": "3"}), "Unknown configuration key 'train.epoch'"),
+    (dict(overrides={"train.epochs": "many"}), "not a valid float"),
+    (dict(overrides={"stages": "train,deploy"}), "Valid values: train, qat, export, report"),
+    (dict(overrides={"train.batch_size": "0"}), "must be >= 1"),
+    (dict(overrides={"train.schedule": "linear"}), "Valid values: cosine, step, constant"),
+])
+def test_bad_configuration_has_clear_messages(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        config_lib.resolve(**kwargs)
+
+
+def test_help_lists_every_key_with_default():
+    result = run_train(["--help"], timeout=60)
+    assert result.returncode == 0
+    for key in ("--train.epochs", "--model.name", "--qat.learning_rate", "--export.variants"):
+        assert key in result.stdout
+    assert "default: resnet20" in result.stdout
+
+
+def test_learning_rate_schedules():
+    from training.loop import learning_rate_schedule
+    cfg = config_lib.resolve("cifar10-paper").train
+    schedule = learning_rate_schedule(cfg, steps_per_epoch=100, base_lr=0.1)
+    assert [round(float(schedule(s)), 6) for s in (0, 9099, 9101, 13700)] == \
+        [0.1, 0.1, 0.01, 0.001]
+    cfg = config_lib.resolve(overrides={"train.warmup_epochs": "1"}).train
+    schedule = learning_rate_schedule(cfg, steps_per_epoch=10, base_lr=0.1)
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(10)) == pytest.approx(0.1)
+    assert float(schedule(300)) == pytest.approx(0.0, abs=1e-6)
+
+
+# ---- the train stage ----
+
+def test_train_stage_writes_the_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(["--stages", "train", "--run-dir", str(run_dir), *QUICK])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[train] done in" in result.stdout
+    for name in ("config.json", "history.csv", "last.keras", "best.keras",
+                 "training_curve.png", "train_result.json", "state.json"):
+        assert (run_dir / name).exists(), name
+    assert os.listdir(run_dir / "logs")
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["train"]["epochs"] == 2 and saved["model"]["name"] == "resnet20"
+    with open(run_dir / "history.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
+    train_result = json.loads((run_dir / "train_result.json").read_text())
+    assert 0.0 <= train_result["test_top1"] <= 1.0
+
+
+def _wait_for(predicate, process, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        if process.poll() is not None:
+            return False
+        time.sleep(0.2)
+    return False
+
+
+def test_killed_run_resumes_from_last_checkpoint(tmp_path):
+    from resnet_keras.backend import keras
+    run_dir = tmp_path / "run"
+    args = ["--stages", "train", "--run-dir", str(run_dir), "--train.epochs", "3",
+            "--train.steps_per_epoch", "12", "--train.batch_size", "16",
+            "--train.save_every_steps", "5"]
+    process = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Kill -9 once a mid-epoch backup of the second epoch exists.
+    def second_epoch_backup():
+        history = run_dir / "history.csv"
+        return (history.exists() and len(history.read_text().splitlines()) >= 2
+                and (run_dir / "backup").exists())
+    reached = _wait_for(second_epoch_backup, process, timeout=240)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGKILL)
+    output = process.communicate()[0]
+    assert reached, output[-3000:]
+    assert process.returncode == -signal.SIGKILL
+
+    result = run_train(["--resume", str(run_dir)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = [line for line in result.stdout.splitlines() if "resumed from" in line]
+    assert resumed, result.stdout[-3000:]
+    iteration = int(resumed[0].rsplit("iteration", 1)[1])
+    assert iteration >= 12, "the optimizer state of the killed run was restored"
+    model = keras.models.load_model(str(run_dir / "last.keras"))
+    assert int(model.optimizer.iterations.numpy()) == 3 * 12
+    with open(run_dir / "history.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == sorted(set(epochs)) and epochs[-1] == 2
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_good_weights(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(["--stages", "train", "--run-dir", str(run_dir), "--train.epochs", "3",
+                        "--train.steps_per_epoch", "8", "--train.batch_size", "16",
+                        "--train.learning_rate", "1e12", "--train.save_every_steps", "1",
+                        "--train.schedule", "constant"])
+    assert result.returncode == 2
+    assert "The loss became NaN at epoch" in result.stderr
+    assert "Lower the learning rate" in result.stderr
+    assert "Traceback" not in result.stderr
+    if (run_dir / "last.keras").exists():
+        from resnet_keras.backend import keras
+        model = keras.models.load_model(str(run_dir / "last.keras"))
+        assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+# ---- bad input ----
+
+@pytest.mark.parametrize("args, match", [
+    (["--data.dataset", "mnist"], "mnist"),
+    (["--model.name", "resnet21"], "Unknown model name 'resnet21'"),
+    (["--preset", "cifar11"], "Valid presets"),
+    (["--train.batch_size", "5000"], "larger than the training set"),
+    (["--data.dataset", "folder", "--data.data_dir", "/nonexistent/imagenet"],
+     "/nonexistent/imagenet"),
+])
+def test_bad_input_gets_one_clear_line(tmp_path, args, match):
+    result = run_train(["--stages", "train", "--run-dir", str(tmp_path / "r"), *QUICK, *args],
+                       timeout=120)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert match in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_data_dir_and_resume_of_another_model(tmp_path):
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    result = run_train(["--stages", "train", "--run-dir", str(tmp_path / "r"), *QUICK,
+                        "--data.dataset", "folder", "--data.data_dir", str(tmp_path / "data")],
+                       timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(tmp_path / "data") in result.stderr
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps(config_lib.to_dict(config_lib.resolve())))
+    result = run_train(["--resume", str(run_dir), "--model.name", "resnet56"], timeout=120)
+    assert result.returncode == 2
+    assert "holds a run of model.name='resnet20', not 'resnet56'" in result.stderr
+    result = run_train(["--resume", str(tmp_path / "nothing")], timeout=120)
+    assert result.returncode == 2 and "not a run directory" in result.stderr
+
+
+# ---- scale-out, without a GPU ----
+
+def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(["--stages", "train", "--run-dir", str(run_dir), *QUICK,
+                        "--train.cpu_replicas", "2"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 replica(s) (MirroredStrategy)" in result.stdout
+    train_result = json.loads((run_dir / "train_result.json").read_text())
+    assert train_result["replicas"] == 2 and train_result["global_batch"] == 32
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_two_local_workers_end_identical(tmp_path):
+    from resnet_keras.backend import keras
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen(
+            [sys.executable, "train.py", "--stages", "train", "--run-dir",
+             str(tmp_path / f"worker{index}"), *QUICK],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "TF_CONFIG": json.dumps(tf_config)}))
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    for p, out in zip(processes, outputs):
+        assert p.returncode == 0, out[-3000:]
+        assert "2 replica(s) (MultiWorkerMirroredStrategy)" in out
+    weights = [keras.models.load_model(str(tmp_path / f"worker{i}" / "last.keras")).get_weights()
+               for i in range(2)]
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- the default job ----
+
+@pytest.mark.slow
+def test_default_training_reaches_97_percent_on_digits(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_train(["--stages", "train", "--run-dir", str(run_dir)], timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train_result = json.loads((run_dir / "train_result.json").read_text())
+    assert train_result["test_top1"] >= 0.97
+
+
+def test_stage_table_is_complete():
+    assert tuple(train.STAGE_FUNCTIONS) == config_lib.STAGES

@@ -1,0 +1,268 @@
+"""The job's configuration: nested dataclasses, the paper's recipes as named presets.
+
+Precedence: dataclass defaults < preset < config file (JSON or YAML) <
+command-line overrides (`--train.epochs 5`). The resolved configuration is
+written as `config.json` into every run directory.
+"""
+
+import dataclasses
+import json
+import os
+import typing
+
+STAGES = ("train", "qat", "export", "report")
+SCHEDULES = ("cosine", "step", "constant")
+SWITCHES = ("auto", "on", "off")
+DISTRIBUTE = ("auto", "none", "mirrored", "multi_worker", "tpu")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = "digits"  # digits | cifar10 | cifar100 | folder
+    data_dir: str | None = None  # archive or folder; None: the Keras cache
+    image_size: int | None = None  # folder datasets only; default 224
+    val_split: float = 0.0  # held out of the training set for validation
+    augment: bool = True
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    name: str = "resnet20"
+    variant: str | None = None  # v1 | v1.5 for ImageNet nets
+    shortcut: str | None = None  # A | B for CIFAR nets
+    bn_momentum: float = 0.9  # PyTorch's 0.1; Keras's 0.99 lags on short runs
+    zero_init_last_bn: bool = False
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: float = 30
+    batch_size: int = 64  # per replica; the global batch is this x replicas
+    learning_rate: float = 0.1  # for a global batch of `reference_batch_size`
+    reference_batch_size: int = 64  # lr scales linearly with global batch / this
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # L2 on kernels only, as in the paper
+    schedule: str = "cosine"  # cosine | step | constant
+    lr_decay_epochs: tuple[float, ...] = ()  # step schedule: divide lr by 10 at these
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    steps_per_epoch: int | None = None  # None: one pass over the training set
+    save_every_steps: int = 50  # backup frequency for resuming a killed run
+    mixed_precision: str = "auto"  # auto: on with a GPU
+    xla: str = "auto"  # auto: on with a GPU (on CPU it is slower)
+    distribute: str = "auto"  # auto | none | mirrored | multi_worker | tpu
+    cpu_replicas: int = 1  # >1: split the CPU into logical devices and mirror over them
+    seed: int = 0
+    verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
+
+
+@dataclasses.dataclass
+class QATConfig:
+    epochs: float = 3
+    learning_rate: float = 0.005
+    batch_size: int = 64
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    variants: tuple[str, ...] = ("float32", "fp16", "dynamic", "int8", "int8_qat")
+    calibration_size: int = 300
+    io_dtype: str = "uint8"  # uint8 (Edge TPU convention) | int8
+    selective_threshold: float = 1.0  # int8 drop (points) above which float fallback is tried
+    latency_runs: int = 50
+
+
+@dataclasses.dataclass
+class Config:
+    preset: str = "digits"
+    stages: tuple[str, ...] = STAGES
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    qat: QATConfig = dataclasses.field(default_factory=QATConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+
+# Each preset is a set of overrides of the defaults above.
+PRESETS: dict[str, dict] = {
+    # The default job: ~1 minute of training on the embedded digits on 2 CPU cores.
+    "digits": {},
+    # Paper sec. 4.2: batch 128, lr 0.1 / 10 at 32k and 48k iterations, stop at
+    # 64k, weight decay 1e-4, momentum 0.9, 45k/5k train/val split. With 45k
+    # images one epoch is 351.6 iterations: 32k, 48k, 64k = 91, 136.5, 182 epochs.
+    "cifar10-paper": {
+        "data": {"dataset": "cifar10", "val_split": 5000},
+        "model": {"name": "resnet20"},
+        "train": {"epochs": 182, "batch_size": 128, "reference_batch_size": 128,
+                  "learning_rate": 0.1, "weight_decay": 1e-4, "schedule": "step",
+                  "lr_decay_epochs": (91, 136.5), "save_every_steps": 500},
+        "qat": {"epochs": 5, "learning_rate": 0.001, "batch_size": 128},
+    },
+    # Paper sec. 3.4: batch 256, lr 0.1 (scaled linearly with the global batch,
+    # Goyal et al. arXiv 1706.02677), / 10 at epochs 30 and 60, 90 epochs,
+    # weight decay 1e-4, momentum 0.9, ImageNet folder layout.
+    "imagenet-paper": {
+        "data": {"dataset": "folder", "image_size": 224},
+        "model": {"name": "resnet50", "variant": "v1.5"},
+        "train": {"epochs": 90, "batch_size": 256, "reference_batch_size": 256,
+                  "learning_rate": 0.1, "weight_decay": 1e-4, "schedule": "step",
+                  "lr_decay_epochs": (30, 60), "save_every_steps": 1000},
+        "qat": {"epochs": 1, "learning_rate": 1e-4, "batch_size": 64},
+        "export": {"calibration_size": 500},
+    },
+}
+
+
+def _field_type(cls, name):
+    return typing.get_type_hints(cls)[name]
+
+
+def _coerce(value, hint, key):
+    """Converts a string or JSON value to the field's type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if value is None:
+        return None
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        return tuple(_coerce(v, args[0], key) for v in value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if isinstance(value, str) and value.lower() in ("none", "null", ""):
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(value, inner, key)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return hint(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}={value!r} is not a valid {hint.__name__}.") from None
+
+
+def apply_overrides(config: Config, overrides: dict) -> Config:
+    """Returns a copy of `config` with nested overrides applied.
+
+    Args:
+        config: the configuration to start from.
+        overrides: nested dict (`{"train": {"epochs": 5}}`) or dotted keys
+            (`{"train.epochs": "5"}`); string values are parsed to the field type.
+
+    Raises:
+        ValueError: an unknown key (the message lists valid keys) or a value of
+            the wrong type.
+    """
+    config = dataclasses.replace(config, **{
+        f.name: dataclasses.replace(getattr(config, f.name))
+        for f in dataclasses.fields(config) if dataclasses.is_dataclass(getattr(config, f.name))})
+    flat = {}
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    for key, value in flat.items():
+        target, attr = config, key
+        if "." in key:
+            section, attr = key.split(".", 1)
+            if section not in field_names(Config) or not dataclasses.is_dataclass(
+                    getattr(config, section)):
+                raise ValueError(f"Unknown configuration key {key!r}. Valid keys: "
+                                 f"{', '.join(all_keys())}.")
+            target = getattr(config, section)
+        if attr not in field_names(type(target)) or dataclasses.is_dataclass(
+                getattr(target, attr)):
+            raise ValueError(f"Unknown configuration key {key!r}. Valid keys: "
+                             f"{', '.join(all_keys())}.")
+        setattr(target, attr, _coerce(value, _field_type(type(target), attr), key))
+    return config
+
+
+def field_names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def all_keys() -> list[str]:
+    """Every configurable key, dotted (`train.epochs`), with `preset` and `stages`."""
+    keys = []
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(value)]
+        else:
+            keys.append(f.name)
+    return keys
+
+
+def load_file(path) -> dict:
+    """Reads a JSON or YAML configuration file into a nested dict."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Configuration file {path} does not exist.")
+    with open(path) as f:
+        text = f.read()
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"Configuration file {path} must hold a mapping, got {type(data).__name__}.")
+    return data
+
+
+def resolve(preset="digits", *, file=None, overrides=None) -> Config:
+    """Builds the configuration: defaults < preset < file < overrides.
+
+    Raises:
+        ValueError: unknown preset (lists the valid ones), key or value.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}. Valid presets: {', '.join(PRESETS)}.")
+    config = apply_overrides(Config(preset=preset), PRESETS[preset])
+    if file:
+        config = apply_overrides(config, load_file(file))
+    config = apply_overrides(config, overrides or {})
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Checks closed sets and ranges once, at the boundary."""
+    checks = [
+        ("stages", config.stages, STAGES),
+        ("train.schedule", (config.train.schedule,), SCHEDULES),
+        ("train.mixed_precision", (config.train.mixed_precision,), SWITCHES),
+        ("train.xla", (config.train.xla,), SWITCHES),
+        ("train.distribute", (config.train.distribute,), DISTRIBUTE),
+        ("export.io_dtype", (config.export.io_dtype,), ("uint8", "int8")),
+    ]
+    for key, values, valid in checks:
+        for value in values:
+            if value not in valid:
+                raise ValueError(f"{key}={value!r} is not valid. Valid values: {', '.join(valid)}.")
+    for key, value in (("train.batch_size", config.train.batch_size),
+                       ("qat.batch_size", config.qat.batch_size),
+                       ("train.cpu_replicas", config.train.cpu_replicas),
+                       ("train.save_every_steps", config.train.save_every_steps)):
+        if value < 1:
+            raise ValueError(f"{key} must be >= 1, got {value}.")
+    if config.train.epochs <= 0:
+        raise ValueError(f"train.epochs must be > 0, got {config.train.epochs}.")
+
+
+def to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(data: dict) -> Config:
+    """Rebuilds a `Config` from `to_dict` output (e.g. a run's config.json)."""
+    preset = data.get("preset", "digits")
+    rest = {k: v for k, v in data.items() if k != "preset"}
+    return apply_overrides(Config(preset=preset), rest)

@@ -1,0 +1,85 @@
+"""Picks the tf.distribute strategy, mixed precision and XLA for the machine at hand.
+
+One GPU or CPU: the default strategy; several GPUs: MirroredStrategy; a
+`TF_CONFIG` naming several workers: MultiWorkerMirroredStrategy; a TPU:
+TPUStrategy. No home-made distribution.
+"""
+
+import json
+import os
+
+from resnet_keras.backend import keras, tf
+
+
+def _tf_config_workers() -> int:
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def split_cpu(replicas: int) -> list[str]:
+    """Splits the CPU into `replicas` logical devices (must run before TF starts).
+
+    Lets MirroredStrategy be exercised and tested on a machine with no GPU.
+    """
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * replicas)
+    except RuntimeError:
+        pass  # Already initialized, e.g. a second run in one process: keep what exists.
+    return [d.name for d in tf.config.list_logical_devices("CPU")][:replicas]
+
+
+def select_strategy(kind="auto", *, cpu_replicas=1):
+    """Returns the tf.distribute strategy for `kind`.
+
+    Args:
+        kind: `auto`, `none`, `mirrored`, `multi_worker` or `tpu`. `auto`
+            picks multi_worker when TF_CONFIG names several workers, a TPU when
+            one is reachable through TPU_NAME, mirrored with several GPUs (or
+            `cpu_replicas` > 1), else the default strategy.
+        cpu_replicas: int, logical CPU devices to mirror over when there is no GPU.
+
+    Returns:
+        A `tf.distribute.Strategy`.
+    """
+    if kind == "auto":
+        gpus = tf.config.list_physical_devices("GPU")
+        if _tf_config_workers() > 1:
+            kind = "multi_worker"
+        elif os.environ.get("TPU_NAME"):
+            kind = "tpu"
+        elif len(gpus) > 1 or cpu_replicas > 1:
+            kind = "mirrored"
+        else:
+            kind = "none"
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu=os.environ.get("TPU_NAME", ""))
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if kind == "mirrored":
+        if tf.config.list_physical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.MirroredStrategy(split_cpu(max(cpu_replicas, 2)))
+    return tf.distribute.get_strategy()
+
+
+def has_gpu() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_switch(value: str) -> bool:
+    """`on`/`off`, or `auto`: on when a GPU is present."""
+    return value == "on" or (value == "auto" and has_gpu())
+
+
+def set_mixed_precision(enabled: bool) -> None:
+    """mixed_float16 on GPUs; the classifier stays float32 (see build_model)."""
+    keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
