@@ -131,6 +131,7 @@ def _load_state(run_dir):
 def run(config, run_dir, *, skip_completed=False):
     """Runs the configured stages in order, one progress line per stage."""
     from resnet_keras.data import load_dataset
+    from training.distribute import strategy_for
 
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
@@ -138,10 +139,11 @@ def run(config, run_dir, *, skip_completed=False):
     state = _load_state(run_dir)
     print(f"run directory: {run_dir}", flush=True)
     start = time.time()
+    strategy_for(config.train)  # before any other TensorFlow op (multi-worker, logical CPUs)
     dataset = load_dataset(config.data.dataset, data_dir=config.data.data_dir,
                            image_size=config.data.image_size, val_split=config.data.val_split,
                            seed=config.train.seed)
-    summaries = {}
+    summaries, timing = {}, {}
     for stage in config_lib.STAGES:
         if stage not in config.stages:
             continue
@@ -155,10 +157,14 @@ def run(config, run_dir, *, skip_completed=False):
                                     key=config_lib.STAGES.index)
         with open(os.path.join(run_dir, RUN_STATE), "w") as f:
             json.dump(state, f)
+        timing[stage] = round(time.time() - stage_start, 1)
         details = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in summaries[stage].items())
         print(f"[{stage}] done in {time.time() - stage_start:.1f} s: {details}", flush=True)
-    print(f"all stages done in {time.time() - start:.1f} s; outputs in {run_dir}", flush=True)
+    total = time.time() - start
+    with open(os.path.join(run_dir, "timing.json"), "w") as f:
+        json.dump({"stages": timing, "total_seconds": round(total, 1)}, f, indent=2)
+    print(f"all stages done in {total:.1f} s; outputs in {run_dir}", flush=True)
     return summaries
 
 

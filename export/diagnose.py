@@ -11,9 +11,11 @@ the op's quantization step (RMSE / scale) ranks the layers; pure rounding gives
     ...                                  denylist=diagnose.pick_denylist(layers, count=2))
 """
 
+import contextlib
 import csv
 import io
 import math
+import warnings
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -23,6 +25,8 @@ from resnet_keras.backend import tf
 # The error of ideal round-to-nearest quantization, in quantization steps:
 # the standard deviation of a uniform distribution on [-0.5, 0.5].
 ROUNDING_RMSE_PER_SCALE = 1.0 / math.sqrt(12.0)
+# resnet_keras names its input normalization layers `preprocess_*` (models.py).
+_PREPROCESSING_PREFIX = "preprocess_"
 _STAT_FIELDS = ("num_elements", "stddev", "mean_error", "max_abs_error",
                 "mean_squared_error")
 # Ops that only convert types (or stand for a delegated partition): not layers
@@ -35,10 +39,22 @@ def _check_images(model, images, name):
     expected = tuple(model.input_shape[1:])
     if images.ndim != 4 or len(images) == 0 or any(
             e is not None and e != s for e, s in zip(expected, images.shape[1:])):
-        raise ValueError(f"{name} must be a non-empty float array (N, {', '.join(map(str, expected))}) "
-                         f"of raw pixels in [0, 255] matching the model input, "
-                         f"got shape {images.shape}.")
+        shape = ", ".join(map(str, expected))
+        raise ValueError(f"{name} must be a non-empty float array (N, {shape}) of raw "
+                         f"pixels in [0, 255] matching the model input, got shape "
+                         f"{images.shape}.")
     return images
+
+
+@contextlib.contextmanager
+def _quiet_debugger():
+    """Silences warnings from inside the debugger that the caller cannot act on:
+    the deprecation of the tf.lite.Interpreter it builds, and the converter's
+    note on input statistics (the calibration supplies them)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        yield
 
 
 def _debugger(model, calibration_images, *, debug_images=None, denylist=None):
@@ -57,8 +73,9 @@ def _debugger(model, calibration_images, *, debug_images=None, denylist=None):
     # Default target ops (not INT8-only): a denylisted op must be able to stay float.
     options = tf.lite.experimental.QuantizationDebugOptions(
         denylisted_nodes=list(denylist) if denylist else None)
-    return tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=debug, debug_options=options)
+    with _quiet_debugger():
+        return tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=debug, debug_options=options)
 
 
 def _keras_layers(tensor_name, model):
@@ -136,7 +153,7 @@ def layer_errors(model, calibration_images, *, top_k=10, debug_images=None):
     return [{"rank": layer.pop("rank"), **layer} for layer in layers]
 
 
-def pick_denylist(layers, *, count=3, min_rmse_per_scale=None):
+def pick_denylist(layers, *, count=3, min_rmse_per_scale=None, skip_preprocessing=True):
     """The tensor names to keep in float: the worst `count` layers.
 
     Args:
@@ -144,6 +161,11 @@ def pick_denylist(layers, *, count=3, min_rmse_per_scale=None):
         count: int, at most this many layers.
         min_rmse_per_scale: float, only layers with at least this error;
             None takes the top `count` whatever their error.
+        skip_preprocessing: leave out the input normalization
+            (`preprocess_*` layers). Integer pixels minus a mean of 127.5 are
+            half-integers, so its int8 output is always half a step off and
+            tops the ranking; keeping it in float gains nothing, because the
+            first convolution requantizes its input anyway.
 
     Returns:
         A list of tensor names for `selective_int8(denylist=...)`.
@@ -154,6 +176,9 @@ def pick_denylist(layers, *, count=3, min_rmse_per_scale=None):
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, got {count!r}.")
     ranked = [layer for layer in layers if layer.get("rmse_per_scale") is not None]
+    if skip_preprocessing:
+        ranked = [layer for layer in ranked if not layer.get("keras_layers") or not all(
+            name.startswith(_PREPROCESSING_PREFIX) for name in layer["keras_layers"])]
     if min_rmse_per_scale is not None:
         ranked = [layer for layer in ranked if layer["rmse_per_scale"] >= min_rmse_per_scale]
     return [layer["tensor_name"] for layer in ranked[:count]]
@@ -211,5 +236,6 @@ def selective_int8(model, calibration_images, *, denylist):
             raise ValueError(f"denylist entry {name!r} names no quantized op of "
                              f"{model.name}; valid tensor names:\n  {shown}")
         nodes.extend(m for m in matches if m not in nodes)
-    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
+    with _quiet_debugger():
+        debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
     return debugger.get_nondebug_quantized_model()

@@ -296,7 +296,7 @@ def _pad(graph, op):
 
 
 def _pad_caveat(graph, op):
-    paddings = graph.value(op.inputs[1])
+    paddings = graph.value(op.inputs[1]) if len(op.inputs) > 1 else None
     rows = np.asarray(paddings).reshape(-1, 2) if paddings is not None else np.zeros((0, 2))
     if len(rows) == 4 and np.any(rows[3] != 0):
         # ResNet's parameter-free shortcut (option A) pads channels this way.
@@ -325,6 +325,8 @@ def _softmax(graph, op):
 
 def _squeeze(graph, op):
     shape = graph.shape(op.inputs[0])
+    if not shape:
+        return None
     dims = getattr(_options(op), "squeezeDims", None)
     dropped = ({int(d) % len(shape) for d in dims} if dims is not None and len(dims)
                else {i for i, d in enumerate(shape) if d == 1})
@@ -344,7 +346,7 @@ def _strided_slice(graph, op):
 
 
 def _prelu(graph, op):
-    alpha = graph.shape(op.inputs[1])
+    alpha = graph.shape(op.inputs[1]) if len(op.inputs) > 1 else []
     return None if sum(d > 1 for d in alpha[:-1]) == 0 else (
         f"alpha shape {alpha} varies along more than the innermost dimension")
 
@@ -362,6 +364,13 @@ def _constant_weights(graph, op):
     return None
 
 
+def _constant_filter(graph, op):
+    """TRANSPOSE_CONV's operands are (output shape, filter, input[, bias])."""
+    filters = op.inputs[1:2]
+    return next((f"filter '{graph.name(t)}' is not a compile-time constant"
+                 for t in filters if t >= 0 and not graph.is_constant(t)), None)
+
+
 def _both(*checks):
     def check(graph, op):
         return next((r for r in (c(graph, op) for c in checks) if r), None)
@@ -375,9 +384,7 @@ _OP_CHECKS = {
     "CONV_2D": _both(_same_dilation, _constant_weights),
     "DEPTHWISE_CONV_2D": _both(_same_dilation, _constant_weights),
     "FULLY_CONNECTED": _both(_fully_connected, _constant_weights),
-    "TRANSPOSE_CONV": lambda graph, op: next(
-        (f"filter '{graph.name(t)}' is not a compile-time constant" for t in op.inputs[1:2]
-         if t >= 0 and not graph.is_constant(t)), None),
+    "TRANSPOSE_CONV": _constant_filter,
     "MEAN": _mean,
     "SUM": _no_batch_axis,
     "REDUCE_MAX": _no_batch_axis,
@@ -408,54 +415,74 @@ def _check_op(graph, index, op, model):
         return {**entry, "supported": True,
                 "reason": "already compiled for the Edge TPU by edgetpu_compiler"}
     if name == "DEQUANTIZE":
+        source = (f"'{graph.name(op.inputs[0])}' ({graph.dtype(op.inputs[0])})" if op.inputs
+                  else "its input")
+        target = graph.dtype(outputs[0]) if outputs else "float"
         return {**entry, "supported": False,
-                "reason": f"DEQUANTIZE turns '{graph.name(op.inputs[0])}' "
-                          f"({graph.dtype(op.inputs[0])}) into "
-                          f"{graph.dtype(outputs[0]) if outputs else 'float'}: the model "
-                          f"is not fully integer from here on"}
+                "reason": f"DEQUANTIZE turns {source} into {target}: the model is not fully "
+                          f"integer from here on"}
     if name not in SUPPORTED_OPS:
         return {**entry, "supported": False,
                 "reason": f"{name} is not in the Edge TPU's supported operations"}
     problems = _tensor_problems(graph, op)
     if not problems and name in _OP_CHECKS:
-        reason = _OP_CHECKS[name](graph, op)
+        try:
+            reason = _OP_CHECKS[name](graph, op)
+        except IndexError:
+            # Operands missing against the op's TFLite definition: say so, do not crash.
+            reason = "its operands do not match the TFLite definition of the op"
         if reason:
             problems.append(f"{name}: {reason} (documented limit: {SUPPORTED_OPS[name]})")
     if problems:
         return {**entry, "supported": False, "reason": "; ".join(problems)}
     reason = "in the supported-operations table"
-    if name == "QUANTIZE":
+    if name == "QUANTIZE" and op.inputs and outputs:
         reason = (f"requantizes {graph.dtype(op.inputs[0])} to {graph.dtype(outputs[0])} "
                   f"(Quantize is supported)")
     elif SUPPORTED_OPS[name]:
         reason += f"; documented limit holds: {SUPPORTED_OPS[name]}"
-    caveat = _CAVEATS[name](graph, op) if name in _CAVEATS else None
+    try:
+        caveat = _CAVEATS[name](graph, op) if name in _CAVEATS else None
+    except IndexError:
+        caveat = None
     if caveat:
         reason += f"; note: {caveat}"
     return {**entry, "supported": True, "reason": reason}
 
 
+def _listing(indices, limit=6):
+    shown = ", ".join(f"#{i}" for i in indices[:limit])
+    return shown + (f", ... ({len(indices)} in all)" if len(indices) > limit else "")
+
+
 def _notes(graph, model, ops):
     notes = []
     for t in list(graph.subgraph.inputs) + list(graph.subgraph.outputs):
-        signature = graph.signature(t)
-        if signature and signature[0] < 0:
-            notes.append(
-                f"'{graph.name(t)}' has a dynamic batch dimension in its shape signature "
-                f"{signature}; the compiler uses the stored size {graph.shape(t)}, but "
-                f"delegates that need static sizes want the batch fixed to 1 at conversion")
-            break
+        signature, shape = graph.signature(t), graph.shape(t)
+        if not any(d < 0 for d in signature):
+            continue
+        what = ("a dynamic batch dimension" if all(d >= 0 for d in signature[1:])
+                else "dynamic dimensions")
+        notes.append(f"'{graph.name(t)}' has {what} in its shape signature {signature}; the "
+                     f"compiler uses the stored size {shape}, but delegates that need static "
+                     f"sizes want them fixed (batch 1) at conversion")
+        break
+    if not ops:
+        notes.append("the main subgraph has no operators: there is nothing to map")
     if len(model.subgraphs) > 1:
         notes.append(f"the file has {len(model.subgraphs)} subgraphs; only the main one "
                      f"is checked, and the compiler maps a single subgraph")
-    conversions = [f"#{op['index']} {op['op']}" for op in ops
-                   if op["op"] in ("QUANTIZE", "DEQUANTIZE")]
-    if conversions:
-        notes.append("type conversions in the graph: " + ", ".join(conversions))
-    caveats = [f"#{op['index']} {op['op']}" for op in ops if "; note: " in op["reason"]]
+    for name in ("QUANTIZE", "DEQUANTIZE"):
+        found = [op["index"] for op in ops if op["op"] == name]
+        if found:
+            notes.append(f"{name} ops at {_listing(found)}: "
+                         + ("type conversions, mapped when they convert between 8-bit types"
+                            if name == "QUANTIZE" else "they output float, which the Edge TPU "
+                            "cannot run"))
+    caveats = [op["index"] for op in ops if "; note: " in op["reason"]]
     if caveats:
-        notes.append("ops that need the current supported-ops table (older compilers may leave them on the CPU): " + ", ".join(caveats)
-                     + "; see each op's reason")
+        notes.append(f"ops {_listing(caveats)} need the current supported-ops table (older "
+                     f"compilers may leave them on the CPU); see each op's reason")
     return notes
 
 

@@ -278,8 +278,15 @@ def _edgetpu_section(report):
                          f"would run on the CPU, starting with {ops[first]['op']}: "
                          f"{ops[first]['reason']}")
             else:
-                head += "not compatible"
+                head += ("not compatible: the documented rules pass, the compiler did not "
+                         "map every op")
         lines.append(head)
+        broken = [f"#{op['index']} {op['op']}" for op in edgetpu.get("ops") or []
+                  if not op.get("supported")]
+        if len(broken) > 1:
+            shown = ", ".join(broken[:8]) + (f", ... ({len(broken)} in all)"
+                                             if len(broken) > 8 else "")
+            lines.append(f"  - ops that break the rules: {shown}")
         compiler = edgetpu.get("compiler")
         if compiler is None:
             lines.append("  - compiler: not run")
@@ -321,6 +328,9 @@ def _diagnosis_section(report, reference):
     lines += ["", "### Selective int8 (worst layers kept in float)", ""]
     if not selective:
         lines.append("Not run.")
+        return lines
+    if selective.get("applied") is False:
+        lines.append(f"Not applied: {selective.get('reason') or 'below the threshold'}.")
         return lines
     denylist = selective.get("denylist") or []
     lines.append(f"Kept in float: {', '.join(f'`{name}`' for name in denylist) or _DASH}.")

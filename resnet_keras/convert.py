@@ -172,8 +172,9 @@ def convert_torchvision_state_dict(state_dict, model) -> None:
         layer_name = _keras_layer_name(module)
         if layer_name is None:
             raise ValueError(f"State dict key {key!r} is not a torchvision ResNet parameter "
-                             f"(expected conv1.*, bn1.*, layerN.i.*, fc.*). Strip any "
-                             f"wrapper prefix from the keys, or use read_state_dict.")
+                             f"(expected conv1.*, bn1.*, layerN.i.*, fc.*): the checkpoint "
+                             f"is of another architecture, or its keys carry a prefix "
+                             f"other than 'module.'; strip it.")
         if param in _IGNORED_PARAMS:
             continue
         if layer_name == "predictions" and layer_name not in layers_by_name:
@@ -184,7 +185,7 @@ def convert_torchvision_state_dict(state_dict, model) -> None:
                              f"of another network; check the model name.")
         groups.setdefault(layer_name, {})[param] = (key, _as_numpy(value))
 
-    assignments = []
+    assignments = []  # (Keras variable, value)
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -193,15 +194,16 @@ def convert_torchvision_state_dict(state_dict, model) -> None:
             raise ValueError(f"Layer {layer.name!r} of {model.name} has no torchvision "
                              f"counterpart; build the model with variant='v1.5'.")
         params = groups.pop(layer.name, {})
-        values = []
         for weight in layer.weights:
-            suffix = weight.name.split("/")[-1].split(":")[0]
-            key = f"{module}.{_TORCH_PARAM[suffix]}"
-            if _TORCH_PARAM[suffix] not in params:
-                raise ValueError(f"State dict lacks key {key!r} for layer {layer.name!r} of "
-                                 f"{model.name}: the checkpoint is incomplete or of a "
-                                 f"smaller network; check the model name.")
-            key, array = params.pop(_TORCH_PARAM[suffix])
+            param = _TORCH_PARAM.get(weight.name.split("/")[-1].split(":")[0])
+            if param is None:
+                raise ValueError(f"Weight {weight.name!r} of {model.name} has no torchvision "
+                                 f"counterpart; build the model with variant='v1.5'.")
+            if param not in params:
+                raise ValueError(f"State dict lacks key '{module}.{param}' for layer "
+                                 f"{layer.name!r} of {model.name}: the checkpoint is "
+                                 f"incomplete or of a smaller network; check the model name.")
+            key, array = params.pop(param)
             expected = _torch_shape(tuple(weight.shape), layer)
             if array.shape != expected:
                 hint = (" Pass classes matching the checkpoint's fc.weight."
@@ -209,16 +211,17 @@ def convert_torchvision_state_dict(state_dict, model) -> None:
                 raise ValueError(f"State dict key {key!r} has shape {tuple(array.shape)}, but "
                                  f"layer {layer.name!r} of {model.name} needs {expected} "
                                  f"(torch layout).{hint}")
-            values.append(_to_keras(array, layer).astype(weight.dtype.as_numpy_dtype))
+            assignments.append(
+                (weight, _to_keras(array, layer).astype(weight.dtype.as_numpy_dtype)))
         if params:
             key = next(iter(params.values()))[0]
             raise ValueError(f"State dict key {key!r} has no counterpart in layer "
-                             f"{layer.name!r} of {model.name}; build the model with "
-                             f"variant='v1.5'.")
-        assignments.append((layer, values))
+                             f"{layer.name!r} of {model.name}, which holds only "
+                             f"{[w.name for w in layer.weights]}: the checkpoint is not a "
+                             f"torchvision ResNet.")
     # Everything fitted: only now touch the model, so a failure leaves it intact.
-    for layer, values in assignments:
-        layer.set_weights(values)
+    # One batched assignment rather than one TF call per layer.
+    keras.backend.batch_set_value(assignments)
 
 
 def _unwrap(obj, path):

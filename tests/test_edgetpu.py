@@ -89,7 +89,8 @@ def test_unsupported_op_is_reported_not_raised(tmp_path, no_compiler):
     path.write_bytes(_convert(keras.Model(inputs, outputs), int8=True))
     result = edgetpu.check(path)
     leaky = next(op for op in result["ops"] if op["op"] == "LEAKY_RELU")
-    assert not leaky["supported"] and "not in the Edge TPU's supported operations" in leaky["reason"]
+    assert not leaky["supported"]
+    assert "not in the Edge TPU's supported operations" in leaky["reason"]
     assert result["first_cpu_op"] == leaky["index"] and not result["compatible"]
     placements = [op["placement"] for op in result["ops"]]
     assert placements == ["edgetpu"] * leaky["index"] + ["cpu"] * (len(placements) - leaky["index"])
@@ -178,7 +179,10 @@ def _fake_compiler(folder, stdout, log, *, exit_code=0):
         done
         model="$1"
         stem=$(basename "$model" .tflite)
-        if [ {exit_code} -ne 0 ]; then echo "ERROR: Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'"; exit {exit_code}; fi
+        if [ {exit_code} -ne 0 ]; then
+          echo "ERROR: Didn't find op for builtin opcode 'FULLY_CONNECTED' version '12'"
+          exit {exit_code}
+        fi
         cp "$model" "$out/${{stem}}_edgetpu.tflite"
         cat > "$out/${{stem}}_edgetpu.log" <<'LOG'
         {log}
@@ -186,8 +190,7 @@ def _fake_compiler(folder, stdout, log, *, exit_code=0):
         cat <<'STDOUT'
         {stdout}
         STDOUT
-        """).format(exit_code=exit_code, log=log,
-                    stdout=stdout))
+        """).format(exit_code=exit_code, log=log, stdout=stdout))
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return script
 

@@ -124,6 +124,15 @@ def test_verdict_follows_the_numbers(report):
     assert "int8 is good enough; ship int8_qat" in report_lib.verdict(bad)
 
 
+def test_selective_not_applied_renders_its_reason(report):
+    report["diagnosis"]["selective"] = {
+        "applied": False, "int8_drop_points": 0.28, "threshold_points": 1.0,
+        "reason": "int8 PTQ drop 0.28 points is within the 1-point threshold"}
+    markdown = report_lib.render_markdown(report)
+    assert "Not applied: int8 PTQ drop 0.28 points is within the 1-point threshold." in markdown
+    assert "selective int8) gives" not in markdown
+
+
 def test_missing_optional_parts_render(report):
     report["diagnosis"] = None
     for entry in report["variants"]:

@@ -20,17 +20,40 @@ def _tf_config_workers() -> int:
 
 
 def split_cpu(replicas: int) -> list[str]:
-    """Splits the CPU into `replicas` logical devices (must run before TF starts).
+    """Splits the CPU into `replicas` logical devices (before TF's runtime starts).
 
     Lets MirroredStrategy be exercised and tested on a machine with no GPU.
+
+    Raises:
+        RuntimeError: the runtime started earlier with fewer CPU devices.
     """
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * replicas)
     except RuntimeError:
-        pass  # Already initialized, e.g. a second run in one process: keep what exists.
-    return [d.name for d in tf.config.list_logical_devices("CPU")][:replicas]
+        pass  # Already configured in this process; checked just below.
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if len(devices) < replicas:
+        raise RuntimeError(f"{replicas} CPU replicas were asked for after TensorFlow started "
+                           f"with {len(devices)}; select the strategy first.")
+    return devices[:replicas]
+
+
+_STRATEGIES = {}
+
+
+def strategy_for(train_config):
+    """The process's one strategy for `train_config` (created once, at start-up).
+
+    MultiWorkerMirroredStrategy and logical CPU devices must exist before any
+    other TensorFlow op runs, so train.py calls this before loading data.
+    """
+    key = (train_config.distribute, train_config.cpu_replicas)
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = select_strategy(train_config.distribute,
+                                           cpu_replicas=train_config.cpu_replicas)
+    return _STRATEGIES[key]
 
 
 def select_strategy(kind="auto", *, cpu_replicas=1):
@@ -69,6 +92,14 @@ def select_strategy(kind="auto", *, cpu_replicas=1):
             return tf.distribute.MirroredStrategy()
         return tf.distribute.MirroredStrategy(split_cpu(max(cpu_replicas, 2)))
     return tf.distribute.get_strategy()
+
+
+def strategy_name(strategy) -> str:
+    """The public name of a strategy (the classes behind some are private)."""
+    for name in ("MultiWorkerMirroredStrategy", "TPUStrategy", "MirroredStrategy"):
+        if isinstance(strategy, getattr(tf.distribute, name)):
+            return name
+    return "default strategy"
 
 
 def has_gpu() -> bool:

@@ -219,7 +219,7 @@ def train(config, run_dir, dataset) -> dict:
     cfg = config.train
     tf.keras.utils.set_random_seed(cfg.seed)
     distribute.set_mixed_precision(distribute.resolve_switch(cfg.mixed_precision))
-    strategy = distribute.select_strategy(cfg.distribute, cpu_replicas=cfg.cpu_replicas)
+    strategy = distribute.strategy_for(cfg)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
     if global_batch > dataset.num_train:
@@ -233,7 +233,7 @@ def train(config, run_dir, dataset) -> dict:
     jit = distribute.resolve_switch(cfg.xla)
     print(f"  {config.model.name} on {dataset.name}: {dataset.num_train} train / "
           f"{dataset.num_test} test images, {replicas} replica(s) "
-          f"({type(strategy).__name__}), global batch {global_batch}, lr {base_lr:g}, "
+          f"({distribute.strategy_name(strategy)}), global batch {global_batch}, lr {base_lr:g}, "
           f"{epochs} epochs x {steps_per_epoch} steps, mixed precision "
           f"{keras.mixed_precision.global_policy().name}, XLA {'on' if jit else 'off'}",
           flush=True)

@@ -1,0 +1,133 @@
+"""Converts a saved model to `.tflite` variants and checks each on a test split.
+
+    python -m export --model runs/x/last.keras --dataset digits
+    python -m export --model runs/x/last.keras --qat-model runs/x/qat.keras \\
+        --variants float32,int8,int8_qat --dataset digits --out runs/x/export
+
+Every file runs in LiteRT on the dataset's whole test split; the table gives
+its size, top-1 accuracy and top-1 agreement with the Keras model. The
+float32 file must reproduce the Keras model (top-1 agreement of at least
+`FLOAT32_MIN_AGREEMENT`), else the exit status is 1. The results are also
+written as `export.json` next to the files. Errors print one line and exit 2.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from export import tflite
+
+# Float32 TFLite differs from Keras only by kernel rounding order; a lower
+# agreement means the conversion changed the model.
+FLOAT32_MIN_AGREEMENT = 0.997
+RESULTS_FILE = "export.json"
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="the trained float model (.keras)")
+    parser.add_argument("--qat-model", help="the fine-tuned QAT model (.keras), for int8_qat")
+    parser.add_argument("--variants", help=f"comma-separated, from {', '.join(tflite.VARIANTS)}; "
+                        f"default all (int8_qat only with --qat-model)")
+    parser.add_argument("--dataset", required=True,
+                        help="dataset whose test split checks the files, e.g. digits")
+    parser.add_argument("--data-dir", help="data_dir for load_dataset (cifar, folder)")
+    parser.add_argument("--out", help="output folder (default: the model's folder)")
+    parser.add_argument("--calibration-size", type=int, default=tflite.DEFAULT_CALIBRATION_SIZE,
+                        help="training images for int8 calibration (default %(default)s)")
+    parser.add_argument("--io-dtype", default="uint8", help="integer variants' input/output "
+                        f"type: {' or '.join(tflite.IO_DTYPES)} (default %(default)s)")
+    return parser.parse_args(argv)
+
+
+def _variants(args):
+    if args.variants is None:
+        return [v for v in tflite.VARIANTS if v != "int8_qat" or args.qat_model]
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in tflite.VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"--variants {args.variants!r}: unknown {', '.join(unknown) or 'empty'}; "
+                         f"valid: {', '.join(tflite.VARIANTS)}.")
+    if "int8_qat" in variants and not args.qat_model:
+        raise ValueError("--variants int8_qat needs --qat-model PATH (the fine-tuned QAT model).")
+    return variants
+
+
+def _load_model(path, *, qat=False):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file {path} does not exist.")
+    if qat:
+        from quantization.qat import load_qat_model
+
+        return load_qat_model(path)
+    from resnet_keras.backend import keras
+
+    return keras.models.load_model(path, safe_mode=True)
+
+
+def run(args):
+    """Converts, evaluates and prints; returns the exit status."""
+    from export import evaluate
+    from resnet_keras.data import load_dataset
+
+    variants = _variants(args)
+    if args.io_dtype not in tflite.IO_DTYPES:
+        raise ValueError(f"--io-dtype {args.io_dtype!r}; valid: {', '.join(tflite.IO_DTYPES)}.")
+    model = _load_model(args.model)
+    qat_model = _load_model(args.qat_model, qat=True) if "int8_qat" in variants else None
+    height, width = model.input_shape[1:3]
+    dataset = load_dataset(args.dataset, data_dir=args.data_dir,
+                           image_size=height if args.dataset == "folder" else None)
+    if dataset.image_shape != tuple(model.input_shape[1:]):
+        raise ValueError(f"{args.dataset} images are {dataset.image_shape}, the model takes "
+                         f"{tuple(model.input_shape[1:])}.")
+    calibration = None
+    if "int8" in variants:
+        calibration = dataset.calibration_images(min(args.calibration_size, dataset.num_train))
+    out_dir = args.out or os.path.dirname(os.path.abspath(args.model))
+    paths = tflite.export_variants(model, out_dir=out_dir, variants=variants,
+                                   qat_model=qat_model, calibration_images=calibration,
+                                   io_dtype=args.io_dtype)
+
+    images, labels = dataset.test_arrays()
+    reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
+    keras_top1 = float((reference.argmax(-1) == labels).mean())
+    rows = []
+    for variant, path in paths.items():
+        result = evaluate.evaluate_tflite(path, images, labels, reference_predictions=reference)
+        rows.append({"variant": variant, "file": os.path.basename(path),
+                     "size_bytes": os.path.getsize(path), **result})
+
+    print(f"\n{dataset.num_test} {args.dataset} test images; Keras float top-1 "
+          f"{100 * keras_top1:.2f}%")
+    print(f"{'variant':<10}{'size MB':>9}{'top-1 %':>9}{'agree %':>9}{'max |diff|':>12}")
+    for row in rows:
+        print(f"{row['variant']:<10}{row['size_bytes'] / 1e6:>9.3f}{100 * row['top1']:>9.2f}"
+              f"{100 * row['agreement']:>9.2f}{row['max_abs_diff']:>12.2e}")
+    status = 0
+    float_row = next((row for row in rows if row["variant"] == "float32"), None)
+    if float_row is not None:
+        ok = float_row["agreement"] >= FLOAT32_MIN_AGREEMENT
+        print(f"float32 vs Keras: max |diff| {float_row['max_abs_diff']:.2e}, top-1 agreement "
+              f"{100 * float_row['agreement']:.2f}% (needs >= {100 * FLOAT32_MIN_AGREEMENT:.1f}%)"
+              f": {'OK' if ok else 'FAILED'}")
+        status = 0 if ok else 1
+    results = {"model": model.name, "dataset": args.dataset, "num_test": dataset.num_test,
+               "keras_top1": keras_top1, "io_dtype": args.io_dtype, "variants": rows}
+    with open(os.path.join(out_dir, RESULTS_FILE), "w") as f:
+        json.dump(results, f, indent=2)
+    return status
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

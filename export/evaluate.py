@@ -1,0 +1,167 @@
+"""Runs `.tflite` files with LiteRT: predictions, accuracy and single-image latency.
+
+Files run through `ai_edge_litert` (XNNPACK by default), one image per
+invoke: the exported files have a static batch of 1, as on a device.
+
+    >>> from export import evaluate
+    >>> scores = evaluate.predict_tflite("runs/x/resnet20_int8.tflite", images)
+    >>> evaluate.evaluate_tflite("runs/x/resnet20_int8.tflite", images, labels)
+    {'top1': 0.975, 'top5': 1.0}
+"""
+
+import os
+import time
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4-8 of every .tflite
+
+
+def load_interpreter(path, *, num_threads=None):
+    """Loads a `.tflite` file into a LiteRT interpreter with tensors allocated.
+
+    Args:
+        path: str or path-like.
+        num_threads: int, CPU threads for the kernels; None lets LiteRT choose.
+
+    Returns:
+        An `ai_edge_litert.interpreter.Interpreter`.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: the file is not a TFLite model (no `TFL3` identifier), or
+            LiteRT cannot load it (e.g. truncated).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"TFLite file {path} does not exist.")
+    with open(path, "rb") as f:
+        header = f.read(8)
+    if len(header) < 8 or header[4:8] != _IDENTIFIER:
+        raise ValueError(f"{path} is not a TFLite model: bytes 4-8 should be the flatbuffer "
+                         f"identifier {_IDENTIFIER!r}, got {header[4:8]!r} "
+                         f"({os.path.getsize(path)} bytes in all).")
+    try:
+        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"{path} is not a valid TFLite model (truncated or corrupt?); "
+                         f"LiteRT says: {str(e).strip()}") from None
+    return interpreter
+
+
+def predict_tflite(path, images, *, num_threads=None):
+    """Scores of a `.tflite` classifier for each image.
+
+    Args:
+        path: a `.tflite` file, or an interpreter from `load_interpreter`.
+        images: array-like `(N, H, W, 3)`, uint8 or float pixels in [0, 255].
+        num_threads: int or None, as `load_interpreter` (ignored when an
+            interpreter is given).
+
+    Returns:
+        np.ndarray float32 `(N, classes)`: the model's outputs, dequantized
+        for integer models.
+
+    Raises:
+        ValueError: the images do not have the model's input shape.
+    """
+    interpreter = (path if isinstance(path, Interpreter)
+                   else load_interpreter(path, num_threads=num_threads))
+    source = interpreter.get_input_details()[0]
+    target = interpreter.get_output_details()[0]
+    images = np.asarray(images)
+    expected = tuple(source["shape"][1:])
+    if images.ndim != 4 or images.shape[1:] != expected:
+        raise ValueError(f"images must have shape (N, {', '.join(map(str, expected))}) for "
+                         f"this model; got {images.shape}.")
+    inputs = _quantize(images, source)
+    outputs = np.empty((len(images), *target["shape"][1:]), np.float32)
+    for i, x in enumerate(inputs):
+        interpreter.set_tensor(source["index"], x[None])
+        interpreter.invoke()
+        outputs[i] = _dequantize(interpreter.get_tensor(target["index"])[0], target)
+    return outputs
+
+
+def evaluate_tflite(path, images, labels, *, reference_predictions=None, num_threads=None):
+    """Accuracy of a `.tflite` classifier, and its agreement with a reference.
+
+    Args:
+        path: a `.tflite` file or an interpreter.
+        images: `(N, H, W, 3)` pixels in [0, 255].
+        labels: `(N,)` int class indices.
+        reference_predictions: optional `(N, classes)` scores of the model the
+            file came from (e.g. Keras's `model.predict`).
+        num_threads: int or None.
+
+    Returns:
+        dict with `top1` and `top5` (None when there are 5 classes or fewer)
+        as fractions; with a reference also `agreement` (fraction of images
+        with the same top-1 class) and `max_abs_diff` (largest absolute
+        difference of the scores).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    scores = predict_tflite(path, images, num_threads=num_threads)
+    result = {"top1": float(np.mean(scores.argmax(-1) == labels)), "top5": None}
+    if scores.shape[-1] > 5:
+        top5 = np.argsort(-scores, axis=-1)[:, :5]
+        result["top5"] = float(np.mean((top5 == labels[:, None]).any(-1)))
+    if reference_predictions is not None:
+        reference = np.asarray(reference_predictions, np.float32)
+        result["agreement"] = float(np.mean(scores.argmax(-1) == reference.argmax(-1)))
+        result["max_abs_diff"] = float(np.abs(scores - reference).max())
+    return result
+
+
+def measure_latency(path, *, num_threads, runs=50, warmup=5):
+    """Wall-clock time of one single-image invoke, after `warmup` untimed ones.
+
+    Args:
+        path: a `.tflite` file.
+        num_threads: int, CPU threads (1 for the single-core figure), or None.
+        runs: int, timed invokes.
+        warmup: int, untimed invokes first (XNNPACK packs weights lazily).
+
+    Returns:
+        dict(median_ms, min_ms, max_ms).
+    """
+    interpreter = load_interpreter(path, num_threads=num_threads)
+    source = interpreter.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    interpreter.set_tensor(source["index"], _quantize(
+        rng.uniform(0, 255, source["shape"]).astype(np.float32), source))
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"median_ms": float(np.median(times)), "min_ms": float(np.min(times)),
+            "max_ms": float(np.max(times))}
+
+
+def _quantize(images, detail):
+    """Pixels as the input tensor's dtype (exact for uint8 scale 1, zero point 0)."""
+    dtype = detail["dtype"]
+    if not np.issubdtype(dtype, np.integer):
+        return images.astype(dtype)
+    scale, zero_point = detail["quantization"]
+    if scale == 0:  # an integer input that is not quantized
+        return images.astype(dtype)
+    if images.dtype == dtype and scale == 1.0 and zero_point == 0:
+        return images
+    info = np.iinfo(dtype)
+    q = np.round(images.astype(np.float32) / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _dequantize(values, detail):
+    if not np.issubdtype(detail["dtype"], np.integer):
+        return values.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    if scale == 0:
+        return values.astype(np.float32)
+    return (values.astype(np.float32) - zero_point) * scale

@@ -1,0 +1,152 @@
+"""The `export` and `report` stages of train.py over a run directory.
+
+`export_run` writes every TFLite variant and its Android bundle; `report_run`
+evaluates each on the whole test split with LiteRT, next to the Keras float
+model, and writes report.json first, then report.md and report.png from it.
+"""
+
+import datetime
+import json
+import os
+import platform
+
+import numpy as np
+
+from export import android, diagnose, edgetpu, evaluate, report as report_lib, tflite
+from quantization.finetune import load_float_model, load_run_qat_model
+
+EXPORT_DIR = "export"
+MANIFEST = "manifest.json"
+
+
+def _manifest_path(run_dir):
+    return os.path.join(run_dir, EXPORT_DIR, MANIFEST)
+
+
+def export_run(config, run_dir, dataset) -> dict:
+    """Converts the run's float (and QAT) model to every configured variant.
+
+    Returns:
+        dict variant -> path of the `.tflite` file (also written as
+        export/manifest.json).
+    """
+    cfg = config.export
+    unknown = [v for v in cfg.variants if v not in tflite.VARIANTS]
+    if unknown:
+        raise ValueError(f"Unknown export variant {unknown[0]!r}. Valid variants: "
+                         f"{', '.join(tflite.VARIANTS)}.")
+    model = load_float_model(run_dir)
+    qat_model = load_run_qat_model(run_dir) if "int8_qat" in cfg.variants else None
+    calibration = dataset.calibration_images(min(cfg.calibration_size, dataset.num_train),
+                                             seed=config.train.seed)
+    out_dir = os.path.join(run_dir, EXPORT_DIR)
+    paths = tflite.export_variants(model, out_dir=out_dir, variants=cfg.variants,
+                                   qat_model=qat_model, calibration_images=calibration,
+                                   io_dtype=cfg.io_dtype)
+    with open(_manifest_path(run_dir), "w") as f:
+        json.dump({v: os.path.basename(p) for v, p in paths.items()}, f, indent=2)
+    return paths
+
+
+def _top_k(scores, labels, k):
+    top = np.argsort(-scores, axis=1)[:, :k]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None, check=None):
+    top1 = _top_k(scores, labels, 1)
+    return {
+        "variant": variant,
+        "file": os.path.basename(file) if file else None,
+        "size_bytes": os.path.getsize(file) if file else None,
+        "top1": top1,
+        "top5": _top_k(scores, labels, 5) if scores.shape[1] > 5 else None,
+        "top1_delta_points": round(100 * (top1 - float_top1), 4),
+        "agreement": float(np.mean(np.argmax(scores, 1) == np.argmax(reference, 1))),
+        "latency_ms": latency,
+        "edgetpu": check,
+    }
+
+
+def _selective(model, calibration, layers, *, out_dir, name, images, labels, reference,
+               float_top1, int8_top1, threshold):
+    """Keeps the worst layers in float when the int8 drop exceeds `threshold` points."""
+    drop = 100 * (float_top1 - int8_top1)
+    if drop <= threshold:
+        return {"applied": False, "int8_drop_points": round(drop, 4),
+                "threshold_points": threshold,
+                "reason": f"int8 PTQ drop {drop:.2f} points is within the "
+                          f"{threshold:g}-point threshold"}
+    denylist = diagnose.pick_denylist(layers)
+    path = os.path.join(out_dir, f"{name}_int8_selective.tflite")
+    with open(path, "wb") as f:
+        f.write(diagnose.selective_int8(model, calibration, denylist=denylist))
+    entry = _entry("int8_selective", file=path,
+                   scores=evaluate.predict_tflite(path, images), labels=labels,
+                   reference=reference, float_top1=float_top1)
+    return {"applied": True, "int8_drop_points": round(drop, 4), "threshold_points": threshold,
+            "denylist": denylist, **entry}
+
+
+def report_run(config, run_dir, dataset) -> dict:
+    """Evaluates the Keras float model and every exported file; writes the report.
+
+    Returns:
+        The report dict (as written to report.json).
+
+    Raises:
+        FileNotFoundError: the run has no exported files yet.
+    """
+    if not os.path.exists(_manifest_path(run_dir)):
+        raise FileNotFoundError(
+            f"{run_dir} has no exported models ({EXPORT_DIR}/{MANIFEST}). Run the export "
+            f"stage first: python train.py --stages export,report --run-dir {run_dir}")
+    with open(_manifest_path(run_dir)) as f:
+        manifest = json.load(f)
+    out_dir = os.path.join(run_dir, EXPORT_DIR)
+    model = load_float_model(run_dir)
+    images, labels = dataset.test_arrays()
+    labels = np.asarray(labels)
+    reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
+    float_top1 = _top_k(reference, labels, 1)
+    entries = [_entry("keras_float", file=None, scores=reference, labels=labels,
+                      reference=reference, float_top1=float_top1)]
+    runs = config.export.latency_runs
+    for variant, file_name in manifest.items():
+        path = os.path.join(out_dir, file_name)
+        latency = {"1_thread": evaluate.measure_latency(path, num_threads=1, runs=runs),
+                   "all_threads": evaluate.measure_latency(path, num_threads=os.cpu_count(),
+                                                           runs=runs)}
+        entries.append(_entry(variant, file=path, scores=evaluate.predict_tflite(path, images),
+                              labels=labels, reference=reference, float_top1=float_top1,
+                              latency=latency, check=edgetpu.check(path)))
+        bundle_entry = entries[-1]
+        android.write_bundle(path, out_dir=os.path.join(run_dir, "android", variant),
+                             labels=list(dataset.class_names), report_entry=bundle_entry)
+        print(f"  {variant}: top-1 {bundle_entry['top1']:.4f}, "
+              f"{bundle_entry['size_bytes'] / 1024:.0f} KiB, "
+              f"{latency['all_threads']['median_ms']:.2f} ms", flush=True)
+
+    diagnosis = None
+    int8 = next((e for e in entries if e["variant"] == "int8"), None)
+    if int8 is not None:
+        calibration = dataset.calibration_images(
+            min(config.export.calibration_size, dataset.num_train), seed=config.train.seed)
+        layers = diagnose.layer_errors(model, calibration, top_k=10)
+        diagnosis = {"layers": layers, "selective": _selective(
+            model, calibration, layers, out_dir=out_dir, name=model.name, images=images,
+            labels=labels, reference=reference, float_top1=float_top1,
+            int8_top1=int8["top1"], threshold=config.export.selective_threshold)}
+
+    report = {
+        "model": config.model.name,
+        "dataset": dataset.name,
+        "num_test": int(len(labels)),
+        "num_classes": int(dataset.num_classes),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "variants": entries,
+        "diagnosis": diagnosis,
+    }
+    report_lib.write(report, run_dir)
+    return report

@@ -1,0 +1,217 @@
+"""Converts a trained model into `.tflite` files, one per quantization variant.
+
+The closed set of variants follows tensorflow/models' export_tflite_lib; each
+file has a static batch-1 input of raw RGB pixels, the shape the Edge TPU
+compiler and phones expect:
+
+    >>> from export import tflite
+    >>> data = tflite.convert(model, "int8", calibration_images=images[:256])
+    >>> paths = tflite.export_variants(model, out_dir="runs/x", qat_model=qat,
+    ...                                calibration_images=images[:256])
+
+- `float32`: the float graph as is.
+- `fp16`: float16 weights, float32 compute where the runtime prefers it.
+- `dynamic`: int8 weights, activations quantized on the fly (no calibration).
+- `int8`: full-integer post-training quantization calibrated on
+  `calibration_images`; int8 ops only, `uint8` or `int8` input and output.
+- `int8_qat`: full integer from a quantization-aware-trained model
+  (`quantization.qat.quantize_model`), same integer input and output.
+"""
+
+import os
+import time
+
+import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+
+from resnet_keras.backend import tf
+
+VARIANTS = ("float32", "fp16", "dynamic", "int8", "int8_qat")
+IO_DTYPES = ("uint8", "int8")
+# Enough images for stable min/max calibration of a ResNet (the TFLite guide
+# suggests 100-500); the command line draws this many by default.
+DEFAULT_CALIBRATION_SIZE = 256
+
+_INTEGER_VARIANTS = ("int8", "int8_qat")
+_QAT_LAYER_TYPES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
+_OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
+             if not name.startswith("_")}
+
+
+def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
+    """Converts a tf_keras model into one `.tflite` variant.
+
+    Args:
+        model: the trained float model; for `int8_qat`, the QAT model from
+            `quantization.qat.quantize_model` (fine-tuned).
+        variant: one of `VARIANTS`.
+        calibration_images: for `int8` only: array-like `(N, H, W, 3)` of
+            float pixels in [0, 255] (the model's input shape), e.g.
+            `Dataset.calibration_images(DEFAULT_CALIBRATION_SIZE)`. All N
+            images are used.
+        io_dtype: `uint8` (default, the Edge TPU convention) or `int8`: the
+            input and output type of the integer variants; ignored by the
+            float ones. With `int8_qat` a uint8 input has scale 1, zero point 0.
+
+    Returns:
+        bytes, the `.tflite` flatbuffer, batch size 1.
+
+    Raises:
+        ValueError: an unknown variant or io_dtype (the message lists the
+            valid ones), missing or malformed calibration images (the message
+            gives the expected shape), a QAT model for a float variant or a
+            float model for `int8_qat`, or an integer variant in which some
+            ops stayed float.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown variant {variant!r}; valid: {', '.join(VARIANTS)}.")
+    if io_dtype not in IO_DTYPES:
+        raise ValueError(f"Unknown io_dtype {io_dtype!r}; valid: {', '.join(IO_DTYPES)}.")
+    _check_model_kind(model, variant)
+    if variant == "int8":
+        calibration_images = check_calibration_images(calibration_images, model)
+
+    converter = _converter(model)
+    if variant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if variant == "int8":
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration_images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if variant in _INTEGER_VARIANTS:
+        # int8_qat cannot also ask for TFLITE_BUILTINS_INT8: TF 2.21's converter
+        # then demands a representative dataset. `_check_integer_only` checks
+        # the result instead.
+        converter.inference_input_type = getattr(tf, io_dtype)
+        converter.inference_output_type = getattr(tf, io_dtype)
+    data = converter.convert()
+    if variant in _INTEGER_VARIANTS:
+        _check_integer_only(data, variant)
+    return data
+
+
+def export_variants(model, *, out_dir, variants=VARIANTS, qat_model=None,
+                    calibration_images=None, io_dtype="uint8"):
+    """Writes `<model name>_<variant>.tflite` for each variant into `out_dir`.
+
+    Prints one line per file: variant, seconds taken and size.
+
+    Args:
+        model: the trained float model (its name names the files).
+        out_dir: folder to write into; created if missing.
+        variants: iterable of names from `VARIANTS`.
+        qat_model: the QAT model; required for `int8_qat`.
+        calibration_images: required for `int8`; see `convert`.
+        io_dtype: `uint8` or `int8`; see `convert`.
+
+    Returns:
+        dict {variant: path of the written file}, in the order given.
+
+    Raises:
+        ValueError: as `convert`, checked for every variant before any
+            conversion starts; also `int8_qat` without `qat_model`.
+    """
+    variants = list(variants)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ValueError(f"Unknown variant(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+                         f"valid: {', '.join(VARIANTS)}.")
+    if io_dtype not in IO_DTYPES:
+        raise ValueError(f"Unknown io_dtype {io_dtype!r}; valid: {', '.join(IO_DTYPES)}.")
+    if "int8_qat" in variants and qat_model is None:
+        raise ValueError("Variant int8_qat needs qat_model, the model from "
+                         "quantization.qat.quantize_model after fine-tuning.")
+    if "int8" in variants:
+        calibration_images = check_calibration_images(calibration_images, model)
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {}
+    for variant in variants:
+        start = time.perf_counter()
+        source = qat_model if variant == "int8_qat" else model
+        data = convert(source, variant, calibration_images=calibration_images,
+                       io_dtype=io_dtype)
+        path = os.path.join(out_dir, f"{model.name}_{variant}.tflite")
+        with open(path, "wb") as f:
+            f.write(data)
+        paths[variant] = path
+        print(f"{variant:<9} {time.perf_counter() - start:6.1f} s  "
+              f"{len(data) / 1e6:8.3f} MB  {path}", flush=True)
+    return paths
+
+
+def check_calibration_images(images, model):
+    """Returns `images` as float32 `(N, H, W, C)` checked against `model`'s input.
+
+    Raises:
+        ValueError: None, empty, wrong rank or shape, or not finite; the
+            message gives the expected shape.
+    """
+    expected = (None, *model.input_shape[1:])
+    expected_text = f"(N, {', '.join(str(d) for d in expected[1:])})"
+    if images is None:
+        raise ValueError(f"Variant int8 needs calibration_images: float pixels in [0, 255] "
+                         f"of shape {expected_text}, a few hundred training images.")
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != len(expected):
+        raise ValueError(f"calibration_images must have shape {expected_text}; got rank "
+                         f"{images.ndim} array of shape {images.shape}.")
+    if len(images) == 0:
+        raise ValueError(f"calibration_images is empty; int8 needs at least one image of "
+                         f"shape {expected_text} (a few hundred are recommended).")
+    if any(e is not None and e != got for e, got in zip(expected[1:], images.shape[1:])):
+        raise ValueError(f"calibration_images must have shape {expected_text}; got "
+                         f"{images.shape}.")
+    if not np.isfinite(images).all():
+        raise ValueError("calibration_images contains NaN or infinite values.")
+    return images
+
+
+def _is_qat_model(model):
+    return any(type(layer).__name__ in _QAT_LAYER_TYPES for layer in model.layers)
+
+
+def _check_model_kind(model, variant):
+    if variant == "int8_qat" and not _is_qat_model(model):
+        raise ValueError(f"Variant int8_qat needs the QAT model from "
+                         f"quantization.qat.quantize_model; {model.name!r} has no "
+                         f"quantization wrappers.")
+    if variant != "int8_qat" and _is_qat_model(model):
+        raise ValueError(f"Variant {variant} converts the float model; {model.name!r} is a "
+                         f"QAT model, which converts as int8_qat.")
+
+
+def _converter(model):
+    """A TFLiteConverter for `model` with a static batch-1 input named `input`.
+
+    Converting a plain concrete function whose owner only tracks the
+    variables skips the Keras SavedModel serialization, which traces every
+    layer and takes 3-5x longer than the conversion itself.
+    """
+    spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32, name="input")
+    module = tf.Module()
+    module.variables_to_save = list(model.variables)
+    module.serve = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.serve.get_concrete_function()], module)
+
+
+def _check_integer_only(data, variant):
+    """Raises if an op of the converted model computes in float."""
+    model = schema.Model.GetRootAs(data, 0)
+    graph = model.Subgraphs(0)
+    floating = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        tensors = [*op.InputsAsNumpy(), *op.OutputsAsNumpy()]
+        if any(t >= 0 and graph.Tensors(t).Type() == schema.TensorType.FLOAT32
+               for t in tensors):
+            code = model.OperatorCodes(op.OpcodeIndex())
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            floating.append(f"{_OP_NAMES.get(builtin, builtin)} (op {i})")
+    if floating:
+        raise ValueError(
+            f"Variant {variant} is not integer-only: {len(floating)} ops compute in float: "
+            f"{', '.join(floating[:10])}{' ...' if len(floating) > 10 else ''}. A layer's "
+            f"output has no quantization range; see quantization.qat for what it rewrites.")

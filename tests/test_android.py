@@ -1,0 +1,92 @@
+"""Tests for export/android.py: the bundle and its model card."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+from export import android
+from resnet_keras.backend import keras, tf
+
+layers = keras.layers
+LABELS = ["cat", "dog", "bird"]
+
+
+@pytest.fixture(scope="module")
+def int8_file(tmp_path_factory):
+    """A tiny full-integer model with uint8 IO and the Normalization inside."""
+    inputs = layers.Input((8, 8, 3), name="input")
+    x = layers.Normalization(mean=[127.5] * 3, variance=[127.5 ** 2] * 3)(inputs)
+    x = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(len(LABELS), activation="softmax")(x)
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype(np.float32)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([image[None]] for image in images)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    path = tmp_path_factory.mktemp("model") / "tiny_int8.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_bundle_contents_and_card(int8_file, tmp_path):
+    entry = {"variant": "int8", "file": str(int8_file), "size_bytes": int8_file.stat().st_size,
+             "top1": 0.9, "top5": None, "top1_delta_points": -0.5, "agreement": 0.98,
+             "latency_ms": {"1_thread": {"median_ms": 0.2}, "all_threads": {"median_ms": 0.1}},
+             "edgetpu": {"compatible": True}}
+    folder = android.write_bundle(int8_file, out_dir=tmp_path / "bundle", labels=LABELS,
+                                  report_entry=entry)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "labels.txt", "model_card.json", "tiny_int8.tflite"]
+    assert (folder / "tiny_int8.tflite").read_bytes() == int8_file.read_bytes()
+    assert (folder / "labels.txt").read_text().splitlines() == LABELS
+
+    card = json.loads((folder / "model_card.json").read_text())
+    interpreter = Interpreter(model_path=str(int8_file))
+    for key, detail in (("input", interpreter.get_input_details()[0]),
+                        ("output", interpreter.get_output_details()[0])):
+        scale, zero_point = detail["quantization"]
+        assert card[key]["shape"] == detail["shape"].tolist()
+        assert card[key]["dtype"] == np.dtype(detail["dtype"]).name == "uint8"
+        assert card[key]["scale"] == pytest.approx(scale, rel=1e-7)
+        assert card[key]["zero_point"] == zero_point
+    assert card["input"]["pixels"] == \
+        "raw RGB 0..255, HWC, no normalization: it is inside the model"
+    assert card["input"]["feed_raw_bytes"] is (abs(card["input"]["scale"] - 1) < 1e-3
+                                               and card["input"]["zero_point"] == 0)
+    assert card["labels"] == LABELS and card["num_classes"] == len(LABELS)
+    assert card["size_bytes"] == int8_file.stat().st_size
+    assert card["sha256"] == hashlib.sha256(int8_file.read_bytes()).hexdigest()
+    assert card["report"]["top1"] == 0.9 and card["report"]["top1_delta_points"] == -0.5
+    assert card["report"]["latency_median_ms"] == {"1_thread": 0.2, "all_threads": 0.1}
+    assert card["report"]["edgetpu_compatible"] is True
+
+
+def test_bundle_without_report_entry(int8_file, tmp_path):
+    folder = android.write_bundle(int8_file, out_dir=tmp_path, labels=LABELS)
+    assert json.loads((folder / "model_card.json").read_text())["report"] is None
+
+
+@pytest.mark.parametrize("labels", [LABELS[:2], LABELS + ["fish"]])
+def test_label_count_must_match_the_classes(int8_file, tmp_path, labels):
+    with pytest.raises(ValueError, match=f"{len(labels)} labels given for a model with 3"):
+        android.write_bundle(int8_file, out_dir=tmp_path, labels=labels)
+
+
+def test_bad_labels_and_entries(int8_file, tmp_path):
+    with pytest.raises(ValueError, match="list of class names"):
+        android.write_bundle(int8_file, out_dir=tmp_path, labels="cat dog bird")
+    with pytest.raises(ValueError, match="one line"):
+        android.write_bundle(int8_file, out_dir=tmp_path, labels=["cat", "do\ng", "bird"])
+    with pytest.raises(ValueError, match="pass the entry of this file"):
+        android.write_bundle(int8_file, out_dir=tmp_path, labels=LABELS,
+                             report_entry={"variant": "float32", "size_bytes": 1})
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="could not be loaded as a TFLite model"):
+        android.write_bundle(junk, out_dir=tmp_path, labels=LABELS)
