@@ -31,7 +31,7 @@ def stage_train(config, run_dir, dataset):
 
 
 def stage_qat(config, run_dir, dataset):
-    from quantization.qat import fine_tune
+    from quantization.finetune import fine_tune
     result = fine_tune(config, run_dir, dataset)
     return {"qat test top-1": result["test_top1"]}
 

@@ -39,10 +39,12 @@ is rewritten here, in the QAT model only:
   point 0 and a uint8 image is fed without rounding.
 """
 
+import contextlib
 import os
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
 
 from resnet_keras.backend import keras
 
@@ -56,27 +58,52 @@ _SUPPORTED_ACTIVATIONS = ("relu", "relu6", "swish", "gelu", "linear", "softmax",
 _FOLDING_CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
 
-def quantize_scope():
-    """The custom-object scope in which QAT models are cloned, saved and loaded.
+class QuantizeLayer(quantize_layer.QuantizeLayer):
+    """tfmot's input QuantizeLayer, marked built after `build`.
 
-    Returns:
-        A context manager (tfmot's `quantize_scope`); `load_qat_model` uses it.
+    tfmot 0.8.1's `build` skips `Layer.build`, so loading a `.keras` file
+    builds it twice and finds 5 variables for 3 saved (tfmot PR #1123). The
+    class keeps tfmot's name because `.keras` weight paths derive from it.
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.built = True
+
+
+@contextlib.contextmanager
+def quantize_scope():
+    """The custom-object scope in which QAT models are saved and loaded.
+
+    tfmot's `quantize_scope` plus the `QuantizeLayer` fix above;
+    `load_qat_model` uses it.
 
     Example:
 
     >>> with quantize_scope():
     ...     model = keras.models.load_model("qat.keras", safe_mode=True)
     """
-    return _qk.quantize_scope()
+    # The inner scope wins: custom_object_scope updates one global dict.
+    with _qk.quantize_scope(), keras.utils.custom_object_scope(
+            {"QuantizeLayer": QuantizeLayer}):
+        yield
 
 
-def quantize_model(model):
+def quantize_model(model, *, calibration_images=None, batch_size=32):
     """Returns a QAT copy of a float model, ready to compile and fine-tune.
 
     Args:
         model: a built functional or Sequential tf_keras model, e.g. from
             `resnet_keras.build_model`; any registry network is supported.
             Its input is expected to be raw pixels in `INPUT_RANGE`.
+        calibration_images: optional `(N, H, W, 3)` float pixels (a few
+            hundred training images). Recommended: each activation
+            quantizer's range then starts at the float model's min/max on
+            these images instead of tfmot's [-6, 6], which its moving average
+            (decay 0.999) needs thousands of steps to leave; a short
+            fine-tuning would otherwise clip, e.g., the `caffe`-normalized
+            input (about [-124, 152]).
+        batch_size: int, batch size of the calibration pass.
 
     Returns:
         A new tf_keras `Model` whose layers are wrapped by tfmot
@@ -114,6 +141,9 @@ def quantize_model(model):
     with quantize_scope():
         qat = _qk.quantize_apply(annotated)
     _fix_input_range(qat)
+    _match_saved_layout(qat)
+    if calibration_images is not None:
+        _init_ranges(qat, model, calibration_images, batch_size=batch_size)
     return qat
 
 
@@ -229,3 +259,74 @@ def _fix_input_range(qat):
                 weight.assign(INPUT_RANGE[0])
             elif weight.name.endswith("_max:0"):
                 weight.assign(INPUT_RANGE[1])
+
+
+def _match_saved_layout(qat):
+    """Makes each wrapper own exactly the variables a rebuilt wrapper owns.
+
+    `quantize_apply` leaves a wrapper listing its inner layer's variables
+    (BN gamma, Dense bias) and its quantized kernel twice among its own, so a
+    `.keras` file would hold more variables per wrapper than the model that
+    `load_model` rebuilds from the file's config expects (tfmot PR #1123).
+    Training is unaffected: Keras deduplicates `trainable_weights` anyway.
+    """
+    for layer in qat.layers:
+        if not isinstance(layer, _qk.QuantizeWrapper):
+            continue
+        inner = {id(weight) for weight in layer.layer.weights}
+        for attribute in ("_trainable_weights", "_non_trainable_weights"):
+            own = {id(w): w for w in getattr(layer, attribute) if id(w) not in inner}
+            setattr(layer, attribute, list(own.values()))
+
+
+# Quantizer variables (`<kind>_min`, `<kind>_max`) of tfmot's wrappers, and
+# which float tensor each one quantizes: the wrapped layer's output, or for
+# `pre_activation` (e.g. the softmax Dense) its output before the activation.
+_RANGE_KINDS = ("output", "post_activation", "pre_activation")
+
+
+def _range_variables(qat):
+    """[(float layer name, kind, min variable, max variable)] of the QAT model."""
+    found = []
+    for layer in qat.layers:
+        if not isinstance(layer, _qk.QuantizeWrapper):
+            continue
+        by_name = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+        for kind in _RANGE_KINDS:
+            if f"{kind}_min" in by_name:
+                found.append((layer.layer.name, kind, by_name[f"{kind}_min"],
+                              by_name[f"{kind}_max"]))
+    return found
+
+
+def _pre_activation(layer):
+    """The layer applied again to its input with a linear activation."""
+    config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_logits"}
+    linear = type(layer).from_config(config)
+    output = linear(layer.input)
+    linear.set_weights(layer.get_weights())
+    return output
+
+
+def _init_ranges(qat, model, images, *, batch_size):
+    """Sets every activation quantizer's range to the float model's min/max."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1:] != tuple(model.input_shape[1:]) or not len(images):
+        raise ValueError(
+            f"calibration_images must have shape (N, {', '.join(map(str, model.input_shape[1:]))})"
+            f" with N >= 1; got {images.shape}.")
+    targets = _range_variables(qat)
+    outputs = [_pre_activation(model.get_layer(name)) if kind == "pre_activation"
+               else model.get_layer(name).output for name, kind, _, _ in targets]
+    probe = keras.Model(model.inputs, outputs)
+    low = np.full(len(targets), np.inf)
+    high = np.full(len(targets), -np.inf)
+    for start in range(0, len(images), batch_size):
+        values = probe(images[start:start + batch_size], training=False)
+        values = values if isinstance(values, list) else [values]
+        low = np.minimum(low, [float(np.min(v)) for v in values])
+        high = np.maximum(high, [float(np.max(v)) for v in values])
+    for (_, _, min_var, max_var), lo, hi in zip(targets, low, high):
+        # TFLite needs 0 inside every range (exact zero padding, ReLU).
+        min_var.assign(np.full(min_var.shape, min(lo, 0.0), np.float32))
+        max_var.assign(np.full(max_var.shape, max(hi, 0.0), np.float32))

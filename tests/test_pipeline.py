@@ -1,0 +1,87 @@
+"""Tests for export/pipeline.py through train.py: all four stages over one run directory."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = ["--train.epochs", "2", "--train.steps_per_epoch", "6", "--train.batch_size", "32",
+         "--qat.epochs", "1", "--export.calibration_size", "32", "--export.latency_runs", "5"]
+
+
+def run_train(args, timeout=900):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    result = run_train(["--run-dir", str(run_dir), *QUICK])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir, result.stdout
+
+
+def test_all_stages_write_report_and_files(finished_run):
+    run_dir, stdout = finished_run
+    for stage in ("train", "qat", "export", "report"):
+        assert f"[{stage}] done in" in stdout
+    report = json.loads((run_dir / "report.json").read_text())
+    variants = [e["variant"] for e in report["variants"]]
+    assert variants == ["keras_float", "float32", "fp16", "dynamic", "int8", "int8_qat"]
+    assert report["num_test"] == 360 and report["num_classes"] == 10
+    for entry in report["variants"][1:]:
+        assert (run_dir / "export" / entry["file"]).stat().st_size == entry["size_bytes"]
+        assert entry["latency_ms"]["1_thread"]["median_ms"] > 0
+        assert entry["edgetpu"]["compatible"] == entry["variant"].startswith("int8")
+        card = json.loads((run_dir / "android" / entry["variant"] / "model_card.json").read_text())
+        assert card["labels"] == [str(i) for i in range(10)]
+    float32 = report["variants"][1]
+    assert float32["agreement"] >= 0.997
+    markdown = (run_dir / "report.md").read_text()
+    assert all(v in markdown for v in variants)
+    assert (run_dir / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert report["diagnosis"]["layers"], "per-layer int8 diagnosis is in the report"
+    table = stdout[stdout.index("[report] started"):]
+    assert "Edge TPU" in table and all(v in table for v in variants)
+
+
+def test_later_stages_rerun_on_a_finished_run(finished_run):
+    run_dir, _ = finished_run
+    result = run_train(["--stages", "report", "--run-dir", str(run_dir),
+                        "--export.latency_runs", "3"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[train]" not in result.stdout and "[report] done in" in result.stdout
+
+
+def test_stages_need_what_earlier_stages_make(tmp_path):
+    run_dir = tmp_path / "empty"
+    result = run_train(["--stages", "qat", "--run-dir", str(run_dir), *QUICK], timeout=300)
+    assert result.returncode == 2 and "has no trained model" in result.stderr
+    assert "--stages train" in result.stderr and "Traceback" not in result.stderr
+    result = run_train(["--stages", "report", "--run-dir", str(run_dir)], timeout=300)
+    assert result.returncode == 2 and "has no exported models" in result.stderr
+
+
+def test_unknown_export_variant(tmp_path):
+    result = run_train(["--stages", "export", "--run-dir", str(tmp_path / "r"),
+                        "--export.variants", "int4"], timeout=300)
+    assert result.returncode == 2
+    assert "Valid variants: float32, fp16, dynamic, int8, int8_qat" in result.stderr
+
+
+@pytest.mark.slow
+def test_default_job_meets_the_targets(tmp_path):
+    """`python train.py` as a user runs it: float >= 97%, int8 within 1 point, int8 small."""
+    run_dir = tmp_path / "default"
+    result = run_train(["--run-dir", str(run_dir)], timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((run_dir / "report.json").read_text())
+    by_name = {e["variant"]: e for e in report["variants"]}
+    assert by_name["keras_float"]["top1"] >= 0.97
+    for variant in ("int8", "int8_qat"):
+        assert by_name[variant]["top1_delta_points"] >= -1.0
+        assert by_name[variant]["size_bytes"] <= 0.3 * by_name["float32"]["size_bytes"]
