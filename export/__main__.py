@@ -16,7 +16,9 @@ import json
 import os
 import sys
 
-from export import tflite
+# Kept in step with export.tflite, which is imported only after the paths are
+# checked: importing TensorFlow takes seconds, a typo in a path should not.
+_VARIANTS_HELP = "float32, fp16, dynamic, int8, int8_qat"
 
 # Float32 TFLite differs from Keras only by kernel rounding order; a lower
 # agreement means the conversion changed the model.
@@ -28,20 +30,23 @@ def _parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="the trained float model (.keras)")
     parser.add_argument("--qat-model", help="the fine-tuned QAT model (.keras), for int8_qat")
-    parser.add_argument("--variants", help=f"comma-separated, from {', '.join(tflite.VARIANTS)}; "
-                        f"default all (int8_qat only with --qat-model)")
+    parser.add_argument("--variants", help=f"comma-separated, from {_VARIANTS_HELP}; default "
+                        f"all (int8_qat only with --qat-model)")
     parser.add_argument("--dataset", required=True,
                         help="dataset whose test split checks the files, e.g. digits")
     parser.add_argument("--data-dir", help="data_dir for load_dataset (cifar, folder)")
     parser.add_argument("--out", help="output folder (default: the model's folder)")
-    parser.add_argument("--calibration-size", type=int, default=tflite.DEFAULT_CALIBRATION_SIZE,
-                        help="training images for int8 calibration (default %(default)s)")
+    parser.add_argument("--calibration-size", type=int,
+                        help="training images for int8 calibration (default "
+                        "export.tflite.DEFAULT_CALIBRATION_SIZE, 256)")
     parser.add_argument("--io-dtype", default="uint8", help="integer variants' input/output "
-                        f"type: {' or '.join(tflite.IO_DTYPES)} (default %(default)s)")
+                        "type: uint8 or int8 (default %(default)s)")
     return parser.parse_args(argv)
 
 
 def _variants(args):
+    from export import tflite
+
     if args.variants is None:
         return [v for v in tflite.VARIANTS if v != "int8_qat" or args.qat_model]
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -54,9 +59,15 @@ def _variants(args):
     return variants
 
 
+def _check_paths(args):
+    for flag, path in (("--model", args.model), ("--qat-model", args.qat_model)):
+        if path is not None and not os.path.isfile(path):
+            raise FileNotFoundError(f"{flag} {path} does not exist.")
+    if args.calibration_size is not None and args.calibration_size < 1:
+        raise ValueError(f"--calibration-size must be positive, got {args.calibration_size}.")
+
+
 def _load_model(path, *, qat=False):
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file {path} does not exist.")
     if qat:
         from quantization.qat import load_qat_model
 
@@ -68,7 +79,8 @@ def _load_model(path, *, qat=False):
 
 def run(args):
     """Converts, evaluates and prints; returns the exit status."""
-    from export import evaluate
+    _check_paths(args)
+    from export import evaluate, tflite
     from resnet_keras.data import load_dataset
 
     variants = _variants(args)
@@ -76,7 +88,7 @@ def run(args):
         raise ValueError(f"--io-dtype {args.io_dtype!r}; valid: {', '.join(tflite.IO_DTYPES)}.")
     model = _load_model(args.model)
     qat_model = _load_model(args.qat_model, qat=True) if "int8_qat" in variants else None
-    height, width = model.input_shape[1:3]
+    height = model.input_shape[1]
     dataset = load_dataset(args.dataset, data_dir=args.data_dir,
                            image_size=height if args.dataset == "folder" else None)
     if dataset.image_shape != tuple(model.input_shape[1:]):
@@ -84,7 +96,8 @@ def run(args):
                          f"{tuple(model.input_shape[1:])}.")
     calibration = None
     if "int8" in variants:
-        calibration = dataset.calibration_images(min(args.calibration_size, dataset.num_train))
+        size = args.calibration_size or tflite.DEFAULT_CALIBRATION_SIZE
+        calibration = dataset.calibration_images(min(size, dataset.num_train))
     out_dir = args.out or os.path.dirname(os.path.abspath(args.model))
     paths = tflite.export_variants(model, out_dir=out_dir, variants=variants,
                                    qat_model=qat_model, calibration_images=calibration,

@@ -142,6 +142,7 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
         qat = _qk.quantize_apply(annotated)
     _fix_input_range(qat)
     _match_saved_layout(qat)
+    _freeze_untrainable(qat)
     if calibration_images is not None:
         _init_ranges(qat, model, calibration_images, batch_size=batch_size)
     return qat
@@ -163,7 +164,9 @@ def load_qat_model(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"QAT model file {path} does not exist.")
     with quantize_scope():
-        return keras.models.load_model(path, safe_mode=True)
+        qat = keras.models.load_model(path, safe_mode=True)
+    _freeze_untrainable(qat)
+    return qat
 
 
 def _producers(model):
@@ -277,6 +280,22 @@ def _match_saved_layout(qat):
         for attribute in ("_trainable_weights", "_non_trainable_weights"):
             own = {id(w): w for w in getattr(layer, attribute) if id(w) not in inner}
             setattr(layer, attribute, list(own.values()))
+
+
+def _freeze_untrainable(qat):
+    """Keeps the quantized kernel of a frozen layer (the input normalization) frozen.
+
+    tfmot's wrapper owns the kernels it quantizes and reports them as
+    trainable whatever the layer's `trainable` flag; the normalization's
+    kernel, whose gradient is scaled by 255-valued pixels, would drift. The
+    kernel goes first among the non-trainable variables, so the order of the
+    wrapper's variables, by which `.keras` files are read, stays the same.
+    """
+    for layer in qat.layers:
+        if isinstance(layer, _qk.QuantizeWrapper) and not layer.trainable:
+            layer._non_trainable_weights = (  # noqa: SLF001
+                layer._trainable_weights + layer._non_trainable_weights)  # noqa: SLF001
+            layer._trainable_weights = []  # noqa: SLF001
 
 
 # Quantizer variables (`<kind>_min`, `<kind>_max`) of tfmot's wrappers, and

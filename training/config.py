@@ -36,7 +36,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    epochs: float = 30
+    epochs: float = 20
     batch_size: int = 64  # per replica; the global batch is this x replicas
     learning_rate: float = 0.1  # for a global batch of `reference_batch_size`
     reference_batch_size: int = 64  # lr scales linearly with global batch / this

@@ -1,0 +1,255 @@
+"""Tests for quantization/qat.py: every registry net quantizes, fine-tunes and runs as int8."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import resnet_keras as rk
+from export import evaluate, tflite
+from quantization import qat
+from resnet_keras.backend import keras
+
+# Representative nets run by default (2-core budget): resnet20 has the CIFAR
+# option-A shortcut (1x1 max-pool + channels_first ZeroPadding2D), resnet18
+# the v1 `caffe` input (Normalization, channels_first Cropping2D, Concatenate)
+# and the ImageNet stem. The v2 pattern (BN after Add) is covered by a tiny
+# model below; every other registry row is marked slow.
+DEFAULT = ("resnet20", "resnet18")
+CLASSES = 3
+
+
+def _size(name):
+    """The smallest input build_model accepts."""
+    return 32 if rk.get_spec(name).stem == "imagenet" else 8
+
+
+def _images(n, size, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, size, size, 3)).astype(np.float32)
+
+
+def _cases():
+    cases = [pytest.param(name, {}, id=name, marks=() if name in DEFAULT else pytest.mark.slow)
+             for name in rk.list_models()]
+    cases += [pytest.param("resnet50", {"variant": "v1.5"}, id="resnet50-v1.5",
+                           marks=pytest.mark.slow),
+              pytest.param("resnet20", {"shortcut": "B"}, id="resnet20-optionB",
+                           marks=pytest.mark.slow)]
+    return cases
+
+
+def _quantized_names(model):
+    """Float layer names whose output (or activation) the QAT model fake-quantizes."""
+    return {name for name, _, _, _ in qat._range_variables(model)}
+
+
+def _consumers(model):
+    consumers = {layer.name: [] for layer in model.layers}
+    for name, producers in qat._producers(model).items():
+        for producer in producers:
+            consumers[producer].append(model.get_layer(name))
+    return consumers
+
+
+def _is_relu(layer):
+    return (isinstance(layer, keras.layers.Activation)
+            and keras.activations.serialize(layer.activation) == "relu")
+
+
+def _check_fusion(model, qat_model):
+    """Quantized exactly where TFLite keeps an int8 tensor: after Conv-BN-ReLU, Add-ReLU."""
+    quantized = _quantized_names(qat_model)
+    consumers = _consumers(model)
+    for layer in model.layers:
+        after = consumers[layer.name]
+        if isinstance(layer, keras.layers.Conv2D) and any(
+                isinstance(c, keras.layers.BatchNormalization) for c in after):
+            assert layer.name not in quantized, f"{layer.name}: conv quantized before its BN"
+        if len(after) == 1 and _is_relu(after[0]) and not isinstance(layer, keras.layers.InputLayer):
+            assert layer.name not in quantized, f"{layer.name}: quantized before the fused ReLU"
+        if _is_relu(layer):
+            assert layer.name in quantized, f"{layer.name}: ReLU output not quantized"
+        if isinstance(layer, (keras.layers.ZeroPadding2D, keras.layers.Cropping2D,
+                              keras.layers.MaxPooling2D)):
+            assert layer.name not in quantized, f"{layer.name} should pass quantization through"
+    assert "preprocess_normalize" in quantized
+
+
+@pytest.mark.parametrize("name, options", _cases())
+def test_every_model_quantizes_and_runs_as_int8(name, options, tmp_path):
+    size = _size(name)
+    model = rk.build_model(name, input_shape=(size, size, 3), classes=CLASSES, **options)
+    float_weights = [w.copy() for w in model.get_weights()]
+    images = _images(8, size)
+    float_before = model.predict(images, verbose=0)
+
+    qat_model = qat.quantize_model(model, calibration_images=images)
+
+    assert {f"quant_{layer.name}" for layer in model.layers[1:]} <= {
+        layer.name for layer in qat_model.layers}
+    _check_fusion(model, qat_model)
+    # The float model is untouched.
+    assert all(np.array_equal(a, b) for a, b in zip(float_weights, model.get_weights()))
+    np.testing.assert_array_equal(model.predict(images, verbose=0), float_before)
+
+    data = tflite.convert(qat_model, "int8_qat")
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(data)
+    interpreter = evaluate.load_interpreter(path)
+    source = interpreter.get_input_details()[0]
+    assert source["dtype"] == np.uint8
+    assert source["quantization"] == (1.0, 0)  # raw uint8 pixels, no rounding
+    assert interpreter.get_output_details()[0]["dtype"] == np.uint8
+    scores = evaluate.predict_tflite(interpreter, images[:2].round().astype(np.uint8))
+    assert scores.shape == (2, CLASSES)
+    np.testing.assert_allclose(scores.sum(-1), 1.0, atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18"])
+def test_fit_step_trains_quantized_model(name):
+    size = _size(name)
+    model = rk.build_model(name, input_shape=(size, size, 3), classes=CLASSES)
+    images = _images(8, size)
+    qat_model = qat.quantize_model(model, calibration_images=images)
+    # Same trainable variables as the float model: wrappers add none, and the
+    # input normalization stays frozen.
+    assert len(qat_model.trainable_weights) == len(model.trainable_weights)
+    assert not any("preprocess_normalize" in w.name for w in qat_model.trainable_weights)
+    normalize = [w.numpy().copy() for w in qat_model.get_layer("quant_preprocess_normalize").weights]
+    kernel = qat_model.get_layer("quant_conv1_conv").layer.kernel.numpy().copy()
+
+    qat_model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                      "sparse_categorical_crossentropy")
+    history = qat_model.fit(images, np.arange(8) % CLASSES, batch_size=4, epochs=1, verbose=0)
+
+    assert np.isfinite(history.history["loss"][0])
+    assert not np.array_equal(kernel, qat_model.get_layer("quant_conv1_conv").layer.kernel.numpy())
+    after = qat_model.get_layer("quant_preprocess_normalize").weights
+    for before, now in zip(normalize[:2], after[:2]):  # kernel and bias
+        np.testing.assert_array_equal(before, now.numpy())
+    low, high = (w.numpy() for w in qat_model.get_layer("quantize_layer").weights[:2])
+    assert (float(low), float(high)) == qat.INPUT_RANGE
+
+
+def test_normalization_becomes_exact_frozen_affine():
+    model = rk.build_model("resnet18", input_shape=(32, 32, 3), classes=CLASSES)
+    qat_model = qat.quantize_model(model)
+    affine = qat_model.get_layer("quant_preprocess_normalize").layer
+    assert isinstance(affine, keras.layers.DepthwiseConv2D) and not affine.trainable
+    images = _images(2, 32)
+    np.testing.assert_allclose(affine(images).numpy(),
+                               model.get_layer("preprocess_normalize")(images).numpy(),
+                               rtol=1e-5, atol=1e-4)
+
+
+def _v2_like_model():
+    """The v2 pattern: a BN that no conv precedes (after an Add), then ReLU."""
+    inputs = keras.layers.Input((8, 8, 3), name="input")
+    x = keras.layers.Normalization(mean=[127.5] * 3, variance=[127.5 ** 2] * 3,
+                                   name="preprocess_normalize")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv1_conv")(x)
+    y = keras.layers.Conv2D(4, 3, padding="same", name="conv2_conv")(x)
+    x = keras.layers.Add(name="block_out")([x, y])
+    x = keras.layers.BatchNormalization(name="post_bn")(x)
+    x = keras.layers.Activation("relu", name="post_relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = keras.layers.Dense(CLASSES, activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs, outputs, name="v2_like")
+    rng = np.random.default_rng(1)
+    model.get_layer("post_bn").set_weights(
+        [rng.uniform(0.5, 2, 4), rng.normal(size=4), rng.normal(size=4), rng.uniform(0.5, 2, 4)])
+    return model
+
+
+def test_standalone_batch_norm_becomes_affine_and_converts_integer_only(tmp_path):
+    model = _v2_like_model()
+    images = _images(8, 8)
+    qat_model = qat.quantize_model(model, calibration_images=images)
+    affine = qat_model.get_layer("quant_post_bn").layer
+    assert isinstance(affine, keras.layers.DepthwiseConv2D) and affine.trainable
+    features = keras.Model(model.inputs, model.get_layer("block_out").output)(images)
+    np.testing.assert_allclose(affine(features).numpy(),
+                               model.get_layer("post_bn")(features, training=False).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    assert "post_bn" not in _quantized_names(qat_model)  # fused with the ReLU after it
+    assert {"block_out", "post_relu"} <= _quantized_names(qat_model)
+    # convert() raises if any op stayed float.
+    path = tmp_path / "v2_like.tflite"
+    path.write_bytes(tflite.convert(qat_model, "int8_qat"))
+    assert evaluate.predict_tflite(path, images[:1]).shape == (1, CLASSES)
+
+
+def test_calibration_sets_ranges_from_float_activations():
+    model = rk.build_model("resnet18", input_shape=(32, 32, 3), classes=CLASSES)
+    images = _images(4, 32)
+    qat_model = qat.quantize_model(model, calibration_images=images, batch_size=2)
+    ranges = {(name, kind): (float(np.min(lo.numpy())), float(np.max(hi.numpy())))
+              for name, kind, lo, hi in qat._range_variables(qat_model)}
+    normalized = model.get_layer("preprocess_normalize")(images).numpy()
+    # caffe preprocessing: far outside tfmot's initial [-6, 6].
+    np.testing.assert_allclose(ranges["preprocess_normalize", "post_activation"],
+                               (normalized.min(), normalized.max()), rtol=1e-5)
+    assert all(lo <= 0.0 <= hi for lo, hi in ranges.values())
+    with pytest.raises(ValueError, match=r"\(N, 32, 32, 3\)"):
+        qat.quantize_model(model, calibration_images=_images(2, 16))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = rk.build_model("resnet20", input_shape=(8, 8, 3), classes=CLASSES)
+    images = _images(8, 8)
+    qat_model = qat.quantize_model(model, calibration_images=images)
+    qat_model.compile("adam", "sparse_categorical_crossentropy")
+    qat_model.fit(images, np.arange(8) % CLASSES, batch_size=4, epochs=1, verbose=0)
+    path = tmp_path / "qat.keras"
+    qat_model.save(path)
+
+    loaded = qat.load_qat_model(path)
+
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0),
+                                  qat_model.predict(images, verbose=0))
+    assert len(loaded.trainable_weights) == len(qat_model.trainable_weights)
+    loaded.fit(images, np.arange(8) % CLASSES, batch_size=4, epochs=1, verbose=0)
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        qat.load_qat_model(tmp_path / "missing.keras")
+
+
+def _with_layer(layer_fn):
+    inputs = keras.layers.Input((8, 8, 3), name="input")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = layer_fn(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(2, name="predictions")(x))
+
+
+@pytest.mark.parametrize("layer_fn, name, kind", [
+    (lambda x: keras.layers.Subtract(name="diff")([x, x]), "diff", "Subtract"),
+    (lambda x: keras.layers.Lambda(lambda t: 2 * t, name="double")(x), "double", "Lambda"),
+    (lambda x: keras.layers.Activation("elu", name="act")(x), "act", "Activation"),
+])
+def test_unsupported_layer_is_named(layer_fn, name, kind):
+    with pytest.raises(ValueError, match=rf"'{name}' \({kind}\)"):
+        qat.quantize_model(_with_layer(layer_fn))
+
+
+def test_subclassed_model_is_rejected():
+    class Net(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match="functional or Sequential"):
+        qat.quantize_model(Net())
+
+
+def test_resnet_keras_never_imports_tfmot():
+    code = (
+        "import pkgutil, importlib, sys, resnet_keras\n"
+        "for m in pkgutil.iter_modules(resnet_keras.__path__):\n"
+        "    if m.name != '__main__':\n"
+        "        importlib.import_module(f'resnet_keras.{m.name}')\n"
+        "resnet_keras.build_model('resnet20', input_shape=(8, 8, 3))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tensorflow_model_optimization')))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
