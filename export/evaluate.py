@@ -101,8 +101,13 @@ def evaluate_tflite(path, images, labels, *, reference_predictions=None, num_thr
         as fractions; with a reference also `agreement` (fraction of images
         with the same top-1 class) and `max_abs_diff` (largest absolute
         difference of the scores).
+
+    Raises:
+        ValueError: images and labels differ in number, or as `predict_tflite`.
     """
     labels = np.asarray(labels).reshape(-1)
+    if len(labels) != len(images):
+        raise ValueError(f"Got {len(images)} images but {len(labels)} labels.")
     scores = predict_tflite(path, images, num_threads=num_threads)
     result = {"top1": float(np.mean(scores.argmax(-1) == labels)), "top5": None}
     if scores.shape[-1] > 5:

@@ -5,30 +5,31 @@ them (Jacob et al. 2018, arXiv 1712.05877), so that a short fine-tuning learns
 to absorb the rounding. The float model passed in is left untouched:
 
     >>> from quantization.qat import load_qat_model, quantize_model
-    >>> qat = quantize_model(model)  # a trained float model from resnet_keras
+    >>> qat = quantize_model(model, calibration_images=dataset.calibration_images(256))
     >>> qat.compile(keras.optimizers.SGD(1e-3, momentum=0.9),
     ...             "sparse_categorical_crossentropy", metrics=["accuracy"])
     >>> qat.fit(dataset.train(128), epochs=2)
     >>> qat.save("qat.keras")
     >>> qat = load_qat_model("qat.keras")
 
-Fine-tuning is plain `compile` + `fit` on the returned model; use a learning
-rate 10-100x below the float run's (the float weights are already good). The
-QAT model converts with `export.tflite.convert(qat, "int8_qat")`.
+Fine-tuning is plain `compile` + `fit` on the returned model, in float32 (the
+fake-quant ops have no float16 kernels); use a learning rate 10-100x below
+the float run's. The QAT model converts with
+`export.tflite.convert(qat, "int8_qat")`.
 
 tfmot's default scheme already places the fake-quant ops as TFLite fuses:
 Conv2D+BatchNorm(+ReLU) fold into one conv with one output quantizer, an Add
 followed by a ReLU is quantized once after the ReLU, Concatenate once after
 the concatenation; ZeroPadding2D, Cropping2D and MaxPooling2D pass their
-input's quantization through (in either data_format). What it does not cover
-is rewritten here, in the QAT model only:
+input's quantization through (in either data_format: they only move values).
+What it does not cover is handled here, in the QAT model only:
 
 - The input `Normalization` (fixed mean and variance) becomes the equivalent
   frozen 1x1 `DepthwiseConv2D`, output quantized. Quantizing only the
   Normalization's output would leave its subtract and multiply in float in
   TFLite (DEQUANTIZE, SUB, MUL, QUANTIZE), which an int8-only runtime such as
-  the Edge TPU cannot run; as a depthwise conv it is one int8 op, and its one
-  weight per channel quantizes exactly.
+  the Edge TPU cannot run; as a depthwise conv it is one int8 op whose one
+  weight per channel the converter quantizes exactly.
 - A BatchNormalization that no conv precedes (the pre-activation BNs of the
   v2 nets) becomes the 1x1 `DepthwiseConv2D` of its inference-time affine
   map, for the same reason. Its moving statistics are thereby frozen during
@@ -37,6 +38,13 @@ is rewritten here, in the QAT model only:
 - The input quantizer's range is set to exactly [0, 255], the raw pixels the
   models take, so that the int8 model's uint8 input has scale 1 and zero
   point 0 and a uint8 image is fed without rounding.
+- Quantizer ranges start where they belong instead of tfmot's [-6, 6]:
+  weight ranges from the weights, activation ranges from the float model on
+  `calibration_images`. tfmot moves activation ranges by a moving average of
+  decay 0.999, too slowly for a fine-tuning of a few hundred steps.
+- Two tfmot 0.8.1 bookkeeping bugs that break `.keras` round trips and
+  train frozen kernels are worked around (`_match_saved_layout`,
+  `_freeze_untrainable`).
 """
 
 import contextlib
@@ -44,7 +52,10 @@ import os
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
+# Not exported by tfmot's public API, needed to subclass and to configure.
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_registry as default_8bit)
 
 from resnet_keras.backend import keras
 
@@ -75,8 +86,8 @@ class QuantizeLayer(quantize_layer.QuantizeLayer):
 def quantize_scope():
     """The custom-object scope in which QAT models are saved and loaded.
 
-    tfmot's `quantize_scope` plus the `QuantizeLayer` fix above;
-    `load_qat_model` uses it.
+    tfmot's `quantize_scope`, with `QuantizeLayer` replaced by the fixed
+    class above; `load_qat_model` uses it.
 
     Example:
 
@@ -96,13 +107,13 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
         model: a built functional or Sequential tf_keras model, e.g. from
             `resnet_keras.build_model`; any registry network is supported.
             Its input is expected to be raw pixels in `INPUT_RANGE`.
-        calibration_images: optional `(N, H, W, 3)` float pixels (a few
-            hundred training images). Recommended: each activation
+        calibration_images: `(N, H, W, 3)` float pixels, a few hundred
+            training images; optional but recommended. Each activation
             quantizer's range then starts at the float model's min/max on
             these images instead of tfmot's [-6, 6], which its moving average
-            (decay 0.999) needs thousands of steps to leave; a short
-            fine-tuning would otherwise clip, e.g., the `caffe`-normalized
-            input (about [-124, 152]).
+            (decay 0.999) needs thousands of steps to leave: without them a
+            short fine-tuning clips, e.g., the `caffe`-normalized input
+            (about [-124, 152]); resnet18 on digits then ends near chance.
         batch_size: int, batch size of the calibration pass.
 
     Returns:
@@ -111,9 +122,9 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
         weights. Layer names keep the float model's names after the prefix.
 
     Raises:
-        ValueError: the model is not a functional or Sequential model, or a
-            layer cannot be quantized; the message names the layer and its
-            class.
+        ValueError: the model is not a functional or Sequential model, a
+            layer cannot be quantized (the message names the layer and its
+            class), or the calibration images do not fit the model's input.
     """
     if not isinstance(model, keras.Model) or not (
             isinstance(model, keras.Sequential) or model._is_graph_network):  # noqa: SLF001
@@ -135,7 +146,15 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
             _check_supported(layer, registry)
 
     def annotate(layer):
-        return _qk.quantize_annotate_layer(replacements.get(layer.name, layer))
+        if layer.name in replacements:
+            # Output quantized, kernel left to the converter: tfmot would
+            # fake-quantize a depthwise kernel per tensor (one scale for all
+            # channels), the converter quantizes it per channel, which is
+            # exact for one weight per channel.
+            return _qk.quantize_annotate_layer(
+                replacements[layer.name],
+                default_8bit.Default8BitQuantizeConfig([], ["activation"], False))
+        return _qk.quantize_annotate_layer(layer)
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
     with quantize_scope():
@@ -143,8 +162,9 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
     _fix_input_range(qat)
     _match_saved_layout(qat)
     _freeze_untrainable(qat)
+    _init_weight_ranges(qat)
     if calibration_images is not None:
-        _init_ranges(qat, model, calibration_images, batch_size=batch_size)
+        _init_activation_ranges(qat, model, calibration_images, batch_size=batch_size)
     return qat
 
 
@@ -255,7 +275,7 @@ def _fix_input_range(qat):
     starting at [0, 0]; started at [0, 255] it stays there for pixel inputs.
     """
     for layer in qat.layers:
-        if type(layer).__name__ != "QuantizeLayer":
+        if not isinstance(layer, quantize_layer.QuantizeLayer):
             continue
         for weight in layer.weights:
             if weight.name.endswith("_min:0"):
@@ -298,6 +318,29 @@ def _freeze_untrainable(qat):
             layer._trainable_weights = []  # noqa: SLF001
 
 
+def _init_weight_ranges(qat):
+    """Sets each weight quantizer's range as its first training step would.
+
+    tfmot's weight quantizers start at [-6, 6] and take the weights' range
+    only in a training step, so a QAT model evaluated or converted before any
+    `fit` would round, e.g., the conv kernels to a few levels. This applies
+    tfmot's LastValueQuantize rule (per output channel, symmetric) up front.
+    """
+    for layer in qat.layers:
+        for weight, quantizer, variables in getattr(layer, "_weight_vars", []):
+            values = weight.numpy()
+            axes = tuple(range(values.ndim - 1)) if quantizer.per_axis else None
+            low, high = values.min(axis=axes), values.max(axis=axes)
+            if quantizer.symmetric:
+                levels = 1 << quantizer.num_bits
+                ratio = -1.0 if quantizer.narrow_range else -(levels - 2) / levels
+                low, high = np.minimum(low, high / ratio), np.maximum(high, low * ratio)
+            else:
+                low, high = np.minimum(low, 0.0), np.maximum(high, 0.0)
+            variables["min_var"].assign(np.reshape(low, variables["min_var"].shape))
+            variables["max_var"].assign(np.reshape(high, variables["max_var"].shape))
+
+
 # Quantizer variables (`<kind>_min`, `<kind>_max`) of tfmot's wrappers, and
 # which float tensor each one quantizes: the wrapped layer's output, or for
 # `pre_activation` (e.g. the softmax Dense) its output before the activation.
@@ -327,7 +370,7 @@ def _pre_activation(layer):
     return output
 
 
-def _init_ranges(qat, model, images, *, batch_size):
+def _init_activation_ranges(qat, model, images, *, batch_size):
     """Sets every activation quantizer's range to the float model's min/max."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[1:] != tuple(model.input_shape[1:]) or not len(images):
