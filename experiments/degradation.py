@@ -1,0 +1,547 @@
+"""Degradation: deeper plain nets train worse, deeper ResNets do not (arXiv 1512.03385, sec. 4.2, Fig. 6).
+
+    python -m experiments.degradation                      # digits: plain20/56, resnet20/56, ~8 min on 2 CPU cores
+    python -m experiments.degradation --dataset cifar10 --data-dir ~/cifar-10-python.tar.gz
+    python -m experiments.degradation --models plain20,plain32,plain44,plain56 --epochs 30
+
+Every net trains with one identical recipe: the same seed, data order,
+schedule and hyper-parameters. SGD with momentum 0.9 and weight decay on
+kernels; the learning rate is divided by 10 at 50% and 75% of the epochs, as
+the paper does at 32k and 48k of 64k iterations, after a warmup at a tenth of
+the rate (the paper's ResNet-110 warmup) so that the deep plain nets do not
+diverge at lr 0.1.
+
+Training error (the thin curves) is measured after each epoch on the whole
+training split, images not augmented, model in inference mode: the error of
+the weights at that point. The running mean of the mini-batch errors that
+`fit` reports during the epoch (training mode, augmented if augmentation is on)
+lags behind; it is kept as `train_error_running`. Test error is measured the
+same way on the test split. Errors are percentages.
+
+Writes to the run directory (`--out`, default runs/degradation-<dataset>-<time>):
+config.json, curves.json and curves.csv (per net and epoch), degradation.png
+(Fig. 6 layout), summary.json (final errors and the verdict) and results.md
+(rendered from summary.json).
+"""
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+from experiments import paper
+from resnet_keras.registry import get_spec
+
+DEFAULT_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """The one training recipe all nets of a run share.
+
+    Attributes:
+        epochs: passes over the training split.
+        batch_size: images per step.
+        learning_rate: peak learning rate (not scaled with the batch).
+        weight_decay: L2 on kernels, as SGD weight decay.
+        momentum: SGD momentum.
+        decay_at: fractions of `epochs` at which the rate is divided by 10.
+        warmup_epochs: epochs at a tenth of the rate before the peak.
+        augment: the dataset's training augmentation on or off.
+    """
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    augment: bool
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    decay_at: tuple[float, ...] = (0.5, 0.75)
+    warmup_epochs: float = 1.0
+
+
+RECIPES = {
+    # Short enough for the four default nets in ~8 minutes on 2 CPU cores.
+    # No augmentation: degradation is an optimization effect, seen in the
+    # training error, and augmentation only hides it behind a harder task.
+    "digits": Recipe(epochs=12, batch_size=64, learning_rate=0.1, augment=False),
+    # The paper's sec. 4.2 recipe: batch 128, lr 0.1, 64k iterations (182
+    # epochs of the 45k split, decays at 91 and 136.5), pad-crop-flip.
+    "cifar10": Recipe(epochs=182, batch_size=128, learning_rate=0.1, augment=True),
+}
+DATASETS = tuple(RECIPES)
+
+
+# ---------------------------------------------------------------- training
+
+
+def training_config(recipe, *, model, dataset, data_dir=None, seed=0, steps_per_epoch=None):
+    """The `training.config.Config` that trains `model` with `recipe`.
+
+    Args:
+        recipe: a `Recipe`.
+        model: registry name, e.g. `plain56`.
+        dataset: one of `DATASETS`.
+        data_dir: the dataset's archive or folder (CIFAR-10 only).
+        seed: seeds initialization, shuffling and augmentation.
+        steps_per_epoch: None for one pass over the training split.
+
+    Returns:
+        A validated `Config` (stage `train` only).
+    """
+    from training import config as config_lib
+
+    decay = tuple(f * recipe.epochs for f in recipe.decay_at)
+    # The warmup must end before the first decay or the step schedule's
+    # boundaries would not increase; only tiny test runs hit this cap.
+    warmup = min(recipe.warmup_epochs, decay[0] / 2) if decay else recipe.warmup_epochs
+    return config_lib.resolve("digits", overrides={
+        "stages": "train",
+        "data.dataset": dataset, "data.data_dir": data_dir, "data.augment": recipe.augment,
+        "model.name": model,
+        "train.epochs": recipe.epochs, "train.batch_size": recipe.batch_size,
+        "train.reference_batch_size": recipe.batch_size,  # lr as given, not rescaled
+        "train.learning_rate": recipe.learning_rate, "train.momentum": recipe.momentum,
+        "train.weight_decay": recipe.weight_decay, "train.schedule": "step",
+        "train.lr_decay_epochs": decay, "train.warmup_epochs": warmup,
+        "train.steps_per_epoch": steps_per_epoch, "train.seed": seed,
+    })
+
+
+def _make_recorder(keras, *, name, train_eval, test, guard, clock, total_epochs):
+    from training.loop import current_learning_rate
+
+    class ErrorCurves(keras.callbacks.Callback):
+        """Measures training and test error after every epoch and prints one line."""
+
+        def __init__(self):
+            super().__init__()
+            self.start = time.time()
+            self.curves = {k: [] for k in ("epoch", "train_error", "train_error_running",
+                                           "test_error", "loss", "lr", "seconds")}
+
+        def on_epoch_end(self, epoch, logs=None):
+            if guard.diverged_at:
+                return  # The weights are NaN: nothing left to measure.
+            logs = logs or {}
+            train = self.model.evaluate(train_eval, verbose=0, return_dict=True)
+            test = self.model.evaluate(test, verbose=0, return_dict=True)
+            row = {"epoch": epoch + 1,
+                   "train_error": 100 * (1 - float(train["accuracy"])),
+                   "train_error_running": 100 * (1 - float(logs["accuracy"])),
+                   "test_error": 100 * (1 - float(test["accuracy"])),
+                   "loss": float(logs["loss"]),
+                   "lr": current_learning_rate(self.model.optimizer),
+                   "seconds": round(time.time() - self.start, 2)}
+            for key, value in row.items():
+                self.curves[key].append(value)
+            print(f"{name:<9} epoch {epoch + 1:>3}/{total_epochs}  train error "
+                  f"{row['train_error']:6.2f}%  test error {row['test_error']:6.2f}%  loss "
+                  f"{row['loss']:.4f}  lr {row['lr']:.3g}  [{row['seconds']:.0f} s; total "
+                  f"{time.time() - clock:.0f} s]", flush=True)
+
+    return ErrorCurves()
+
+
+def train_net(config, dataset, *, clock=None):
+    """Trains `config.model` on `dataset` and records its error curves.
+
+    Args:
+        config: a `Config` from `training_config`.
+        dataset: the `resnet_keras.data.Dataset` named in the config.
+        clock: `time.time()` at the start of the whole experiment, for the
+            progress lines' total.
+
+    Returns:
+        dict of per-epoch lists (`epoch`, `train_error`, `train_error_running`,
+        `test_error`, `loss`, `lr`, `seconds`) plus `residual`, `depth`,
+        `params` and `diverged_at` ((epoch, step) of a NaN loss, or None).
+    """
+    from resnet_keras.backend import keras
+    from training import distribute
+    from training.loop import (
+        NaNGuard, build_training_model, compile_model, fit_inputs, learning_rate_schedule)
+
+    cfg = config.train
+    keras.utils.set_random_seed(cfg.seed)
+    distribute.set_mixed_precision(distribute.resolve_switch(cfg.mixed_precision))
+    jit = distribute.resolve_switch(cfg.xla)
+    steps = cfg.steps_per_epoch or math.ceil(dataset.num_train / cfg.batch_size)
+    epochs = math.ceil(cfg.epochs)
+    model = build_training_model(config, num_classes=dataset.num_classes,
+                                 image_shape=dataset.image_shape)
+    optimizer = keras.optimizers.SGD(
+        learning_rate_schedule(cfg, steps_per_epoch=steps, base_lr=cfg.learning_rate),
+        momentum=cfg.momentum)
+    compile_model(model, optimizer=optimizer, num_classes=dataset.num_classes,
+                  label_smoothing=0.0, jit_compile=jit)
+    train_ds, test_ds = fit_inputs(dataset, batch_size=cfg.batch_size, label_smoothing=0.0,
+                                   seed=cfg.seed, augment=config.data.augment)
+    # Evaluation batches are larger: no gradients, and fewer steps are faster on CPU.
+    eval_batch = min(4 * cfg.batch_size, dataset.num_train)
+    train_eval = dataset.train(eval_batch, shuffle=False, augment=False)
+    guard = NaNGuard()
+    recorder = _make_recorder(keras, name=config.model.name, train_eval=train_eval,
+                              test=dataset.test(eval_batch), guard=guard,
+                              clock=clock or time.time(), total_epochs=epochs)
+    del test_ds  # fit_inputs' test pipeline has the training batch size; eval uses its own.
+    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=[guard, recorder],
+              verbose=0)
+    spec = get_spec(config.model.name)
+    if guard.diverged_at:
+        epoch, step = guard.diverged_at
+        print(f"{config.model.name:<9} diverged (NaN loss) at epoch {epoch}, step {step}; "
+              f"its curves stop at the last finite epoch", flush=True)
+    return {**recorder.curves, "residual": spec.residual, "depth": spec.depth,
+            "params": model.count_params(), "steps_per_epoch": steps,
+            "diverged_at": list(guard.diverged_at) if guard.diverged_at else None}
+
+
+# ---------------------------------------------------------------- verdict
+
+
+def _relation(a, b):
+    return "higher" if a > b else "lower" if a < b else "equal"
+
+
+def _pair(curves, shallow, deep, *, expect, key="train_error"):
+    """How `deep` ends against `shallow` on `key`; None entries when a net has no epoch."""
+    result = {"shallow": shallow, "deep": deep, "expected": expect}
+    missing = [n for n in (shallow, deep) if not curves[n][key]]
+    if missing:
+        result.update(reproduced=None, reason=f"{missing[0]} diverged before its first "
+                                              f"epoch ended")
+        return result
+    s, d = curves[shallow], curves[deep]
+    result.update(
+        shallow_final=s[key][-1], deep_final=d[key][-1],
+        shallow_mean=sum(s[key]) / len(s[key]), deep_mean=sum(d[key]) / len(d[key]),
+        shallow_test=s["test_error"][-1], deep_test=d["test_error"][-1],
+        relation=_relation(d[key][-1], s[key][-1]))
+    result["reproduced"] = result["relation"] == expect
+    return result
+
+
+def _sentence(title, check):
+    if check is None:
+        return f"{title}: not tested (it needs two depths of that kind of net)."
+    deep, shallow = check["deep"], check["shallow"]
+    if check["reproduced"] is None:
+        return f"{title}: cannot be judged: {check['reason']}."
+    relation = {"higher": "a higher training error than",
+                "lower": "a lower training error than",
+                "equal": "the same training error as"}[check["relation"]]
+    outcome = "reproduced" if check["reproduced"] else "not reproduced"
+    return (f"{title}: {outcome}. {deep} ends with {relation} {shallow} "
+            f"({check['deep_final']:.2f}% vs {check['shallow_final']:.2f}%; averaged over "
+            f"all epochs {check['deep_mean']:.2f}% vs {check['shallow_mean']:.2f}%; final "
+            f"test error {check['deep_test']:.2f}% vs {check['shallow_test']:.2f}%).")
+
+
+def verdict(curves, *, num_train=None):
+    """Judges the paper's Fig. 6 claims from the final training errors.
+
+    Plain nets: does the deepest end with a higher training error than the
+    shallowest (degradation, paper sec. 4.1-4.2)? Residual nets: does the
+    deepest end with a lower one? And at the greatest depth both kinds share,
+    does the residual net end lower than the plain one?
+
+    Args:
+        curves: {model name: dict with per-epoch `train_error` and `test_error`
+            lists in %}, as `train_net` returns; names must be registered.
+        num_train: training images, to say what one image is worth.
+
+    Returns:
+        dict with `degradation`, `residual` and `plain_vs_residual` checks
+        (each None when the nets to compare are missing; `reproduced` True,
+        False, or None if a net diverged before its first epoch) and `text`,
+        the paragraph.
+    """
+    def by_depth(residual):
+        return sorted((n for n in curves if get_spec(n).residual == residual),
+                      key=lambda n: get_spec(n).depth)
+
+    plain, residual = by_depth(False), by_depth(True)
+    checks = {
+        "degradation": (_pair(curves, plain[0], plain[-1], expect="higher")
+                        if len(plain) > 1 else None),
+        "residual": (_pair(curves, residual[0], residual[-1], expect="lower")
+                     if len(residual) > 1 else None),
+    }
+    shared = sorted({get_spec(n).depth for n in plain} & {get_spec(n).depth for n in residual})
+    plain_vs = None
+    if shared:
+        depth = shared[-1]
+        pick = {get_spec(n).residual: n for n in curves if get_spec(n).depth == depth}
+        # Here "shallow" is the plain net and "deep" the residual one, same depth.
+        plain_vs = _pair(curves, pick[False], pick[True], expect="lower")
+    checks["plain_vs_residual"] = plain_vs
+    sentences = [_sentence("Degradation (Fig. 6 left: the deeper plain net trains worse)",
+                           checks["degradation"]),
+                 _sentence("Residual learning (Fig. 6 right: the deeper ResNet trains better)",
+                           checks["residual"])]
+    if plain_vs is not None:
+        sentences.append(_sentence("Plain against residual at equal depth", plain_vs))
+    decided = [c["reproduced"] for c in (checks["degradation"], checks["residual"]) if c]
+    if decided and all(decided):
+        sentences.append("Both of Fig. 6's claims hold in this run.")
+    elif any(decided):
+        sentences.append("Only part of Fig. 6's claims holds in this run.")
+    else:
+        sentences.append("Fig. 6's claims do not show in this run.")
+    if num_train:
+        sentences.append(f"One seed only; one training image is {100 / num_train:.3f} points "
+                         f"of training error, so differences of a few images can be chance.")
+    return {**checks, "text": " ".join(sentences)}
+
+
+# ---------------------------------------------------------------- outputs
+
+
+CSV_COLUMNS = ("model", "epoch", "train_error", "train_error_running", "test_error", "loss",
+               "lr", "seconds")
+
+
+def write_curves(curves, run_dir):
+    """Writes `curves.json` and `curves.csv` (one row per net and epoch)."""
+    with open(os.path.join(run_dir, "curves.json"), "w") as f:
+        json.dump(curves, f, indent=1)
+    with open(os.path.join(run_dir, "curves.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for name, c in curves.items():
+            for i in range(len(c["epoch"])):
+                writer.writerow([name] + [c[k][i] for k in CSV_COLUMNS[1:]])
+
+
+def summarize(curves, *, dataset, num_train, num_test, recipe, seed, wall_seconds):
+    """The summary.json dict: final errors per net, the paper's, the verdict."""
+    nets = []
+    for name, c in curves.items():
+        nets.append({
+            "model": name, "residual": c["residual"], "depth": c["depth"],
+            "params": c["params"], "epochs": len(c["epoch"]),
+            "train_error": c["train_error"][-1] if c["train_error"] else None,
+            "test_error": c["test_error"][-1] if c["test_error"] else None,
+            "paper_test_error": (paper.CIFAR10_TEST_ERROR.get(name)
+                                 if dataset == "cifar10" else None),
+            "seconds": c["seconds"][-1] if c["seconds"] else None,
+            "diverged_at": c["diverged_at"],
+        })
+    return {
+        "experiment": "degradation (arXiv 1512.03385, sec. 4.2, Fig. 6)",
+        "dataset": dataset, "num_train": num_train, "num_test": num_test,
+        "recipe": dataclasses.asdict(recipe), "seed": seed,
+        "training_error": "whole training split, not augmented, inference mode, after "
+                          "each epoch",
+        "nets": nets,
+        "verdict": verdict(curves, num_train=num_train),
+        "wall_seconds": round(wall_seconds, 1),
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
+    }
+
+
+def _fmt(value, spec=".2f"):
+    return "—" if value is None else format(value, spec)
+
+
+def render_results(summary):
+    """results.md from summary.json: the table of final errors and the verdict."""
+    paper_column = summary["dataset"] == "cifar10"
+    r = summary["recipe"]
+    lines = [
+        f"# Degradation on {summary['dataset']} (paper Fig. 6)", "",
+        f"{summary['num_train']:,} training and {summary['num_test']:,} test images; every "
+        f"net: {r['epochs']} epochs, batch {r['batch_size']}, SGD momentum {r['momentum']}, "
+        f"lr {r['learning_rate']:g} (warmup {r['warmup_epochs']:g} epoch at a tenth, / 10 at "
+        f"{', '.join(f'{100 * f:g}%' for f in r['decay_at'])} of training), weight decay "
+        f"{r['weight_decay']:g}, augmentation {'on' if r['augment'] else 'off'}, seed "
+        f"{summary['seed']}. Training error: {summary['training_error']}. Whole run "
+        f"{summary['wall_seconds']:.0f} s on {summary['machine']}.", "",
+    ]
+    header = ["net", "shortcuts", "layers", "params", "epochs", "training error %",
+              "test error %"]
+    align = ["---", "---", "---:", "---:", "---:", "---:", "---:"]
+    if paper_column:
+        header.append("paper test error % (Table 6)")
+        align.append("---:")
+    header.append("seconds")
+    align.append("---:")
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for net in summary["nets"]:
+        row = [net["model"], "identity (A)" if net["residual"] else "none (plain)",
+               str(net["depth"]), f"{net['params']:,}", str(net["epochs"]),
+               _fmt(net["train_error"]), _fmt(net["test_error"])]
+        if paper_column:
+            row.append(_fmt(net["paper_test_error"]))
+        row.append(_fmt(net["seconds"], ".0f"))
+        lines.append("| " + " | ".join(row) + " |")
+    diverged = [n for n in summary["nets"] if n["diverged_at"]]
+    for n in diverged:
+        lines.append(f"\n{n['model']} diverged (NaN loss) at epoch {n['diverged_at'][0]}, "
+                     f"step {n['diverged_at'][1]}; its row is its last finite epoch.")
+    if paper_column:
+        lines += ["", "The paper reports the plain nets' errors only as curves (Fig. 6), so "
+                      "their paper column is empty."]
+    lines += ["", "## Verdict", "", summary["verdict"]["text"], "",
+              "![training (thin) and test (bold) error](degradation.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(curves, path, *, title):
+    """degradation.png in the layout of paper Fig. 6.
+
+    Plain nets on the left, residual nets on the right, one shared y-axis;
+    thin lines training error, bold lines test error, one colour per depth.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    depths = sorted({c["depth"] for c in curves.values()})
+    palette = ["tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    color = {d: palette[i % len(palette)] for i, d in enumerate(depths)}
+    fig = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, residual, heading in ((axes[0], False, "plain nets"),
+                                  (axes[1], True, "ResNets")):
+        handles = []
+        for name, c in sorted(curves.items(), key=lambda kv: kv[1]["depth"]):
+            if c["residual"] != residual or not c["epoch"]:
+                continue
+            ax.plot(c["epoch"], c["train_error"], color=color[c["depth"]], lw=0.9)
+            ax.plot(c["epoch"], c["test_error"], color=color[c["depth"]], lw=2.4)
+            handles.append(Line2D([], [], color=color[c["depth"]], lw=2.4,
+                                  label=f"{'ResNet' if residual else 'plain'}-{c['depth']}"))
+        handles += [Line2D([], [], color="gray", lw=0.9, label="training error"),
+                    Line2D([], [], color="gray", lw=2.4, label="test error")]
+        ax.set(title=heading, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(handles=handles, fontsize=8)
+    errors = [e for c in curves.values() for k in ("train_error", "test_error")
+              for e in c[k]]
+    late = [e for c in curves.values() for k in ("train_error", "test_error")
+            for e in c[k][len(c[k]) // 4:]]
+    # Zoom on the later epochs, where the nets separate; the first epochs'
+    # errors near 90% would flatten every difference that matters.
+    top = min(100.0, 1.15 * max(late)) if late and max(late) > 0 else (max(errors, default=1))
+    axes[0].set_ylim(0, max(top, 1.0))
+    axes[0].set_ylabel("error (%)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run(models, *, dataset_name, recipe, out, data_dir=None, seed=0, steps_per_epoch=None):
+    """Trains each net with `recipe` and writes every output into `out`.
+
+    Args:
+        models: registry names of CIFAR-style nets, e.g. ("plain20", "resnet20").
+        dataset_name: one of `DATASETS`.
+        recipe: the `Recipe` all nets share.
+        out: run directory (created).
+        data_dir: the CIFAR-10 archive or its folder.
+        seed: seeds everything random.
+        steps_per_epoch: None for one pass over the training split (tests
+            shorten it).
+
+    Returns:
+        The summary dict written as summary.json.
+
+    Raises:
+        FileNotFoundError, ValueError: the dataset is missing or malformed.
+    """
+    from resnet_keras.data import load_dataset
+
+    start = time.time()
+    dataset = load_dataset(dataset_name, data_dir=data_dir, seed=seed)
+    os.makedirs(out, exist_ok=True)
+    configs = {m: training_config(recipe, model=m, dataset=dataset_name, data_dir=data_dir,
+                                  seed=seed, steps_per_epoch=steps_per_epoch) for m in models}
+    from training import config as config_lib
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump({"models": list(models), "recipe": dataclasses.asdict(recipe),
+                   "train_configs": {m: config_lib.to_dict(c) for m, c in configs.items()}},
+                  f, indent=2)
+    print(f"degradation on {dataset_name}: {', '.join(models)}; {recipe.epochs} epochs each; "
+          f"outputs in {out}", flush=True)
+    curves = {}
+    for name in models:
+        curves[name] = train_net(configs[name], dataset, clock=start)
+        write_curves(curves, out)  # after each net, so a killed run keeps what it measured
+    plot(curves, os.path.join(out, "degradation.png"),
+         title=f"{dataset_name}: training error (thin) and test error (bold)")
+    summary = summarize(curves, dataset=dataset_name, num_train=dataset.num_train,
+                        num_test=dataset.num_test, recipe=recipe, seed=seed,
+                        wall_seconds=time.time() - start)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(render_results(summary))
+    print(summary["verdict"]["text"], flush=True)
+    print(f"done in {summary['wall_seconds']:.0f} s; outputs in {out}", flush=True)
+    return summary
+
+
+def _check_models(names):
+    for name in names:
+        spec = get_spec(name)  # unknown names: ValueError listing the valid ones
+        if spec.stem != "cifar":
+            cifar = [n for n in ("plain20", "resnet20", "plain56", "resnet56")]
+            raise ValueError(f"{name} is an ImageNet net; this experiment trains the 32x32 "
+                             f"CIFAR nets (plainN/resnetN, N = 20, 32, 44, 56, 110), "
+                             f"e.g. {','.join(cifar)}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--models lists a net twice: {','.join(names)}.")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="digits",
+                        help=f"{' or '.join(DATASETS)} (default digits)")
+    parser.add_argument("--data-dir", help="CIFAR-10 archive or its folder (default: Keras cache)")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help=f"comma-separated nets (default {','.join(DEFAULT_MODELS)})")
+    parser.add_argument("--epochs", type=int, help="default: digits 12, cifar10 182")
+    parser.add_argument("--batch-size", type=int, help="default: digits 64, cifar10 128")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 0.1)")
+    parser.add_argument("--steps-per-epoch", type=int,
+                        help="default: one pass over the training split")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="run directory (default runs/degradation-<dataset>-<time>)")
+    args = parser.parse_args(argv)
+    try:
+        if args.dataset not in RECIPES:
+            raise ValueError(f"--dataset {args.dataset!r} is not valid; valid: "
+                             f"{', '.join(DATASETS)}.")
+        models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+        _check_models(models)
+        for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                            ("--steps-per-epoch", args.steps_per_epoch)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}.")
+        if args.lr is not None and not args.lr > 0:
+            raise ValueError(f"--lr must be > 0, got {args.lr}.")
+        recipe = dataclasses.replace(RECIPES[args.dataset], **{
+            k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                              ("learning_rate", args.lr)) if v is not None})
+        out = args.out or os.path.join(
+            "runs", f"degradation-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run(models, dataset_name=args.dataset, recipe=recipe, out=out,
+            data_dir=args.data_dir, seed=args.seed, steps_per_epoch=args.steps_per_epoch)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

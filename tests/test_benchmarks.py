@@ -1,0 +1,34 @@
+"""Tests for benchmarks/: the quick mode runs every measurement and renders from its JSON.
+
+No timing is asserted: timings belong to the benchmark's output, not to tests.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_quick_mode_measures_everything(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [json_path] = tmp_path.glob("*-quick.json")
+    data = json.loads(json_path.read_text())
+    assert [t["model"] for t in data["training"]] == ["resnet50", "resnet20"]
+    for t in data["training"]:
+        assert 0 < t["ours"]["min"] <= t["ours"]["median"] <= t["ours"]["max"]
+        assert t["ratio"] == t["ours"]["median"] / t["reference"]["median"]
+    assert data["pipeline"]["images_per_second"]["median"] > 0
+    for entry in data["inference"]:
+        assert list(entry["variants"]) == ["float32", "fp16", "dynamic", "int8"]
+        assert entry["variants"]["float32"]["size_vs_float32"] == 1.0
+        assert entry["variants"]["int8"]["size_bytes"] < entry["variants"]["float32"]["size_bytes"]
+    assert set(data["targets"]) == {"train_ratio_resnet50", "int8_latency_ratio_resnet50",
+                                    "int8_size_ratio_resnet50"}
+    markdown = json_path.with_suffix(".md").read_text()
+    r50_int8 = data["inference"][0]["variants"]["int8"]
+    assert f"{r50_int8['size_vs_float32']:.3f}" in markdown
+    assert f"{data['training'][0]['ratio']:.2f}" in markdown
