@@ -129,12 +129,12 @@ def _make_recorder(keras, *, name, train_eval, test, guard, clock, total_epochs)
             if guard.diverged_at:
                 return  # The weights are NaN: nothing left to measure.
             logs = logs or {}
-            train = self.model.evaluate(train_eval, verbose=0, return_dict=True)
-            test = self.model.evaluate(test, verbose=0, return_dict=True)
+            on_train = self.model.evaluate(train_eval, verbose=0, return_dict=True)
+            on_test = self.model.evaluate(test, verbose=0, return_dict=True)
             row = {"epoch": epoch + 1,
-                   "train_error": 100 * (1 - float(train["accuracy"])),
+                   "train_error": 100 * (1 - float(on_train["accuracy"])),
                    "train_error_running": 100 * (1 - float(logs["accuracy"])),
-                   "test_error": 100 * (1 - float(test["accuracy"])),
+                   "test_error": 100 * (1 - float(on_test["accuracy"])),
                    "loss": float(logs["loss"]),
                    "lr": current_learning_rate(self.model.optimizer),
                    "seconds": round(time.time() - self.start, 2)}
@@ -494,10 +494,9 @@ def _check_models(names):
     for name in names:
         spec = get_spec(name)  # unknown names: ValueError listing the valid ones
         if spec.stem != "cifar":
-            cifar = [n for n in ("plain20", "resnet20", "plain56", "resnet56")]
             raise ValueError(f"{name} is an ImageNet net; this experiment trains the 32x32 "
-                             f"CIFAR nets (plainN/resnetN, N = 20, 32, 44, 56, 110), "
-                             f"e.g. {','.join(cifar)}.")
+                             f"CIFAR nets, plainN and resnetN with N = 20, 32, 44, 56, 110 "
+                             f"(e.g. --models {','.join(DEFAULT_MODELS)}).")
     if len(set(names)) != len(names):
         raise ValueError(f"--models lists a net twice: {','.join(names)}.")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from export import diagnose
+from export import tflite, diagnose
 from resnet_keras.backend import keras, tf
 
 layers = keras.layers
@@ -40,13 +40,7 @@ def all_layers(model, images):
 
 
 def _plain_int8(model, images):
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([image[None]] for image in images)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
-    return converter.convert()
+    return tflite.convert(model, "int8", calibration_images=images)
 
 
 def test_layer_stats_are_finite_and_sorted(all_layers):

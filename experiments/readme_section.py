@@ -1,0 +1,146 @@
+"""Renders the README section on the paper's claims from the experiments' JSON (arXiv 1512.03385, sec. 4).
+
+    python -m experiments.readme_section       # writes docs/experiments/README_section.md
+
+Reads docs/experiments/degradation/summary.json, docs/experiments/block_table/
+block_table.json and, when a CIFAR-10 run has been copied there,
+docs/experiments/cifar10_table/results.json. Nothing in the section is typed
+by hand except the paper's claims in words; the paper's numbers come from
+`experiments.paper`.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from experiments import paper
+
+DOCS = os.path.join("docs", "experiments")
+
+
+def _load(path):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def degradation_part(summary, *, folder):
+    """The degradation subsection from a degradation summary.json."""
+    from experiments.degradation import render_results
+
+    r = summary["recipe"]
+    table = render_results(summary).split("\n")
+    # The table and the verdict of results.md, without its title and recipe line.
+    body = [line for line in table if line.startswith("|")]
+    lines = [
+        "### Degradation (sec. 4.1-4.2, Fig. 4 and 6)", "",
+        "**Paper.** Deeper plain nets have *higher training error* than shallower ones "
+        "(plain-56 above plain-20 on CIFAR-10 throughout training), an optimization "
+        "difficulty rather than overfitting; with identity shortcuts the deeper net trains "
+        "to a lower error (ResNet-56 below ResNet-20).", "",
+        f"**Measured here** (`python -m experiments.degradation --out {folder}`, "
+        f"{summary['wall_seconds']:.0f} s on {summary['machine']}): {summary['dataset']}, "
+        f"{summary['num_train']:,} training images, {r['epochs']} epochs per net, one "
+        f"recipe for all, augmentation {'on' if r['augment'] else 'off'}; training error on "
+        f"the {summary['training_error']}.", "",
+        *body, "",
+        summary["verdict"]["text"], "",
+        f"![training (thin) and test (bold) error]({folder}/degradation.png)", "",
+    ]
+    return lines
+
+
+def cifar10_part(results, *, folder):
+    """The Table 6 subsection, with our numbers when a real (non-smoke) run exists."""
+    errors = ", ".join(f"ResNet-{m[len('resnet'):]} {e:.2f}%"
+                       for m, e in paper.CIFAR10_TEST_ERROR.items())
+    lines = ["### CIFAR-10 test error (sec. 4.2, Table 6)", "",
+             f"**Paper.** {errors}: error falls as depth grows from 20 to 110 layers.", ""]
+    if results is None or results.get("smoke"):
+        lines += ["**Not measured here**: it needs the CIFAR-10 archive and a GPU (64k "
+                  "iterations per net). Run it with", "",
+                  "```bash",
+                  "python -m experiments.cifar10_table --data-dir /data/cifar-10-python.tar.gz "
+                  f"--out {folder}",
+                  "```", "",
+                  "which trains each net with train.py's `cifar10-paper` preset and writes "
+                  "results.json and results.md there; rerun this renderer afterwards.", ""]
+        return lines
+    lines += ["**Measured here** (`python -m experiments.cifar10_table`):", "",
+              "| net | test error % | paper % | difference (points) |",
+              "|---|---:|---:|---:|"]
+    for r in results["rows"]:
+        paper_cell = "—" if r["paper_test_error"] is None else f"{r['paper_test_error']:.2f}"
+        diff = "—" if r["difference"] is None else f"{r['difference']:+.2f}"
+        lines.append(f"| {r['model']} | {r['test_error']:.2f} | {paper_cell} | {diff} |")
+    return lines + [""]
+
+
+def block_part(table, *, folder):
+    """The basic-vs-bottleneck subsection from block_table.json."""
+    from experiments.block_table import render_markdown
+
+    md = render_markdown(table).split("\n")
+    tables = [line for line in md if line.startswith("|")]
+    split = next(i for i, line in enumerate(tables[1:], 1) if line.startswith("| net "))
+    return [
+        "### Basic and bottleneck blocks (sec. 4.1, Fig. 5, Table 1)", "",
+        "**Paper.** For ResNet-50/101/152 each two-layer block becomes a 1x1-3x3-1x1 "
+        "bottleneck: the 1x1 layers reduce and then restore the dimensions, so the "
+        "bottleneck and the basic block \"have similar time complexity\".", "",
+        f"**Measured here** (`python -m experiments.block_table --out {folder}`; parameters "
+        f"from `count_params`, multiply-adds from `resnet_keras.count_macs`, checked against "
+        f"the closed form):", "",
+        *tables[:split], "", *tables[split:], "",
+        table["explanation"], "",
+    ]
+
+
+def render(*, docs=DOCS):
+    """The whole README section as Markdown, from the JSON files under `docs`.
+
+    Raises:
+        FileNotFoundError: the degradation or block-table outputs are missing.
+    """
+    degradation = _load(os.path.join(docs, "degradation", "summary.json"))
+    blocks = _load(os.path.join(docs, "block_table", "block_table.json"))
+    for name, value, command in (
+            ("degradation/summary.json", degradation,
+             f"python -m experiments.degradation --out {docs}/degradation"),
+            ("block_table/block_table.json", blocks,
+             f"python -m experiments.block_table --out {docs}/block_table")):
+        if value is None:
+            raise FileNotFoundError(f"{os.path.join(docs, name)} is missing; run `{command}` "
+                                    f"first.")
+    cifar = _load(os.path.join(docs, "cifar10_table", "results.json"))
+    lines = ["## What the paper says, and what this project measured", "",
+             "Rendered by `python -m experiments.readme_section` from the JSON the "
+             f"experiments wrote under `{docs}/`.", ""]
+    lines += degradation_part(degradation, folder=f"{docs}/degradation")
+    lines += cifar10_part(cifar, folder=f"{docs}/cifar10_table")
+    lines += block_part(blocks, folder=f"{docs}/block_table")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", default=DOCS, help=f"experiments' output folder (default {DOCS})")
+    parser.add_argument("--output", help="default: <docs>/README_section.md")
+    args = parser.parse_args(argv)
+    try:
+        text = render(docs=args.docs)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    output = args.output or os.path.join(args.docs, "README_section.md")
+    with open(output, "w") as f:
+        f.write(text)
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
