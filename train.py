@@ -27,7 +27,7 @@ RUN_STATE = "state.json"
 def stage_train(config, run_dir, dataset):
     from training.loop import train
     result = train(config, run_dir, dataset)
-    return {"test top-1": result["test_top1"], "images/s": result["images_per_second"]}
+    return {"test top-1": result["test_top1"], "images/s": round(result["images_per_second"] or 0)}
 
 
 def stage_qat(config, run_dir, dataset):
