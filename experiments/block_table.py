@@ -1,4 +1,4 @@
-"""Basic against bottleneck blocks: parameters and multiply-adds (arXiv 1512.03385, sec. 4.1, Fig. 5, Table 1).
+"""Basic vs bottleneck blocks: parameters, multiply-adds (arXiv 1512.03385, Fig. 5, Table 1).
 
     python -m experiments.block_table                           # runs/block_table-<time>/
     python -m experiments.block_table --out docs/experiments/block_table
@@ -151,17 +151,18 @@ def explanation(table):
     return (
         f"A bottleneck block on 256-d features costs {parts} = "
         f"{bottleneck['macs_per_position']:,} multiply-adds per position "
-        f"({bottleneck['macs'] / 1e6:.1f} M on {bottleneck['map_size']}x"
+        f"({bottleneck['macs'] / 1e6:,.1f} M on {bottleneck['map_size']}x"
         f"{bottleneck['map_size']} maps), against {basic256['macs_per_position']:,} "
-        f"({basic256['macs'] / 1e6:.1f} M) for two 3x3 convolutions at 256-d: "
+        f"({basic256['macs'] / 1e6:,.1f} M) for two 3x3 convolutions at 256-d: "
         f"{basic256['macs'] / bottleneck['macs']:.1f}x fewer. The 1x1 convolutions do the "
         f"saving: by reducing to {three['in']} channels they let the 3x3 run at "
         f"{three['macs_per_position']:,} instead of {wide['macs_per_position']:,} "
-        f"({wide['macs_per_position'] / three['macs_per_position']:.0f}x less), and restoring "
-        f"256-d costs the two 1x1s only {bottleneck['convs'][0]['macs_per_position']:,} each. "
+        f"({wide['macs_per_position'] / three['macs_per_position']:.0f}x less), while the two "
+        f"1x1s that reduce and restore the 256 channels cost only "
+        f"{bottleneck['convs'][0]['macs_per_position']:,} each. "
         f"So a bottleneck on 256-d features costs "
         f"{bottleneck['macs'] / basic64['macs']:.2f}x a basic block on 64-d "
-        f"({basic64['macs'] / 1e6:.1f} M), which is the paper's \"similar time complexity\" "
+        f"({basic64['macs'] / 1e6:,.1f} M), which is the paper's \"similar time complexity\" "
         f"(Fig. 5): ResNet-50 has {nets['resnet50']['macs'] / 1e9:.2f} G multiply-adds "
         f"against ResNet-34's {nets['resnet34']['macs'] / 1e9:.2f} G "
         f"({nets['resnet50']['macs'] / nets['resnet34']['macs']:.2f}x) with 4x wider features "
@@ -203,7 +204,7 @@ def render_markdown(table):
     lines += [
         "", "Parameters include BatchNorm (no conv biases); multiply-adds count "
             "convolutions only, as the paper does.", "",
-        f"## Whole nets at {IMAGE_SIZE}x{IMAGE_SIZE}", "",
+        f"## Whole nets at {IMAGE_SIZE}x{IMAGE_SIZE} (variant v1, the paper's)", "",
         "| net | block | stage depths | blocks | layers | parameters | multiply-adds | "
         "paper FLOPs (Table 1) |",
         "|---|---|---|---:|---:|---:|---:|---:|",

@@ -1,4 +1,4 @@
-"""Renders the README section on the paper's claims from the experiments' JSON (arXiv 1512.03385, sec. 4).
+"""The README section on the paper's claims, rendered from the experiments' JSON (arXiv 1512.03385).
 
     python -m experiments.readme_section       # writes docs/experiments/README_section.md
 

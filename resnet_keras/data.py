@@ -640,6 +640,8 @@ def _hold_out(train, val_split, seed, name):
     """(train, val) splits of `train`, stratified by label."""
     from sklearn.model_selection import train_test_split
 
+    if isinstance(val_split, float) and val_split >= 1 and val_split.is_integer():
+        val_split = int(val_split)  # a count read from a config file or command line as 5000.0
     valid = (isinstance(val_split, float) and 0.0 < val_split < 1.0) or (
         isinstance(val_split, (int, np.integer)) and not isinstance(val_split, bool)
         and 0 < val_split < len(train))

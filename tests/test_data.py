@@ -376,3 +376,9 @@ def test_folder_training_survives_files_that_fail_to_decode(tmp_path, monkeypatc
     assert ds.num_train == 10 and not ds.skipped_files
     images, _ = all_batches(ds.train(3, seed=0))
     assert images.shape == (6, 16, 16, 3)
+
+
+def test_whole_number_float_val_split_is_a_count(tmp_path):
+    """Configs store val_split as a float: 5000.0 must mean 5,000 images, as in cifar10-paper."""
+    digits = load_dataset("digits", val_split=100.0)
+    assert digits.num_val == 100 and digits.num_train == 1437 - 100

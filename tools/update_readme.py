@@ -68,6 +68,10 @@ def main(argv=None) -> int:
         for name in COPIED:
             if os.path.exists(os.path.join(args.run, name)):
                 shutil.copy(os.path.join(args.run, name), RESULTS)
+    paper = os.path.join(ROOT, "docs", "experiments", "README_section.md")
+    if os.path.exists(paper):  # written by `python -m experiments.readme_section` from the JSON
+        with open(paper) as f:
+            text = replace_section(text, "paper", f.read())
     if os.path.exists(os.path.join(RESULTS, "report.json")):
         text = replace_section(text, "results", results_section())
     with open(path, "w") as f:

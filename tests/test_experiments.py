@@ -1,0 +1,272 @@
+"""Tests for experiments/: degradation, cifar10_table, block_table, readme_section.
+
+Tiny settings prove the wiring and that every rendered number is the JSON's;
+the full default degradation run is marked slow.
+"""
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from experiments import block_table, cifar10_table, degradation, paper, readme_section
+from test_data import write_cifar  # noqa: E402  (tests/ is on sys.path under pytest)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def table_rows(markdown, first_header):
+    """{first cell: [cells]} of the Markdown table whose header starts with `first_header`."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} "))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells
+    return rows
+
+
+# ---------------------------------------------------------------- degradation
+
+
+@pytest.fixture(scope="module")
+def tiny_degradation(tmp_path_factory):
+    out = tmp_path_factory.mktemp("degradation")
+    code = degradation.main(["--models", "plain20,resnet20", "--epochs", "2",
+                             "--steps-per-epoch", "2", "--batch-size", "16", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_degradation_writes_consistent_files(tiny_degradation):
+    out = tiny_degradation
+    for name in ("config.json", "curves.json", "curves.csv", "degradation.png",
+                 "summary.json", "results.md"):
+        assert (out / name).stat().st_size > 0, name
+    curves = json.loads((out / "curves.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(curves) == ["plain20", "resnet20"]
+    with open(out / "curves.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4  # 2 nets x 2 epochs
+    for row in rows:
+        c = curves[row["model"]]
+        i = int(row["epoch"]) - 1
+        for key in ("train_error", "train_error_running", "test_error", "loss"):
+            assert float(row[key]) == pytest.approx(c[key][i])
+    results = (out / "results.md").read_text()
+    table = table_rows(results, "net")
+    for net in summary["nets"]:
+        c = curves[net["model"]]
+        assert c["epoch"] == [1, 2] and c["steps_per_epoch"] == 2
+        assert net["train_error"] == c["train_error"][-1]
+        assert net["test_error"] == c["test_error"][-1]
+        assert 0 <= net["train_error"] <= 100 and 0 <= net["test_error"] <= 100
+        cells = table[net["model"]]
+        assert cells[5] == f"{net['train_error']:.2f}" and cells[6] == f"{net['test_error']:.2f}"
+        assert cells[3] == f"{net['params']:,}"
+    # digits has no paper column; the verdict in results.md is summary.json's.
+    assert "paper test error" not in results
+    assert summary["verdict"]["text"] in results
+    assert summary["verdict"]["degradation"] is None  # one plain net only
+    assert summary["verdict"]["plain_vs_residual"]["deep"] == "resnet20"
+    config = json.loads((out / "config.json").read_text())
+    assert config["train_configs"]["plain20"]["train"]["learning_rate"] == 0.05
+
+
+def curve(train, test=None):
+    return {"train_error": list(train), "test_error": list(test or train)}
+
+
+PAPER_LIKE = {"plain20": curve([40, 10, 8]), "plain56": curve([60, 20, 12]),
+              "resnet20": curve([40, 10, 9]), "resnet56": curve([45, 9, 6])}
+OPPOSITE = {"plain20": curve([40, 20, 12]), "plain56": curve([60, 10, 8]),
+            "resnet20": curve([40, 9, 6]), "resnet56": curve([45, 10, 9])}
+
+
+def test_verdict_follows_the_numbers_both_ways():
+    holds = degradation.verdict(PAPER_LIKE, num_train=1437)
+    assert holds["degradation"]["reproduced"] and holds["residual"]["reproduced"]
+    assert holds["plain_vs_residual"]["reproduced"]  # resnet56 6% < plain56 12%
+    assert "Degradation (Fig. 6 left: the deeper plain net trains worse): reproduced. plain56 " \
+           "ends with a higher training error than plain20 (12.00% vs 8.00%" in holds["text"]
+    assert "Both of Fig. 6's claims hold" in holds["text"]
+    assert "0.070 points" in holds["text"]
+
+    fails = degradation.verdict(OPPOSITE)
+    assert fails["degradation"]["reproduced"] is False
+    assert fails["residual"]["reproduced"] is False
+    assert "not reproduced. plain56 ends with a lower training error than plain20 " \
+           "(8.00% vs 12.00%" in fails["text"]
+    assert "resnet56 ends with a higher training error than resnet20" in fails["text"]
+    assert "Neither of Fig. 6's two claims holds" in fails["text"]
+
+    tie = degradation.verdict({"plain20": curve([5, 0]), "plain56": curve([9, 0])})
+    assert tie["degradation"]["relation"] == "equal" and not tie["degradation"]["reproduced"]
+    assert "the same training error as" in tie["text"] and tie["residual"] is None
+    assert "The one Fig. 6 claim judged fails" in tie["text"]
+
+    floor = degradation.verdict({"resnet20": curve([5, 0]), "resnet56": curve([9, 0.2])})
+    assert floor["residual"]["reproduced"] is False
+    assert "resnet20 already fits every training image" in floor["text"]
+
+    diverged = degradation.verdict({**PAPER_LIKE, "plain56": curve([])})
+    assert diverged["degradation"]["reproduced"] is None
+    assert "cannot be judged: plain56 diverged" in diverged["text"]
+
+
+def test_degradation_on_a_tiny_cifar10_archive_shows_the_papers_column(tmp_path):
+    archive, _, _ = write_cifar(tmp_path, "cifar10", layout="archive_file")
+    out = tmp_path / "run"
+    assert degradation.main(["--dataset", "cifar10", "--data-dir", str(archive), "--models",
+                             "plain20,resnet20", "--epochs", "1", "--steps-per-epoch", "1",
+                             "--batch-size", "8", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["num_train"], summary["num_test"]) == (100, 20)
+    assert summary["recipe"]["augment"]  # the paper's pad-crop-flip on CIFAR
+    rows = table_rows((out / "results.md").read_text(), "net")
+    assert rows["resnet20"][7] == f"{paper.CIFAR10_TEST_ERROR['resnet20']:.2f}" == "8.75"
+    assert rows["plain20"][7] == "—"
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--models", "resnet50"], "resnet50 is an ImageNet net"),
+    (["--models", "resnet21"], "Unknown model name 'resnet21'"),
+    (["--dataset", "mnist"], "--dataset 'mnist' is not valid; valid: digits, cifar10"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+])
+def test_degradation_bad_arguments_get_one_line(args, match, capsys, tmp_path):
+    assert degradation.main([*args, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and match in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------- cifar10_table
+
+
+def test_cifar10_table_smoke_on_a_tiny_archive(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # `import train` finds train.py through the working directory
+    archive, _, _ = write_cifar(tmp_path, "cifar10", layout="archive_file")
+    out = tmp_path / "table"
+    assert cifar10_table.main(["--smoke", "--models", "resnet20", "--data-dir", str(archive),
+                               "--out", str(out)]) == 0
+    result = json.loads((out / "resnet20" / "train_result.json").read_text())
+    config = json.loads((out / "resnet20" / "config.json").read_text())
+    assert config["preset"] == "cifar10-paper" and config["stages"] == ["train"]
+    assert config["train"]["weight_decay"] == 1e-4 and config["train"]["steps_per_epoch"] == 2
+    summary = json.loads((out / "results.json").read_text())
+    (row,) = summary["rows"]
+    assert summary["smoke"] and summary["num_test"] == 20
+    assert row["test_error"] == pytest.approx(100 * (1 - result["test_top1"]))
+    assert row["paper_test_error"] == 8.75
+    assert row["difference"] == pytest.approx(row["test_error"] - 8.75)
+    cells = table_rows((out / "results.md").read_text(), "net")["resnet20"]
+    assert cells[1:4] == [f"{row['test_error']:.2f}", "8.75", f"{row['difference']:+.2f}"]
+    # A rerun reuses the finished net instead of training it again.
+    mtime = (out / "resnet20" / "train_result.json").stat().st_mtime
+    assert cifar10_table.main(["--smoke", "--models", "resnet20", "--data-dir", str(archive),
+                               "--out", str(out)]) == 0
+    assert (out / "resnet20" / "train_result.json").stat().st_mtime == mtime
+
+
+def test_cifar10_table_uses_the_paper_recipe():
+    config = cifar10_table.net_config("resnet110", data_dir=None)
+    assert (config.train.batch_size, config.train.learning_rate, config.train.epochs,
+            config.train.lr_decay_epochs) == (128, 0.1, 182, (91, 136.5))
+    # 400 iterations of 128 images at lr / 10 (paper sec. 4.2), in epochs of 45k images.
+    assert config.train.warmup_epochs * 45_000 / 128 == pytest.approx(400)
+    assert cifar10_table.net_config("resnet56", data_dir=None).train.warmup_epochs == 0
+    assert config.data.val_split * 50_000 == 5_000  # the paper's 45k/5k split
+
+
+def test_cifar10_table_rejects_imagenet_nets(capsys):
+    assert cifar10_table.main(["--smoke", "--models", "resnet50"]) == 2
+    assert "resnet50 is an ImageNet net" in capsys.readouterr().err
+
+
+def test_cifar10_table_missing_archive_exits_2(tmp_path, capsys):
+    out = tmp_path / "table"
+    code = cifar10_table.main(["--smoke", "--data-dir", str(tmp_path / "nowhere"),
+                               "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.startswith("error: CIFAR-10 not found") and "cifar-10-python.tar.gz" in err
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------- block_table
+
+
+@pytest.fixture(scope="module")
+def blocks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("block_table")
+    assert block_table.main(["--out", str(out)]) == 0
+    return out
+
+
+def test_block_table_numbers_are_count_macs_of_built_models(blocks):
+    import resnet_keras as rk
+
+    table = json.loads((blocks / "block_table.json").read_text())
+    nets = {n["model"]: n for n in table["nets"]}
+    for name in ("resnet34", "resnet50"):
+        model = rk.build_model(name)
+        assert (nets[name]["macs"], nets[name]["params"]) == (rk.count_macs(model),
+                                                               model.count_params())
+    assert "basic50" not in rk.REGISTRY  # the temporary spec is gone
+    assert nets["basic50"]["depth"] == 50 == nets["resnet50"]["depth"]
+    assert nets["basic50"]["macs"] > nets["resnet50"]["macs"]
+    # Fig. 5 by hand: 56x56 maps; two 3x3 at 64-d, 1x1-3x3-1x1 at 256/64-d, two 3x3 at 256-d.
+    expected = [56 * 56 * 2 * 9 * 64 * 64,
+                56 * 56 * (256 * 64 + 9 * 64 * 64 + 64 * 256),
+                56 * 56 * 2 * 9 * 256 * 256]
+    assert [b["macs"] for b in table["blocks"]] == expected
+    assert [b["formula_macs"] for b in table["blocks"]] == expected
+    assert table["formula_matches_count_macs"]
+    markdown = (blocks / "block_table.md").read_text()
+    rows = table_rows(markdown, "net")
+    assert rows["resnet50"][6] == f"{nets['resnet50']['macs'] / 1e9:.3f} G"
+    assert rows["resnet50"][7] == "3.8 G"
+    assert f"{expected[1]:,}" in markdown and table["explanation"] in markdown
+    assert "69,632" in table["explanation"] and "16.9x fewer" in table["explanation"]
+
+
+def test_readme_section_renders_from_the_json(tiny_degradation, blocks, tmp_path):
+    docs = tmp_path / "docs"
+    (docs / "degradation").mkdir(parents=True)
+    (docs / "block_table").mkdir()
+    for name in ("summary.json",):
+        (docs / "degradation" / name).write_text((tiny_degradation / name).read_text())
+    (docs / "block_table" / "block_table.json").write_text(
+        (blocks / "block_table.json").read_text())
+    assert readme_section.main(["--docs", str(docs)]) == 0
+    text = (docs / "README_section.md").read_text()
+    summary = json.loads((docs / "degradation" / "summary.json").read_text())
+    assert summary["verdict"]["text"] in text
+    assert "Not measured here" in text and "8.75%" in text
+    resnet20 = table_rows(text, "net")["resnet20"]
+    assert resnet20[5] == f"{summary['nets'][1]['train_error']:.2f}"
+    assert readme_section.main(["--docs", str(tmp_path / "empty")]) == 2
+
+
+# ---------------------------------------------------------------- the default run
+
+
+@pytest.mark.slow
+def test_default_degradation_run_fits_ten_minutes(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "experiments.degradation", "--out",
+                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [n["model"] for n in summary["nets"]] == list(degradation.DEFAULT_MODELS)
+    assert summary["wall_seconds"] < 600
+    assert len(re.findall(r"epoch +\d+/10 ", result.stdout)) == 40
+    assert summary["verdict"]["degradation"]["reproduced"] is not None
