@@ -108,7 +108,22 @@ def evaluate_tflite(path, images, labels, *, reference_predictions=None, num_thr
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != len(images):
         raise ValueError(f"Got {len(images)} images but {len(labels)} labels.")
-    scores = predict_tflite(path, images, num_threads=num_threads)
+    return classification_metrics(predict_tflite(path, images, num_threads=num_threads),
+                                  labels, reference_predictions=reference_predictions)
+
+
+def classification_metrics(scores, labels, *, reference_predictions=None):
+    """top-1, top-5 (None with 5 classes or fewer) and, given a reference, agreement.
+
+    Args:
+        scores: `(N, classes)` scores of any model, e.g. `predict_tflite` output.
+        labels: `(N,)` int class indices.
+        reference_predictions: optional `(N, classes)` scores to compare with.
+
+    Returns:
+        dict as `evaluate_tflite`.
+    """
+    labels = np.asarray(labels).reshape(-1)
     result = {"top1": float(np.mean(scores.argmax(-1) == labels)), "top5": None}
     if scores.shape[-1] > 5:
         top5 = np.argsort(-scores, axis=-1)[:, :5]

@@ -48,21 +48,16 @@ def export_run(config, run_dir, dataset) -> dict:
     return paths
 
 
-def _top_k(scores, labels, k):
-    top = np.argsort(-scores, axis=1)[:, :k]
-    return float(np.mean(np.any(top == labels[:, None], axis=1)))
-
-
 def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None, check=None):
-    top1 = _top_k(scores, labels, 1)
+    metrics = evaluate.classification_metrics(scores, labels, reference_predictions=reference)
     return {
         "variant": variant,
         "file": os.path.basename(file) if file else None,
         "size_bytes": os.path.getsize(file) if file else None,
-        "top1": top1,
-        "top5": _top_k(scores, labels, 5) if scores.shape[1] > 5 else None,
-        "top1_delta_points": round(100 * (top1 - float_top1), 4),
-        "agreement": float(np.mean(np.argmax(scores, 1) == np.argmax(reference, 1))),
+        "top1": metrics["top1"],
+        "top5": metrics["top5"],
+        "top1_delta_points": round(100 * (metrics["top1"] - float_top1), 4),
+        "agreement": metrics["agreement"],
         "latency_ms": latency,
         "edgetpu": check,
     }
@@ -108,7 +103,7 @@ def report_run(config, run_dir, dataset) -> dict:
     images, labels = dataset.test_arrays()
     labels = np.asarray(labels)
     reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
-    float_top1 = _top_k(reference, labels, 1)
+    float_top1 = evaluate.classification_metrics(reference, labels)["top1"]
     entries = [_entry("keras_float", file=None, scores=reference, labels=labels,
                       reference=reference, float_top1=float_top1)]
     runs = config.export.latency_runs

@@ -8,6 +8,7 @@ written as `config.json` into every run directory.
 import dataclasses
 import json
 import os
+import types
 import typing
 
 STAGES = ("train", "qat", "export", "report")
@@ -127,7 +128,7 @@ def _coerce(value, hint, key):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v.strip()]
         return tuple(_coerce(v, args[0], key) for v in value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if isinstance(value, str) and value.lower() in ("none", "null", ""):
             return None
         inner = [a for a in args if a is not type(None)][0]
