@@ -4,7 +4,10 @@ Each figure is a median over repeated timed runs after warm-up, with min and
 max beside it; ratios are taken between figures of the same process.
 """
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -13,6 +16,7 @@ import numpy as np
 
 from export import evaluate, tflite
 from resnet_keras import build_model, count_macs
+from resnet_keras.models import fold_channel_reversal
 from resnet_keras.backend import keras, tf
 from training import config as config_lib
 from training.loop import build_training_model, compile_model
@@ -80,12 +84,34 @@ def synthetic_pipeline(image_size, batch_size, classes, *, count=64, seed=0):
             .prefetch(tf.data.AUTOTUNE))
 
 
-def training_throughput(model, *, image_size, batch_size, classes, steps, repeats):
-    """Images/s of `model.fit` on synthetic data: one warm-up epoch, then `repeats` timed ones."""
-    timer = EpochTimer()
-    model.fit(synthetic_pipeline(image_size, batch_size, classes), epochs=repeats + 1,
-              steps_per_epoch=steps, callbacks=[timer], verbose=0)
-    return spread([steps * batch_size / s for s in timer.seconds[1:]])
+def training_throughput(models, *, image_size, batch_size, classes, steps, repeats):
+    """Images/s of `fit` for each model, timed in turns on the same synthetic data.
+
+    Each model first trains one untimed epoch (tracing, allocation); then in
+    each of `repeats` rounds every model trains one timed epoch of `steps`
+    batches. Taking turns spreads drift in the machine's load over all models
+    alike, so the ratio of two medians holds better than when each model is
+    timed in one block.
+
+    Args:
+        models: dict {name: compiled tf_keras model}.
+
+    Returns:
+        ({name: spread of images/s}, {name: peak RSS in MB during its epochs});
+        the RSS is the whole process's, with every model of `models` resident.
+    """
+    data = synthetic_pipeline(image_size, batch_size, classes)
+    rates = {name: [] for name in models}
+    peak_mb = dict.fromkeys(models, 0.0)
+    for turn in range(repeats + 1):
+        for name, model in models.items():
+            timer = EpochTimer()
+            with PeakRSS() as memory:
+                model.fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+            peak_mb[name] = max(peak_mb[name], memory.peak_mb)
+            if turn:
+                rates[name].append(steps * batch_size / timer.seconds[0])
+    return {name: spread(r) for name, r in rates.items()}, peak_mb
 
 
 def our_training_model(name, *, image_size, classes, jit_compile=False):
@@ -96,6 +122,16 @@ def our_training_model(name, *, image_size, classes, jit_compile=False):
     compile_model(model, optimizer=keras.optimizers.SGD(0.1, momentum=0.9), num_classes=classes,
                   label_smoothing=0.0, jit_compile=jit_compile)
     return model
+
+
+def bare_training_model(name, *, image_size, classes):
+    """Our `name` compiled as the references are: no weight decay, no top-5 metric.
+
+    Beside `our_training_model` it splits a gap to the reference into what
+    train.py adds and what the network itself costs.
+    """
+    return _compile_plain(build_model(name, input_shape=(image_size, image_size, 3),
+                                      classes=classes))
 
 
 def _compile_plain(model):
@@ -191,38 +227,112 @@ def matmul_macs_per_second(*, size, repeats):
     return spread(rates)
 
 
-def inference_and_export(name, *, image_size, calibration, runs, out_dir):
-    """Keras and TFLite latency, file size, conversion time and peak RSS for one model.
+def inference_and_export(name, *, image_size, calibration, runs, out_dir, reference=None):
+    """Keras and TFLite latency, file size, op placement, conversion time and RSS for one model.
+
+    Every file is timed in the same turns (`evaluate.measure_latency`), so the
+    ratios to float32 compare files run under the same machine load. Beside
+    the four variants, the int8 file of the model's own input normalization
+    alone is timed (what an int8 file spends before conv1), and, when given,
+    a reference model's float32 and int8 files.
+
+    Args:
+        reference: optional, from `inference_reference`.
 
     Returns:
-        dict with `macs`, `keras_ms`, and per variant `size_bytes`,
-        `convert_seconds`, `convert_peak_rss_mb`, `latency_1_thread_ms`,
-        `latency_all_threads_ms`, and ratios to TFLite float32.
+        dict with `macs`, `keras_ms`, `variants` (per variant `size_bytes`,
+        `convert_seconds`, `convert_peak_rss_mb`, latencies, ratios to
+        float32, `xnnpack`) and `others` (the same but conversion figures,
+        for the preprocessing-only and reference files).
     """
     model = build_model(name, input_shape=(image_size, image_size, 3), classes=10)
     result = {"model": name, "image_size": image_size, "macs": count_macs(model),
               "keras_ms": keras_latency(model, image_size=image_size, runs=runs),
-              "variants": {}}
+              "variants": {}, "others": {}}
+    files = {}
+
+    def write(key, data):
+        files[key] = os.path.join(out_dir, f"{name}_{image_size}_{key.replace(' ', '_')}.tflite")
+        with open(files[key], "wb") as f:
+            f.write(data)
+        return {"size_bytes": len(data)}
+
     for variant in ("float32", "fp16", "dynamic", "int8"):
         with PeakRSS() as memory:
             start = time.perf_counter()
             data = tflite.convert(model, variant, calibration_images=calibration)
             seconds = time.perf_counter() - start
-        path = os.path.join(out_dir, f"{name}_{image_size}_{variant}.tflite")
-        with open(path, "wb") as f:
-            f.write(data)
-        one = evaluate.measure_latency(path, num_threads=1, runs=runs)
-        full = evaluate.measure_latency(path, num_threads=os.cpu_count(), runs=runs)
-        result["variants"][variant] = {
-            "size_bytes": len(data), "convert_seconds": round(seconds, 2),
-            "convert_peak_rss_mb": round(memory.peak_mb, 1),
-            "latency_1_thread_ms": {k.replace("_ms", ""): v for k, v in one.items()},
-            "latency_all_threads_ms": {k.replace("_ms", ""): v for k, v in full.items()},
-        }
+        result["variants"][variant] = dict(write(variant, data), convert_seconds=round(seconds, 2),
+                                           convert_peak_rss_mb=round(memory.peak_mb, 1))
+    # What the int8 file runs before conv1 (a caffe BGR reordering is folded into conv1).
+    deployed = fold_channel_reversal(model)
+    preprocessing = [layer for layer in deployed.layers
+                     if layer.name.startswith("preprocess_")][-1]
+    result["others"]["int8 preprocessing only"] = write("int8 preprocessing only", tflite.convert(
+        keras.Model(deployed.input, preprocessing.output), "int8", calibration_images=calibration))
+    if reference is not None:
+        result["reference"] = {"label": reference["label"], "input": reference["input"]}
+        prepare = reference["prepare"] or (lambda images: images)
+        for variant in ("float32", "int8"):
+            key = f"{reference['label']} {variant}"
+            result["others"][key] = write(key, tflite.convert(
+                reference["model"], variant, calibration_images=prepare(calibration.copy())))
+
+    entries = {**result["variants"], **result["others"]}
+    for key, threads in (("latency_1_thread_ms", 1), ("latency_all_threads_ms", os.cpu_count())):
+        timed = evaluate.measure_latency(files, num_threads=threads, runs=runs)
+        for file_key, stats in timed.items():
+            entries[file_key][key] = {k.replace("_ms", ""): v for k, v in stats.items()}
     base = result["variants"]["float32"]
-    for entry in result["variants"].values():
+    for file_key, entry in entries.items():
+        entry["xnnpack"] = evaluate.xnnpack_placement(files[file_key])
         entry["size_vs_float32"] = entry["size_bytes"] / base["size_bytes"]
         for key in ("latency_1_thread_ms", "latency_all_threads_ms"):
             entry[key.replace("_ms", "_vs_float32")] = \
                 entry[key]["median"] / base[key]["median"]
+    result["litert_tool"] = {variant: litert_tool_latency(files[variant], num_threads=os.cpu_count(),
+                                                          runs=runs)
+                             for variant in ("float32", "int8")}
     return result
+
+
+def inference_reference(name, *, image_size):
+    """The model our `name` is timed against as a `.tflite` file, or None.
+
+    A dict: `label`, `model`, `input` (what it takes) and `prepare` (None, or
+    the function mapping raw pixels to its input).
+    """
+    if name == "resnet50":
+        return {"label": "keras.applications", "input": "caffe-preprocessed pixels",
+                "model": keras.applications.ResNet50(
+                    weights=None, input_shape=(image_size, image_size, 3), classes=10),
+                "prepare": keras.applications.resnet50.preprocess_input}
+    if name == "resnet20":
+        return {"label": "hand-built", "input": "raw pixels", "prepare": None,
+                "model": hand_built_resnet20(image_size=image_size, classes=10)}
+    return None
+
+
+def litert_tool_latency(path, *, num_threads, runs, warmup=5):
+    """Latency from LiteRT's own benchmark tool (its CompiledModel runtime), in a child process.
+
+    A cross-check of `evaluate.measure_latency` by a second runtime path.
+
+    Returns:
+        dict(median, min, max) in ms and `fully_accelerated` (whether the CPU
+        accelerator took every op).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        command = [sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model",
+                   "--model", path, "--num_threads", str(num_threads), "--num_runs", str(runs),
+                   "--warmup_runs", str(warmup), "--result_json", out]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"LiteRT's benchmark tool failed on {path} (exit {done.returncode}): "
+                               f"{done.stderr.strip()[-1000:]}")
+        with open(out) as f:
+            tool = json.load(f)
+    latency = tool["latency"]
+    return {"median": latency["median_ms"], "min": latency["min_ms"], "max": latency["max_ms"],
+            "fully_accelerated": tool["fully_accelerated"]}

@@ -49,11 +49,7 @@ def _variants(args):
 
     if args.variants is None:
         return [v for v in tflite.VARIANTS if v != "int8_qat" or args.qat_model]
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in tflite.VARIANTS]
-    if unknown or not variants:
-        raise ValueError(f"--variants {args.variants!r}: unknown {', '.join(unknown) or 'empty'}; "
-                         f"valid: {', '.join(tflite.VARIANTS)}.")
+    variants = tflite.check_variants(v.strip() for v in args.variants.split(",") if v.strip())
     if "int8_qat" in variants and not args.qat_model:
         raise ValueError("--variants int8_qat needs --qat-model PATH (the fine-tuned QAT model).")
     return variants

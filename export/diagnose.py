@@ -21,6 +21,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from resnet_keras.backend import tf
+from resnet_keras.models import fold_channel_reversal
 
 # The error of ideal round-to-nearest quantization, in quantization steps:
 # the standard deviation of a uniform distribution on [-0.5, 0.5].
@@ -67,7 +68,8 @@ def _debugger(model, calibration_images, *, debug_images=None, denylist=None):
         for image in (calibration_images if debug_images is None else debug_images):
             yield [image[None]]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    # The graph `tflite.convert` gives: BGR reordering folded into conv1.
+    converter = tf.lite.TFLiteConverter.from_keras_model(fold_channel_reversal(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = calibration
     # Default target ops (not INT8-only): a denylisted op must be able to stay float.

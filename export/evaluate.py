@@ -9,6 +9,7 @@ invoke: the exported files have a static batch of 1, as on a device.
     {'top1': 0.975, 'top5': 1.0}
 """
 
+import collections
 import os
 import time
 
@@ -135,32 +136,84 @@ def classification_metrics(scores, labels, *, reference_predictions=None):
     return result
 
 
-def measure_latency(path, *, num_threads, runs=50, warmup=5):
-    """Wall-clock time of one single-image invoke, after `warmup` untimed ones.
+def measure_latency(paths, *, num_threads, runs=50, warmup=5, rounds=5):
+    """Wall-clock time of single-image invokes of one or more files, timed in turns.
+
+    All files are loaded first; then in each of `rounds` rounds every file runs
+    `runs // rounds` timed invokes in a row. Drift in the machine's load (other
+    processes, clock changes) thus touches every file alike, and the ratio of
+    two files' medians holds better than when each file is timed alone.
 
     Args:
-        path: a `.tflite` file.
+        paths: dict {name: `.tflite` path}.
         num_threads: int, CPU threads (1 for the single-core figure), or None.
-        runs: int, timed invokes.
-        warmup: int, untimed invokes first (XNNPACK packs weights lazily).
+        runs: int, timed invokes per file (at least `rounds`).
+        warmup: int, untimed invokes per file first (XNNPACK packs weights lazily).
+        rounds: int, turns taken over the files.
 
     Returns:
-        dict(median_ms, min_ms, max_ms).
+        dict {name: dict(median_ms, min_ms, max_ms)}.
     """
-    interpreter = load_interpreter(path, num_threads=num_threads)
-    source = interpreter.get_input_details()[0]
-    rng = np.random.default_rng(0)
-    interpreter.set_tensor(source["index"], _quantize(
-        rng.uniform(0, 255, source["shape"]).astype(np.float32), source))
-    for _ in range(warmup):
-        interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append((time.perf_counter() - start) * 1e3)
-    return {"median_ms": float(np.median(times)), "min_ms": float(np.min(times)),
-            "max_ms": float(np.max(times))}
+    interpreters = {}
+    for name, path in paths.items():
+        interpreter = load_interpreter(path, num_threads=num_threads)
+        source = interpreter.get_input_details()[0]
+        interpreter.set_tensor(source["index"], _quantize(np.random.default_rng(0).uniform(
+            0, 255, source["shape"]).astype(np.float32), source))
+        for _ in range(warmup):
+            interpreter.invoke()
+        interpreters[name] = interpreter
+    rounds = max(1, min(rounds, runs))
+    times = {name: [] for name in paths}
+    for turn in range(rounds):
+        for name, interpreter in interpreters.items():
+            for _ in range(runs // rounds + (turn < runs % rounds)):
+                start = time.perf_counter()
+                interpreter.invoke()
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: {"median_ms": float(np.median(t)), "min_ms": float(np.min(t)),
+                   "max_ms": float(np.max(t))} for name, t in times.items()}
+
+
+def xnnpack_placement(path, *, num_threads=None):
+    """Which of a file's ops LiteRT hands to the XNNPACK delegate, and which it runs itself.
+
+    The default delegate replaces each run of supported ops with one
+    `DELEGATE` node. An op belongs to a delegated partition when it lies on a
+    path from that node's inputs to its outputs (partitions are convex).
+
+    Returns:
+        dict with `ops` (ops in the file), `delegated` (ops XNNPACK runs),
+        `partitions` (delegate nodes) and `not_delegated` ({op name: count}).
+    """
+    ops = load_interpreter(path, num_threads=num_threads)._get_ops_details()
+    original = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producers, consumers = {}, {}
+    for op in original:
+        for t in op["outputs"]:
+            producers.setdefault(t, []).append(op["index"])
+        for t in op["inputs"]:
+            consumers.setdefault(t, []).append(op["index"])
+
+    def closure(tensors, edges, follow):
+        """Ops reached from `tensors` along `edges`, continuing through each op's `follow` tensors."""
+        seen, todo = set(), list(tensors)
+        while todo:
+            for index in edges.get(todo.pop(), ()):
+                if index not in seen:
+                    seen.add(index)
+                    todo.extend(ops[index][follow])
+        return seen
+
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    delegated = set()
+    for node in delegates:
+        delegated |= (closure(node["inputs"], consumers, "outputs")
+                      & closure(node["outputs"], producers, "inputs"))
+    missing = collections.Counter(op["op_name"] for op in original
+                                  if op["index"] not in delegated)
+    return {"ops": len(original), "delegated": len(delegated), "partitions": len(delegates),
+            "not_delegated": dict(sorted(missing.items()))}
 
 
 def _quantize(images, detail):

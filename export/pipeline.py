@@ -31,10 +31,7 @@ def export_run(config, run_dir, dataset) -> dict:
         export/manifest.json).
     """
     cfg = config.export
-    unknown = [v for v in cfg.variants if v not in tflite.VARIANTS]
-    if unknown:
-        raise ValueError(f"Unknown export variant {unknown[0]!r}. Valid variants: "
-                         f"{', '.join(tflite.VARIANTS)}.")
+    tflite.check_variants(cfg.variants)  # before the models load
     model = load_float_model(run_dir)
     qat_model = load_run_qat_model(run_dir) if "int8_qat" in cfg.variants else None
     calibration = dataset.calibration_images(min(cfg.calibration_size, dataset.num_train),
@@ -106,12 +103,13 @@ def report_run(config, run_dir, dataset) -> dict:
     float_top1 = evaluate.classification_metrics(reference, labels)["top1"]
     entries = [_entry("keras_float", file=None, scores=reference, labels=labels,
                       reference=reference, float_top1=float_top1)]
-    runs = config.export.latency_runs
-    for variant, file_name in manifest.items():
-        path = os.path.join(out_dir, file_name)
-        latency = {"1_thread": evaluate.measure_latency(path, num_threads=1, runs=runs),
-                   "all_threads": evaluate.measure_latency(path, num_threads=os.cpu_count(),
-                                                           runs=runs)}
+    paths = {variant: os.path.join(out_dir, name) for variant, name in manifest.items()}
+    # All files timed in the same turns, so that their ratios hold under load.
+    latencies = {threads: evaluate.measure_latency(paths, num_threads=count,
+                                                   runs=config.export.latency_runs)
+                 for threads, count in (("1_thread", 1), ("all_threads", os.cpu_count()))}
+    for variant, path in paths.items():
+        latency = {threads: timed[variant] for threads, timed in latencies.items()}
         entries.append(_entry(variant, file=path, scores=evaluate.predict_tflite(path, images),
                               labels=labels, reference=reference, float_top1=float_top1,
                               latency=latency, check=edgetpu.check(path)))

@@ -373,7 +373,7 @@ def render_markdown(report, *, chart=None, threshold_points=VERDICT_POINTS):
     lines.append(f"Δ top-1 is against {reference['variant'] if reference else 'no reference'}; "
                  "agreement is the share of test images where the variant's top-1 class "
                  "equals the Keras float model's; latency is the median of repeated "
-                 "single-image runs.")
+                 "single-image runs, every file timed in the same turns.")
     if chart:
         lines += ["", f"![accuracy against size and latency]({chart})"]
     edgetpu = _edgetpu_section(report)

@@ -25,6 +25,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from resnet_keras.backend import tf
+from resnet_keras.models import fold_channel_reversal
 
 VARIANTS = ("float32", "fp16", "dynamic", "int8", "int8_qat")
 IO_DTYPES = ("uint8", "int8")
@@ -63,11 +64,12 @@ def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
             float model for `int8_qat`, or an integer variant in which some
             ops stayed float.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"Unknown variant {variant!r}; valid: {', '.join(VARIANTS)}.")
+    check_variants([variant])
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"Unknown io_dtype {io_dtype!r}; valid: {', '.join(IO_DTYPES)}.")
     _check_model_kind(model, variant)
+    if variant != "int8_qat":  # a QAT model was folded by quantize_model
+        model = fold_channel_reversal(model)
     if variant == "int8":
         calibration_images = check_calibration_images(calibration_images, model)
 
@@ -91,6 +93,16 @@ def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
     return data
 
 
+def check_variants(variants):
+    """`variants` as a list, or a ValueError that names the unknown ones and lists `VARIANTS`."""
+    variants = list(variants)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        given = f"Unknown variant {', '.join(map(repr, unknown))}" if unknown else "No variant given"
+        raise ValueError(f"{given}; valid: {', '.join(VARIANTS)}.")
+    return variants
+
+
 def export_variants(model, *, out_dir, variants=VARIANTS, qat_model=None,
                     calibration_images=None, io_dtype="uint8"):
     """Writes `<model name>_<variant>.tflite` for each variant into `out_dir`.
@@ -112,11 +124,7 @@ def export_variants(model, *, out_dir, variants=VARIANTS, qat_model=None,
         ValueError: as `convert`, checked for every variant before any
             conversion starts; also `int8_qat` without `qat_model`.
     """
-    variants = list(variants)
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        raise ValueError(f"Unknown variant(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
-                         f"valid: {', '.join(VARIANTS)}.")
+    variants = check_variants(variants)
     if io_dtype not in IO_DTYPES:
         raise ValueError(f"Unknown io_dtype {io_dtype!r}; valid: {', '.join(IO_DTYPES)}.")
     if "int8_qat" in variants and qat_model is None:

@@ -42,6 +42,9 @@ What it does not cover is handled here, in the QAT model only:
   weight ranges from the weights, activation ranges from the float model on
   `calibration_images`. tfmot moves activation ranges by a moving average of
   decay 0.999, too slowly for a fine-tuning of a few hundred steps.
+- A `caffe` input's BGR reordering (three crops and a concatenation) is
+  folded into conv1's kernel first (`resnet_keras.models.fold_channel_reversal`),
+  as `export.tflite.convert` does for the float variants.
 - Two tfmot 0.8.1 bookkeeping bugs that break `.keras` round trips and
   train frozen kernels are worked around (`_match_saved_layout`,
   `_freeze_untrainable`).
@@ -59,6 +62,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
     default_8bit_quantize_registry as default_8bit)
 
 from resnet_keras.backend import keras
+from resnet_keras.models import fold_channel_reversal
 
 INPUT_RANGE = (0.0, 255.0)
 
@@ -122,7 +126,9 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
     Returns:
         A new tf_keras `Model` whose layers are wrapped by tfmot
         (`QuantizeWrapperV2`, prefix `quant_`), with the float model's
-        weights. Layer names keep the float model's names after the prefix.
+        weights. Layer names keep the float model's names after the prefix;
+        a `caffe` model's `preprocess_channel*`/`preprocess_bgr` layers are
+        folded away.
 
     Raises:
         ValueError: the model is not a functional or Sequential model, a
@@ -134,6 +140,7 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
         raise ValueError(
             f"quantize_model needs a functional or Sequential tf_keras model, got "
             f"{type(model).__name__}; subclassed models cannot be cloned layer by layer.")
+    model = fold_channel_reversal(model)
     producers = _producers(model)
     registry = _qk.default_8bit.Default8BitQuantizeRegistry()
     replacements = {}

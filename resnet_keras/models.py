@@ -67,6 +67,69 @@ def preprocessing_layers(x, kind):
     return x
 
 
+def fold_channel_reversal(model):
+    """A copy of a `caffe` model whose first conv takes RGB, without the BGR reordering.
+
+    Reversing the channels before a conv equals reversing its kernel's input
+    channels, so the three crops and the concatenation `preprocessing_layers`
+    builds can leave the graph. Weight files keep the keras.applications
+    layout, so models are built with the reordering; export and QAT fold it
+    (as int8 in LiteRT the crops and concatenation cost about 10% of a
+    ResNet-50's latency, see benchmarks/). Outputs match to float rounding.
+
+    Args:
+        model: a functional tf_keras model, e.g. from `build_model`.
+
+    Returns:
+        A new model with the same name and weights, but without
+        `preprocess_channel*`/`preprocess_bgr` and with the kernel of each
+        conv they fed (through zero padding) reversed on its input-channel
+        axis; `model` itself when there is nothing to fold: no
+        `preprocess_bgr` layer, or the reordered pixels reach something other
+        than a Conv2D (a model output, say).
+    """
+    if isinstance(model, keras.Sequential):
+        return model
+    config = model.get_config()
+    consumers = {}
+    for entry in config["layers"]:
+        for node in entry["inbound_nodes"]:
+            for inbound in node:
+                consumers.setdefault(inbound[0], []).append(entry)
+    if "preprocess_bgr" not in consumers:
+        return model
+    outputs = {output[0] for output in config["output_layers"]}
+    convs, todo = [], ["preprocess_bgr"]
+    while todo:
+        name = todo.pop()
+        if name in outputs:
+            return model
+        for entry in consumers[name]:
+            if entry["class_name"] == "ZeroPadding2D":
+                todo.append(entry["name"])
+            elif entry["class_name"] == "Conv2D":
+                convs.append(entry["name"])
+            else:
+                return model
+
+    reorder = {"preprocess_bgr"} | {f"preprocess_channel{c}" for c in range(3)}
+    crop = next(entry for entry in config["layers"] if entry["name"] == "preprocess_channel0")
+    source = crop["inbound_nodes"][0][0][0]  # the normalized RGB pixels
+    config["layers"] = [entry for entry in config["layers"] if entry["name"] not in reorder]
+    for entry in consumers["preprocess_bgr"]:
+        for node in entry["inbound_nodes"]:
+            for inbound in node:
+                if inbound[0] == "preprocess_bgr":
+                    inbound[0] = source
+    clone = keras.Model.from_config(config)
+    for layer in clone.layers:
+        weights = model.get_layer(layer.name).get_weights()
+        if layer.name in convs:
+            weights[0] = weights[0][:, :, ::-1, :]
+        layer.set_weights(weights)
+    return clone
+
+
 def _check_options(spec, *, variant, shortcut, include_top, weights, input_shape,
                    pooling, classes):
     family_variants = VARIANTS[spec.family]

@@ -22,13 +22,21 @@ def test_quick_mode_measures_everything(tmp_path):
         assert 0 < t["ours"]["min"] <= t["ours"]["median"] <= t["ours"]["max"]
         assert t["ratio"] == t["ours"]["median"] / t["reference"]["median"]
     assert data["pipeline"]["images_per_second"]["median"] > 0
-    for entry in data["inference"]:
-        assert list(entry["variants"]) == ["float32", "fp16", "dynamic", "int8"]
-        assert entry["variants"]["float32"]["size_vs_float32"] == 1.0
-        assert entry["variants"]["int8"]["size_bytes"] < entry["variants"]["float32"]["size_bytes"]
-    assert set(data["targets"]) == {"train_ratio_resnet50", "int8_latency_ratio_resnet50",
-                                    "int8_size_ratio_resnet50"}
+    [entry] = data["inference"]  # quick mode times resnet20 only
+    assert list(entry["variants"]) == ["float32", "fp16", "dynamic", "int8"]
+    assert list(entry["others"]) == ["int8 preprocessing only", "hand-built float32",
+                                     "hand-built int8"]
+    assert entry["variants"]["float32"]["size_vs_float32"] == 1.0
+    assert entry["variants"]["int8"]["size_bytes"] < entry["variants"]["float32"]["size_bytes"]
+    for file in (*entry["variants"].values(), *entry["others"].values()):
+        placement = file["xnnpack"]
+        assert 0 < placement["delegated"] <= placement["ops"]
+        assert placement["ops"] - placement["delegated"] == sum(placement["not_delegated"].values())
+    assert set(entry["litert_tool"]) == {"float32", "int8"}
+    assert entry["litert_tool"]["int8"]["median"] > 0
+    assert set(data["targets"]) == {"train_ratio", "int8_latency_ratio", "int8_size_ratio"}
     markdown = json_path.with_suffix(".md").read_text()
-    r50_int8 = data["inference"][0]["variants"]["int8"]
-    assert f"{r50_int8['size_vs_float32']:.3f}" in markdown
+    int8 = entry["variants"]["int8"]
+    assert f"{int8['size_vs_float32']:.3f}" in markdown
     assert f"{data['training'][0]['ratio']:.2f}" in markdown
+    assert f"{int8['xnnpack']['delegated']}/{int8['xnnpack']['ops']}" in markdown

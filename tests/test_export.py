@@ -125,10 +125,46 @@ def test_integer_input_and_output_types(variant, exported, trained, qat_model, c
     assert np.mean(uint8_scores.argmax(-1) == int8_scores.argmax(-1)) >= 0.97
 
 
-def test_measure_latency(exported):
-    latency = evaluate.measure_latency(exported["int8"], num_threads=1, runs=5, warmup=1)
-    assert set(latency) == {"median_ms", "min_ms", "max_ms"}
-    assert 0 < latency["min_ms"] <= latency["median_ms"] <= latency["max_ms"]
+def test_measure_latency_times_every_file(exported):
+    files = {"int8": exported["int8"], "float32": exported["float32"]}
+    latency = evaluate.measure_latency(files, num_threads=1, runs=7, warmup=1, rounds=3)
+    assert list(latency) == ["int8", "float32"]
+    for stats in latency.values():
+        assert set(stats) == {"median_ms", "min_ms", "max_ms"}
+        assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]
+
+
+def test_caffe_reordering_is_folded_into_conv1(tmp_path):
+    model = rk.build_model("resnet18", input_shape=(32, 32, 3), classes=3)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    for variant in ("float32", "int8"):
+        path = tmp_path / f"{variant}.tflite"
+        path.write_bytes(tflite.convert(model, variant, calibration_images=images))
+        ops = {op["op_name"] for op in evaluate.load_interpreter(path)._get_ops_details()}
+        assert not ops & {"STRIDED_SLICE", "CONCATENATION"}, ops
+    scores = evaluate.predict_tflite(tmp_path / "float32.tflite", images)
+    np.testing.assert_allclose(scores, model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_xnnpack_placement_finds_ops_left_out(tmp_path):
+    # XNNPACK has no 1x1 pooling with stride 2: the pool splits the graph in two partitions.
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = keras.layers.MaxPooling2D(1, strides=2)(x)
+    x = keras.layers.Dense(2)(keras.layers.Flatten()(x))
+    path = tmp_path / "pool.tflite"
+    path.write_bytes(tflite.convert(keras.Model(inputs, x), "float32"))
+    placement = evaluate.xnnpack_placement(path)
+    assert placement["not_delegated"] == {"MAX_POOL_2D": 1}
+    assert placement["partitions"] == 2
+    assert placement["delegated"] == placement["ops"] - 1
+
+
+def test_xnnpack_placement_of_an_int8_file(exported):
+    placement = evaluate.xnnpack_placement(exported["int8"])
+    # uint8 input and output are requantized by LiteRT itself.
+    assert placement["not_delegated"]["QUANTIZE"] == 2
+    assert placement["delegated"] + sum(placement["not_delegated"].values()) == placement["ops"]
 
 
 def test_predict_checks_image_shape(exported):

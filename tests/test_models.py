@@ -10,6 +10,7 @@ import pytest
 
 import resnet_keras as rk
 from resnet_keras.backend import keras
+from resnet_keras.models import fold_channel_reversal, preprocessing_layers
 
 KERAS_APPLICATIONS_PARAMS = {  # from keras.applications' own count_params()
     "resnet50": 25_636_712, "resnet101": 44_707_176, "resnet152": 60_419_944,
@@ -192,6 +193,33 @@ def test_caffe_preprocessing_reorders_to_bgr():
     x[..., 0] = 200.0  # red
     out = probe.predict(x, verbose=0)
     np.testing.assert_allclose(out[0, 0, 0], [-103.939, -116.779, 200.0 - 123.68], atol=1e-4)
+
+
+def test_fold_channel_reversal_keeps_outputs_and_drops_the_reordering():
+    model = rk.build_model("resnet18", input_shape=(32, 32, 3), classes=5,
+                           kernel_regularizer=keras.regularizers.L2(1e-4))
+    weights = [w.copy() for w in model.get_weights()]
+    folded = fold_channel_reversal(model)
+    names = {layer.name for layer in folded.layers}
+    assert folded.name == model.name and "preprocess_bgr" not in names
+    assert not any(name.startswith("preprocess_channel") for name in names)
+    np.testing.assert_array_equal(folded.get_layer("conv1_conv").get_weights()[0],
+                                  model.get_layer("conv1_conv").get_weights()[0][:, :, ::-1])
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+    plain_input = rk.build_model("resnet20")  # `tf` preprocessing: nothing to fold
+    assert fold_channel_reversal(plain_input) is plain_input
+
+
+def test_fold_channel_reversal_leaves_models_it_cannot_fold():
+    inputs = keras.Input((8, 8, 3))
+    x = preprocessing_layers(inputs, "caffe")
+    pooled = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    as_output = keras.Model(inputs, x)
+    assert fold_channel_reversal(pooled) is pooled
+    assert fold_channel_reversal(as_output) is as_output
 
 
 @pytest.mark.parametrize("kwargs, match", [
