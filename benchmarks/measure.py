@@ -89,29 +89,38 @@ def training_throughput(models, *, image_size, batch_size, classes, steps, repea
 
     Each model first trains one untimed epoch (tracing, allocation); then in
     each of `repeats` rounds every model trains one timed epoch of `steps`
-    batches. Taking turns spreads drift in the machine's load over all models
-    alike, so the ratio of two medians holds better than when each model is
-    timed in one block.
+    batches, the order rotating by one model per round. Models compared this
+    way run under the same machine load, which on a shared machine drifts by
+    more than the differences measured; `paired_ratio` compares them round
+    by round.
 
     Args:
         models: dict {name: compiled tf_keras model}.
 
     Returns:
-        ({name: spread of images/s}, {name: peak RSS in MB during its epochs});
-        the RSS is the whole process's, with every model of `models` resident.
+        ({name: spread of images/s plus `rounds`, the rate of each round},
+        {name: peak RSS in MB during its epochs}); the RSS is the whole
+        process's, with every model of `models` resident.
     """
     data = synthetic_pipeline(image_size, batch_size, classes)
-    rates = {name: [] for name in models}
-    peak_mb = dict.fromkeys(models, 0.0)
+    names = list(models)
+    rates = {name: [] for name in names}
+    peak_mb = dict.fromkeys(names, 0.0)
     for turn in range(repeats + 1):
-        for name, model in models.items():
+        for name in names[turn % len(names):] + names[:turn % len(names)]:
             timer = EpochTimer()
             with PeakRSS() as memory:
-                model.fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+                models[name].fit(data, epochs=1, steps_per_epoch=steps, callbacks=[timer],
+                                 verbose=0)
             peak_mb[name] = max(peak_mb[name], memory.peak_mb)
             if turn:
                 rates[name].append(steps * batch_size / timer.seconds[0])
-    return {name: spread(r) for name, r in rates.items()}, peak_mb
+    return {name: dict(spread(r), rounds=r) for name, r in rates.items()}, peak_mb
+
+
+def paired_ratio(ours, reference):
+    """Median over rounds of ours / reference, each ratio taken within one round."""
+    return float(np.median(np.divide(ours["rounds"], reference["rounds"])))
 
 
 def our_training_model(name, *, image_size, classes, jit_compile=False):
