@@ -2,7 +2,8 @@
 
 Writes benchmarks/results/<machine-tag>.json, then renders
 benchmarks/results/<machine-tag>.md from it (and, with --readme, the table in
-benchmarks/README.md). `--quick` runs every measurement at tiny sizes.
+benchmarks/README.md). `--quick` runs every measurement at tiny sizes;
+`--render` renders an earlier result again.
 """
 
 import argparse
@@ -14,6 +15,8 @@ import platform
 import re
 import sys
 import tempfile
+
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -105,7 +108,6 @@ def run(mode):
                           "keeps_up": pipeline["median"] > ours50["median"]}
 
     print("inference, export, size, memory ...", flush=True)
-    import numpy as np
     result["matmul_macs_per_second"] = measure.matmul_macs_per_second(size=s["matmul"],
                                                                        repeats=s["repeats"])
     result["inference"] = []
@@ -169,6 +171,14 @@ def render_markdown(result) -> str:
         lines.append(f"| {t['model']} | {t['image_size']} | {t['batch_size']} | {_ms(t['ours'])} | "
                      f"{_ms(t['ours_bare'])} | {_ms(t['reference'])} | {t['reference_name']} | "
                      f"{t['ratio']:.2f} | {t['bare_ratio']:.2f} |")
+    lines.append("")
+    for t in result["training"]:
+        per_round = {key: np.divide(t[key]["rounds"], t["reference"]["rounds"])
+                     for key in ("ours", "ours_bare")}
+        lines.append(f"- {t['model']}, round by round: ours / reference "
+                     f"{per_round['ours'].min():.2f}-{per_round['ours'].max():.2f}, bare / "
+                     f"reference {per_round['ours_bare'].min():.2f}-"
+                     f"{per_round['ours_bare'].max():.2f}.")
     p = result["pipeline"]
     lines += ["", f"Peak RSS while ours trained resnet50 (the reference model also in memory): "
               f"{result['training'][0]['peak_rss_mb']:.0f} MB.",
@@ -235,12 +245,21 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     parser.add_argument("--readme", action="store_true",
                         help="also put the table into benchmarks/README.md")
+    parser.add_argument("--render", metavar="JSON",
+                        help="measure nothing: render this earlier result again (its .md beside it)")
     args = parser.parse_args(argv)
-    result = run("quick" if args.quick else "full")
-    os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, result["machine"]["tag"] + ("-quick" if args.quick else ""))
-    with open(base + ".json", "w") as f:
-        json.dump(result, f, indent=1)
+    if args.render:
+        if not os.path.isfile(args.render):
+            print(f"error: --render {args.render} does not exist; give a results/*.json file "
+                  f"written by python -m benchmarks.", file=sys.stderr)
+            return 2
+        base = os.path.splitext(args.render)[0]
+    else:
+        result = run("quick" if args.quick else "full")
+        os.makedirs(args.out, exist_ok=True)
+        base = os.path.join(args.out, result["machine"]["tag"] + ("-quick" if args.quick else ""))
+        with open(base + ".json", "w") as f:
+            json.dump(result, f, indent=1)
     with open(base + ".json") as f:
         markdown = render_markdown(json.load(f))
     with open(base + ".md", "w") as f:

@@ -44,3 +44,20 @@ def test_quick_mode_measures_everything(tmp_path):
     assert f"{int8['size_vs_float32']:.3f}" in markdown
     assert f"{data['training'][0]['ratio']:.2f}" in markdown
     assert f"{int8['xnnpack']['delegated']}/{int8['xnnpack']['ops']}" in markdown
+
+    # --render measures nothing and gives the same Markdown from the JSON.
+    md_path = json_path.with_suffix(".md")
+    md_path.unlink()
+    again = subprocess.run([sys.executable, "-m", "benchmarks", "--render", str(json_path)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert md_path.read_text() == markdown
+
+
+def test_render_of_a_missing_file_is_one_line_error(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--render",
+                             str(tmp_path / "none.json")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: --render {tmp_path / 'none.json'} does not exist; "
+                                      f"give a results/*.json file written by python -m benchmarks.")
