@@ -45,7 +45,8 @@ def export_run(config, run_dir, dataset) -> dict:
     return paths
 
 
-def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None, check=None):
+def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None, check=None,
+           xnnpack=None):
     metrics = evaluate.classification_metrics(scores, labels, reference_predictions=reference)
     return {
         "variant": variant,
@@ -57,6 +58,7 @@ def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None
         "agreement": metrics["agreement"],
         "latency_ms": latency,
         "edgetpu": check,
+        "xnnpack": xnnpack,
     }
 
 
@@ -112,7 +114,8 @@ def report_run(config, run_dir, dataset) -> dict:
         latency = {threads: timed[variant] for threads, timed in latencies.items()}
         entries.append(_entry(variant, file=path, scores=evaluate.predict_tflite(path, images),
                               labels=labels, reference=reference, float_top1=float_top1,
-                              latency=latency, check=edgetpu.check(path)))
+                              latency=latency, check=edgetpu.check(path),
+                              xnnpack=evaluate.xnnpack_placement(path)))
         bundle_entry = entries[-1]
         android.write_bundle(path, out_dir=os.path.join(run_dir, "android", variant),
                              labels=list(dataset.class_names), report_entry=bundle_entry)

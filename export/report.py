@@ -1,7 +1,7 @@
 """Renders the quantized-accuracy report: report.json first, Markdown and a chart from it.
 
 Every number shown comes from the report dict that the measuring code filled
-(docs/CONTRACTS.md, "report.json"); the verdict is computed from those numbers.
+(docs/report_json.md); the verdict is computed from those numbers.
 Accuracies (`top1`, `top5`, `agreement`) are fractions in [0, 1];
 `top1_delta_points` is 100 * (top1 - Keras float top1), in percentage points.
 
@@ -34,7 +34,7 @@ def _check(report):
     if not isinstance(report, dict) or not isinstance(report.get("variants"), list) \
             or not report["variants"]:
         raise ValueError("report must be a dict with a non-empty 'variants' list "
-                         "(see docs/CONTRACTS.md, report.json).")
+                         "(see docs/report_json.md).")
     for entry in report["variants"]:
         if "variant" not in entry or "top1" not in entry:
             raise ValueError(f"each variant needs 'variant' and 'top1', got keys "
@@ -260,6 +260,19 @@ def _header(report):
     return title, ", ".join(facts)
 
 
+def _xnnpack_section(report):
+    lines = []
+    for entry in report["variants"]:
+        x = entry.get("xnnpack")
+        if not x:
+            continue
+        left = ", ".join(f"{op} x{n}" for op, n in x["not_delegated"].items())
+        lines.append(f"- **{entry['variant']}**: {x['delegated']} of {x['ops']} ops on XNNPACK "
+                     f"in {x['partitions']} partition{'s' if x['partitions'] != 1 else ''}"
+                     + (f"; LiteRT's own kernels run {left}" if left else ""))
+    return lines
+
+
 def _edgetpu_section(report):
     lines = []
     for entry in report["variants"]:
@@ -351,7 +364,7 @@ def render_markdown(report, *, chart=None, threshold_points=VERDICT_POINTS):
     """The report as Markdown: variants table, Edge TPU, diagnosis, verdict.
 
     Args:
-        report: the report dict (docs/CONTRACTS.md, report.json).
+        report: the report dict (docs/report_json.md).
         chart: str, a chart file name to embed (relative to the .md), or None.
         threshold_points: float, the verdict's top-1 budget in points.
 
@@ -379,6 +392,12 @@ def render_markdown(report, *, chart=None, threshold_points=VERDICT_POINTS):
     edgetpu = _edgetpu_section(report)
     if edgetpu:
         lines += ["", "## Edge TPU", ""] + edgetpu
+    cpu = _xnnpack_section(report)
+    if cpu:
+        lines += ["", "## CPU: ops on XNNPACK", "",
+                  "LiteRT hands supported ops to its XNNPACK delegate; the others run on its "
+                  "own, slower kernels, and each change between the two cuts the graph.", ""]
+        lines += cpu
     lines += [""] + _diagnosis_section(report, reference)
     lines += ["", "## Verdict", "", verdict(report, threshold_points=threshold_points), ""]
     return "\n".join(lines)

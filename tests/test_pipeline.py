@@ -37,6 +37,9 @@ def test_all_stages_write_report_and_files(finished_run):
         assert (run_dir / "export" / entry["file"]).stat().st_size == entry["size_bytes"]
         assert entry["latency_ms"]["1_thread"]["median_ms"] > 0
         assert entry["edgetpu"]["compatible"] == entry["variant"].startswith("int8")
+        placement = entry["xnnpack"]
+        assert placement["delegated"] + sum(placement["not_delegated"].values()) == \
+            placement["ops"]
         card = json.loads((run_dir / "android" / entry["variant"] / "model_card.json").read_text())
         assert card["labels"] == [str(i) for i in range(10)]
     float32 = report["variants"][1]

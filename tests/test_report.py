@@ -43,7 +43,9 @@ def report():
              "edgetpu": _edgetpu(False, first=0)},
             {"variant": "int8", "file": "runs/x/resnet20_int8.tflite", "size_bytes": 310_000,
              "top1": 0.9722, "top5": None, "top1_delta_points": -0.28, "agreement": 0.9917,
-             "latency_ms": _latency(1.0, 0.6), "edgetpu": _edgetpu(True)},
+             "latency_ms": _latency(1.0, 0.6), "edgetpu": _edgetpu(True),
+             "xnnpack": {"ops": 41, "delegated": 36, "partitions": 3,
+                         "not_delegated": {"MAX_POOL_2D": 2, "QUANTIZE": 2, "SOFTMAX": 1}}},
         ],
         "diagnosis": {
             "layers": [{"rank": 1, "tensor_name": "resnet20/conv4_block3_out/Relu",
@@ -71,6 +73,14 @@ def _table_rows(markdown):
         cells = [c.strip() for c in line.strip("|").split("|")]
         rows[cells[0]] = dict(zip(headers, cells))
     return rows
+
+
+def test_markdown_lists_ops_left_out_of_xnnpack(report):
+    markdown = report_lib.render_markdown(report)
+    assert ("- **int8**: 36 of 41 ops on XNNPACK in 3 partitions; LiteRT's own kernels run "
+            "MAX_POOL_2D x2, QUANTIZE x2, SOFTMAX x1") in markdown
+    del report["variants"][2]["xnnpack"]  # reports written before the key existed
+    assert "ops on XNNPACK" not in report_lib.render_markdown(report)
 
 
 def test_markdown_holds_every_variant_and_its_numbers(report):
