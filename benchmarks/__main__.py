@@ -77,16 +77,16 @@ def run(mode):
     print("training throughput ...", flush=True)
     size50 = s["resnet50_size"]
     result["training"] = []
-    for name, size, batch, reference_name, reference in (
-            ("resnet50", size50, s["resnet50_batch"], "keras.applications.ResNet50 + fit",
-             lambda: measure.keras_applications_resnet50(image_size=size50, classes=1000)),
-            ("resnet20", 32, s["resnet20_batch"], "hand-built Keras ResNet-20 + fit",
-             lambda: measure.hand_built_resnet20(image_size=32, classes=10))):
-        classes = 1000 if name == "resnet50" else 10
+    for name, size, classes, reference_name, reference in (
+            ("resnet50", size50, 1000, "keras.applications.ResNet50 + fit",
+             measure.keras_applications_resnet50),
+            ("resnet20", 32, 10, "hand-built Keras ResNet-20 + fit",
+             measure.hand_built_resnet20)):
+        batch = s[f"{name}_batch"]
         rates, peak_mb = measure.training_throughput(
             {"ours": measure.our_training_model(name, image_size=size, classes=classes),
              "ours_bare": measure.bare_training_model(name, image_size=size, classes=classes),
-             "reference": reference()},
+             "reference": reference(image_size=size, classes=classes)},
             image_size=size, batch_size=batch, classes=classes, steps=s[f"{name}_steps"],
             repeats=s["repeats"])
         result["training"].append(

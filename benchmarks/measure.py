@@ -1,7 +1,7 @@
 """The measurements behind `python -m benchmarks`: training, input pipeline, latency, size, memory.
 
 Each figure is a median over repeated timed runs after warm-up, with min and
-max beside it; ratios are taken between figures of the same process.
+max beside it; what a ratio compares is timed in turns in the same process.
 """
 
 import json
@@ -16,8 +16,8 @@ import numpy as np
 
 from export import evaluate, tflite
 from resnet_keras import build_model, count_macs
-from resnet_keras.models import fold_channel_reversal
 from resnet_keras.backend import keras, tf
+from resnet_keras.models import fold_channel_reversal
 from training import config as config_lib
 from training.loop import build_training_model, compile_model
 

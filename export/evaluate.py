@@ -175,7 +175,7 @@ def measure_latency(paths, *, num_threads, runs=50, warmup=5, rounds=5):
                    "max_ms": float(np.max(t))} for name, t in times.items()}
 
 
-def xnnpack_placement(path, *, num_threads=None):
+def xnnpack_placement(path):
     """Which of a file's ops LiteRT hands to the XNNPACK delegate, and which it runs itself.
 
     The default delegate replaces each run of supported ops with one
@@ -186,7 +186,7 @@ def xnnpack_placement(path, *, num_threads=None):
         dict with `ops` (ops in the file), `delegated` (ops XNNPACK runs),
         `partitions` (delegate nodes) and `not_delegated` ({op name: count}).
     """
-    ops = load_interpreter(path, num_threads=num_threads)._get_ops_details()
+    ops = load_interpreter(path)._get_ops_details()
     original = [op for op in ops if op["op_name"] != "DELEGATE"]
     producers, consumers = {}, {}
     for op in original:

@@ -74,8 +74,9 @@ def fold_channel_reversal(model):
     channels, so the three crops and the concatenation `preprocessing_layers`
     builds can leave the graph. Weight files keep the keras.applications
     layout, so models are built with the reordering; export and QAT fold it
-    (as int8 in LiteRT the crops and concatenation cost about 10% of a
-    ResNet-50's latency, see benchmarks/). Outputs match to float rounding.
+    (in LiteRT the int8 crops and concatenation are slow channel copies;
+    `python -m benchmarks` times the normalization that is left). Outputs
+    match to float rounding.
 
     Args:
         model: a functional tf_keras model, e.g. from `build_model`.
