@@ -218,13 +218,14 @@ def render_markdown(result) -> str:
             ours = e["variants"]["int8"][key]["median"]
             theirs = e["others"][f"{reference['label']} int8"][key]["median"]
             own = e["others"]["int8 preprocessing only"][key]["median"]
+            label = reference["label"]
             lines.append(
-                f"Our int8 file against {reference['label']}'s (all threads): {ours:.2f} against "
+                f"Our int8 file against the {label} int8 file (all threads): {ours:.2f} against "
                 f"{theirs:.2f} ms ({ours - theirs:+.2f} ms). Ours takes raw pixels and "
                 f"normalizes inside; that normalization alone, as an int8 file, takes "
-                f"{own:.2f} ms. " + (f"{reference['label']}'s file leaves it to the app."
-                                    if reference["input"] != "raw pixels"
-                                    else f"{reference['label']}'s file also takes raw pixels."))
+                f"{own:.2f} ms. " + (f"The {label} file takes {reference['input']}: the app "
+                                    f"does that work." if reference["input"] != "raw pixels"
+                                    else f"The {label} file also takes raw pixels."))
         lines.append("")
     lines += ["### Targets", "", "| target | model | measured | goal | met |",
               "|---|---|---:|---|---|"]
