@@ -201,8 +201,7 @@ def train_net(config, dataset, *, arrays=None, clock=None):
     """
     from resnet_keras.backend import keras
     from training import distribute
-    from training.loop import (
-        NaNGuard, build_training_model, compile_model, fit_inputs, learning_rate_schedule)
+    from training.loop import NaNGuard, compiled_training_model, fit_inputs
 
     cfg = config.train
     # Drops the previous net's graph state, as Keras advises when building models in a loop.
@@ -212,13 +211,10 @@ def train_net(config, dataset, *, arrays=None, clock=None):
     jit = distribute.resolve_switch(cfg.xla)
     steps = cfg.steps_per_epoch or math.ceil(dataset.num_train / cfg.batch_size)
     epochs = math.ceil(cfg.epochs)
-    model = build_training_model(config, num_classes=dataset.num_classes,
-                                 image_shape=dataset.image_shape)
-    optimizer = keras.optimizers.SGD(
-        learning_rate_schedule(cfg, steps_per_epoch=steps, base_lr=cfg.learning_rate),
-        momentum=cfg.momentum)
-    compile_model(model, optimizer=optimizer, num_classes=dataset.num_classes,
-                  label_smoothing=0.0, jit_compile=jit)
+    # Integer labels: the recorder evaluates on them, so no label smoothing.
+    model = compiled_training_model(config, dataset=dataset, steps_per_epoch=steps,
+                                    base_lr=cfg.learning_rate, label_smoothing=0.0,
+                                    jit_compile=jit)
     # The recorder measures both splits itself, so fit_inputs' test pipeline is unused.
     train_ds, _ = fit_inputs(dataset, batch_size=cfg.batch_size, label_smoothing=0.0,
                              seed=cfg.seed, augment=config.data.augment)

@@ -163,6 +163,19 @@ def compile_model(model, *, optimizer, num_classes, label_smoothing, jit_compile
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
 
 
+def compiled_training_model(config, *, dataset, steps_per_epoch, base_lr, label_smoothing,
+                            jit_compile):
+    """`build_training_model` compiled with SGD + momentum on the configured schedule."""
+    model = build_training_model(config, num_classes=dataset.num_classes,
+                                 image_shape=dataset.image_shape)
+    optimizer = keras.optimizers.SGD(
+        learning_rate_schedule(config.train, steps_per_epoch=steps_per_epoch, base_lr=base_lr),
+        momentum=config.train.momentum)
+    compile_model(model, optimizer=optimizer, num_classes=dataset.num_classes,
+                  label_smoothing=label_smoothing, jit_compile=jit_compile)
+    return model
+
+
 def fit_inputs(dataset, *, batch_size, label_smoothing, seed, augment, val=False):
     """Training and evaluation tf.data pipelines, one-hot labels for label smoothing."""
     train = dataset.train(batch_size, shuffle=True, augment=augment, seed=seed, repeat=True)
@@ -239,13 +252,9 @@ def train(config, run_dir, dataset) -> dict:
           flush=True)
 
     with strategy.scope():
-        model = build_training_model(config, num_classes=dataset.num_classes,
-                                     image_shape=dataset.image_shape)
-        optimizer = keras.optimizers.SGD(
-            learning_rate_schedule(cfg, steps_per_epoch=steps_per_epoch, base_lr=base_lr),
-            momentum=cfg.momentum)
-        compile_model(model, optimizer=optimizer, num_classes=dataset.num_classes,
-                      label_smoothing=cfg.label_smoothing, jit_compile=jit)
+        model = compiled_training_model(config, dataset=dataset, steps_per_epoch=steps_per_epoch,
+                                        base_lr=base_lr, label_smoothing=cfg.label_smoothing,
+                                        jit_compile=jit)
     train_ds, test_ds = fit_inputs(dataset, batch_size=global_batch,
                                    label_smoothing=cfg.label_smoothing, seed=cfg.seed,
                                    augment=config.data.augment, val=True)
