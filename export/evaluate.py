@@ -182,11 +182,15 @@ def xnnpack_placement(path):
     `DELEGATE` node. An op belongs to a delegated partition when it lies on a
     path from that node's inputs to its outputs (partitions are convex).
 
+    Args:
+        path: a `.tflite` file, or an interpreter from `load_interpreter`.
+
     Returns:
         dict with `ops` (ops in the file), `delegated` (ops XNNPACK runs),
         `partitions` (delegate nodes) and `not_delegated` ({op name: count}).
     """
-    ops = load_interpreter(path)._get_ops_details()
+    interpreter = path if isinstance(path, Interpreter) else load_interpreter(path)
+    ops = interpreter._get_ops_details()  # pylint: disable=protected-access
     original = [op for op in ops if op["op_name"] != "DELEGATE"]
     producers, consumers = {}, {}
     for op in original:

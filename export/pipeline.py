@@ -112,10 +112,12 @@ def report_run(config, run_dir, dataset) -> dict:
                  for threads, count in (("1_thread", 1), ("all_threads", os.cpu_count()))}
     for variant, path in paths.items():
         latency = {threads: timed[variant] for threads, timed in latencies.items()}
-        entries.append(_entry(variant, file=path, scores=evaluate.predict_tflite(path, images),
+        interpreter = evaluate.load_interpreter(path)
+        entries.append(_entry(variant, file=path,
+                              scores=evaluate.predict_tflite(interpreter, images),
                               labels=labels, reference=reference, float_top1=float_top1,
                               latency=latency, check=edgetpu.check(path),
-                              xnnpack=evaluate.xnnpack_placement(path)))
+                              xnnpack=evaluate.xnnpack_placement(interpreter)))
         bundle_entry = entries[-1]
         android.write_bundle(path, out_dir=os.path.join(run_dir, "android", variant),
                              labels=list(dataset.class_names), report_entry=bundle_entry)

@@ -162,6 +162,7 @@ def test_xnnpack_placement_finds_ops_left_out(tmp_path):
 
 def test_xnnpack_placement_of_an_int8_file(exported):
     placement = evaluate.xnnpack_placement(exported["int8"])
+    assert evaluate.xnnpack_placement(evaluate.load_interpreter(exported["int8"])) == placement
     # uint8 input and output are requantized by LiteRT itself.
     assert placement["not_delegated"]["QUANTIZE"] == 2
     assert placement["delegated"] + sum(placement["not_delegated"].values()) == placement["ops"]
