@@ -37,14 +37,14 @@ def stage_qat(config, run_dir, dataset):
 
 
 def stage_export(config, run_dir, dataset):
-    from export.pipeline import export_run
+    from export.run import export_run
     paths = export_run(config, run_dir, dataset)
     return {"files": len(paths)}
 
 
 def stage_report(config, run_dir, dataset):
-    from export.pipeline import report_run
-    from export.report import render_table
+    from report.run import report_run
+    from report.render import render_table
     report = report_run(config, run_dir, dataset)
     print(render_table(report))
     return {"report": os.path.join(run_dir, "report.md")}
@@ -130,7 +130,7 @@ def _load_state(run_dir):
 
 def run(config, run_dir, *, skip_completed=False):
     """Runs the configured stages in order, one progress line per stage."""
-    from resnet_keras.data import load_dataset
+    from datasets import load_dataset
     from training.distribute import strategy_for
 
     os.makedirs(run_dir, exist_ok=True)

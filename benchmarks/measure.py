@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from export import evaluate, tflite
+from export import tflite
+from report import evaluate
 from resnet_keras import build_model, count_macs
 from resnet_keras.backend import keras, tf
 from resnet_keras.models import fold_channel_reversal
@@ -74,7 +75,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def synthetic_pipeline(image_size, batch_size, classes, *, count=64, seed=0):
-    """An in-memory uint8 dataset through tf.data, cast to float32 pixels like resnet_keras.data."""
+    """An in-memory uint8 dataset through tf.data, cast to float32 pixels like datasets."""
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (count, image_size, image_size, 3), dtype=np.uint8)
     labels = rng.integers(0, classes, count).astype(np.int32)
@@ -192,7 +193,7 @@ def write_jpeg_folder(root, *, classes, per_class, size, seed=0):
 
 def pipeline_throughput(*, image_size, batch_size, classes, per_class, jpeg_size, repeats):
     """Images/s the image-folder loader delivers: decode, random-resized crop, flip, batch."""
-    from resnet_keras.data import load_dataset
+    from datasets import load_dataset
     with tempfile.TemporaryDirectory() as root:
         write_jpeg_folder(root, classes=classes, per_class=per_class, size=jpeg_size)
         dataset = load_dataset("folder", data_dir=root, image_size=image_size)

@@ -152,7 +152,7 @@ def run(models, *, out, data_dir=None, seed=0, smoke=False):
         FileNotFoundError: no CIFAR-10 archive where it was looked for.
         ValueError: a malformed archive, an unknown model, a foreign run in `out`.
     """
-    from resnet_keras.data import load_dataset
+    from datasets import load_dataset
     from training.distribute import strategy_for
 
     configs = [net_config(m, data_dir=data_dir, seed=seed, smoke=smoke) for m in models]

@@ -189,7 +189,7 @@ def train_net(config, dataset, *, arrays=None, clock=None):
 
     Args:
         config: a `Config` from `training_config`.
-        dataset: the `resnet_keras.data.Dataset` named in the config.
+        dataset: the `datasets.Dataset` named in the config.
         arrays: `evaluation_arrays(dataset)`, computed here if None.
         clock: `time.time()` at the start of the whole experiment, for the
             progress lines' total.
@@ -518,7 +518,7 @@ def run(models, *, dataset_name, recipe, out, data_dir=None, seed=0, steps_per_e
     Raises:
         FileNotFoundError, ValueError: the dataset is missing or malformed.
     """
-    from resnet_keras.data import load_dataset
+    from datasets import load_dataset
 
     start = time.time()
     dataset = load_dataset(dataset_name, data_dir=data_dir, seed=seed)

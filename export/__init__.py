@@ -1,1 +1,1 @@
-"""Export a trained model: .tflite variants, evaluation, Edge TPU and Android files, reports."""
+"""The export stage: .tflite variants, the .tflite reader, Edge TPU checks, Android bundles."""

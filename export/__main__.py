@@ -76,8 +76,9 @@ def _load_model(path, *, qat=False):
 def run(args):
     """Converts, evaluates and prints; returns the exit status."""
     _check_paths(args)
-    from export import evaluate, tflite
-    from resnet_keras.data import load_dataset
+    from export import tflite
+    from report import evaluate
+    from datasets import load_dataset
 
     variants = _variants(args)
     if args.io_dtype not in tflite.IO_DTYPES:

@@ -39,7 +39,7 @@ def fine_tune(config, run_dir, dataset) -> dict:
     Args:
         config: a resolved `training.config.Config` (uses `qat` and `train`).
         run_dir: str, a run directory with a trained float model.
-        dataset: a `resnet_keras.data.Dataset`.
+        dataset: a `datasets.Dataset`.
 
     Returns:
         dict with `test_top1`, `test_top5`, `epochs`, `seconds`.

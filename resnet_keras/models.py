@@ -277,23 +277,23 @@ def build_model(name, *, include_top=True, weights=None, input_shape=None, pooli
     return model
 
 
-def resnet18(**kwargs): return build_model("resnet18", **kwargs)  # noqa: E704
-def resnet34(**kwargs): return build_model("resnet34", **kwargs)  # noqa: E704
-def resnet50(**kwargs): return build_model("resnet50", **kwargs)  # noqa: E704
-def resnet101(**kwargs): return build_model("resnet101", **kwargs)  # noqa: E704
-def resnet152(**kwargs): return build_model("resnet152", **kwargs)  # noqa: E704
-def resnet50v2(**kwargs): return build_model("resnet50v2", **kwargs)  # noqa: E704
-def resnet101v2(**kwargs): return build_model("resnet101v2", **kwargs)  # noqa: E704
-def resnet152v2(**kwargs): return build_model("resnet152v2", **kwargs)  # noqa: E704
-def resnet20(**kwargs): return build_model("resnet20", **kwargs)  # noqa: E704
-def resnet32(**kwargs): return build_model("resnet32", **kwargs)  # noqa: E704
-def resnet44(**kwargs): return build_model("resnet44", **kwargs)  # noqa: E704
-def resnet56(**kwargs): return build_model("resnet56", **kwargs)  # noqa: E704
-def resnet110(**kwargs): return build_model("resnet110", **kwargs)  # noqa: E704
-def plain18(**kwargs): return build_model("plain18", **kwargs)  # noqa: E704
-def plain34(**kwargs): return build_model("plain34", **kwargs)  # noqa: E704
-def plain20(**kwargs): return build_model("plain20", **kwargs)  # noqa: E704
-def plain32(**kwargs): return build_model("plain32", **kwargs)  # noqa: E704
-def plain44(**kwargs): return build_model("plain44", **kwargs)  # noqa: E704
-def plain56(**kwargs): return build_model("plain56", **kwargs)  # noqa: E704
-def plain110(**kwargs): return build_model("plain110", **kwargs)  # noqa: E704
+def resnet18(**kwargs): return build_model("resnet18", **kwargs)
+def resnet34(**kwargs): return build_model("resnet34", **kwargs)
+def resnet50(**kwargs): return build_model("resnet50", **kwargs)
+def resnet101(**kwargs): return build_model("resnet101", **kwargs)
+def resnet152(**kwargs): return build_model("resnet152", **kwargs)
+def resnet50v2(**kwargs): return build_model("resnet50v2", **kwargs)
+def resnet101v2(**kwargs): return build_model("resnet101v2", **kwargs)
+def resnet152v2(**kwargs): return build_model("resnet152v2", **kwargs)
+def resnet20(**kwargs): return build_model("resnet20", **kwargs)
+def resnet32(**kwargs): return build_model("resnet32", **kwargs)
+def resnet44(**kwargs): return build_model("resnet44", **kwargs)
+def resnet56(**kwargs): return build_model("resnet56", **kwargs)
+def resnet110(**kwargs): return build_model("resnet110", **kwargs)
+def plain18(**kwargs): return build_model("plain18", **kwargs)
+def plain34(**kwargs): return build_model("plain34", **kwargs)
+def plain20(**kwargs): return build_model("plain20", **kwargs)
+def plain32(**kwargs): return build_model("plain32", **kwargs)
+def plain44(**kwargs): return build_model("plain44", **kwargs)
+def plain56(**kwargs): return build_model("plain56", **kwargs)
+def plain110(**kwargs): return build_model("plain110", **kwargs)

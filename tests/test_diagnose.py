@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from export import tflite, diagnose
+from export import tflite
+from report import diagnose
 from resnet_keras.backend import keras, tf
 
 layers = keras.layers

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import resnet_keras as rk
-from export import evaluate, tflite
+from export import tflite
+from report import evaluate
 from quantization import qat
 from resnet_keras.backend import keras
-from resnet_keras.data import load_dataset
+from datasets import load_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CALIBRATION_SIZE = 128

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import resnet_keras as rk
-from export import evaluate, tflite
+from export import tflite
+from report import evaluate
 from quantization import qat
 from resnet_keras.backend import keras
 

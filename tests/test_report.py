@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from export import report as report_lib
+from report import render as report_lib
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -32,7 +32,7 @@ def replace_section(text, name, body):
 
 
 def results_section() -> str:
-    from export.report import render_markdown
+    from report.render import render_markdown
     with open(os.path.join(RESULTS, "report.json")) as f:
         report = json.load(f)
     with open(os.path.join(RESULTS, "train_result.json")) as f:

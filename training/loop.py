@@ -219,7 +219,7 @@ def train(config, run_dir, dataset) -> dict:
     Args:
         config: a resolved `training.config.Config`.
         run_dir: str, the run directory (created by the caller).
-        dataset: a `resnet_keras.data.Dataset`.
+        dataset: a `datasets.Dataset`.
 
     Returns:
         dict written as `train_result.json`: test top-1/top-5, loss, epochs,

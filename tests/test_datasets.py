@@ -1,4 +1,4 @@
-"""Tests for resnet_keras/data.py: splits, pipelines, augmentation and error messages.
+"""Tests for datasets/: splits, pipelines, augmentation and error messages.
 
 CIFAR is tested on tiny archives in the real format written here; nothing is
 downloaded.
@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from resnet_keras import data
-from resnet_keras.data import DATASETS, load_dataset
+from datasets import DATASETS, load_dataset
 
 CIFAR_PER_BATCH = 20
 
@@ -310,7 +310,7 @@ def write_folder(root):
 
 def test_folder_loads_assorted_images_and_skips_bad_files(tmp_path, caplog):
     write_folder(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="resnet_keras.data"):
+    with caplog.at_level(logging.WARNING, logger="datasets.pipeline"):
         ds = load_dataset("folder", data_dir=tmp_path, image_size=32)
     assert ds.class_names == ("cat", "dog") and ds.image_shape == (32, 32, 3)
     assert (ds.num_train, ds.num_test) == (6, 3)

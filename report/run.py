@@ -1,8 +1,8 @@
-"""The `export` and `report` stages of train.py over a run directory.
+"""The `report` stage of train.py: every exported file measured on the test split.
 
-`export_run` writes every TFLite variant and its Android bundle; `report_run`
-evaluates each on the whole test split with LiteRT, next to the Keras float
-model, and writes report.json first, then report.md and report.png from it.
+`report_run` evaluates each file with LiteRT next to the Keras float model,
+writes its Android bundle, and writes report.json first, then report.md and
+report.png from it.
 """
 
 import datetime
@@ -12,38 +12,10 @@ import platform
 
 import numpy as np
 
-from export import android, diagnose, edgetpu, evaluate, report as report_lib, tflite
+from export import android, edgetpu
+from export.run import EXPORT_DIR, MANIFEST, _manifest_path
+from report import diagnose, evaluate, render as report_lib
 from quantization.finetune import load_float_model, load_run_qat_model
-
-EXPORT_DIR = "export"
-MANIFEST = "manifest.json"
-
-
-def _manifest_path(run_dir):
-    return os.path.join(run_dir, EXPORT_DIR, MANIFEST)
-
-
-def export_run(config, run_dir, dataset) -> dict:
-    """Converts the run's float (and QAT) model to every configured variant.
-
-    Returns:
-        dict variant -> path of the `.tflite` file (also written as
-        export/manifest.json).
-    """
-    cfg = config.export
-    tflite.check_variants(cfg.variants)  # before the models load
-    model = load_float_model(run_dir)
-    qat_model = load_run_qat_model(run_dir) if "int8_qat" in cfg.variants else None
-    calibration = dataset.calibration_images(min(cfg.calibration_size, dataset.num_train),
-                                             seed=config.train.seed)
-    out_dir = os.path.join(run_dir, EXPORT_DIR)
-    paths = tflite.export_variants(model, out_dir=out_dir, variants=cfg.variants,
-                                   qat_model=qat_model, calibration_images=calibration,
-                                   io_dtype=cfg.io_dtype)
-    with open(_manifest_path(run_dir), "w") as f:
-        json.dump({v: os.path.basename(p) for v, p in paths.items()}, f, indent=2)
-    return paths
-
 
 def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None, check=None,
            xnnpack=None):

@@ -3,7 +3,7 @@
 Files run through `ai_edge_litert` (XNNPACK by default), one image per
 invoke: the exported files have a static batch of 1, as on a device.
 
-    >>> from export import evaluate
+    >>> from report import evaluate
     >>> scores = evaluate.predict_tflite("runs/x/resnet20_int8.tflite", images)
     >>> evaluate.evaluate_tflite("runs/x/resnet20_int8.tflite", images, labels)
     {'top1': 0.975, 'top5': 1.0}

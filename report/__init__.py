@@ -1,0 +1,1 @@
+"""The report stage: LiteRT evaluation, per-layer diagnosis, the quantized-accuracy report."""
