@@ -1,5 +1,10 @@
-"""The datasets the nets train and are evaluated on (see `datasets.pipeline`)."""
+"""The datasets the nets train and are evaluated on (see `datasets.registry`).
 
-from datasets.pipeline import DATASETS, Dataset, keras_datasets_dir, load_dataset
+`pipeline` serves a dataset's splits as seeded tf.data pipelines; `digits`,
+`cifar` and `folder` each read one source; `registry` maps names to them.
+"""
+
+from datasets.pipeline import Dataset, keras_datasets_dir
+from datasets.registry import DATASETS, load_dataset
 
 __all__ = ["DATASETS", "Dataset", "keras_datasets_dir", "load_dataset"]

@@ -4,12 +4,11 @@
     python -m experiments.cifar10_table --models resnet20,resnet56 --data-dir /data
     python -m experiments.cifar10_table --smoke --data-dir tiny/cifar-10-python.tar.gz
 
-Each net trains with train.py's own machinery and its `cifar10-paper` preset,
-stage `train` only, exactly as `python train.py --preset cifar10-paper
---model.name resnetN --stages train` would: 45k/5k split (given as the fraction
-0.1, see `VAL_FRACTION`), batch 128, lr 0.1 / 10 at 32k and 48k iterations, 64k
-iterations, weight decay 1e-4. ResNet-110 also gets the paper's warmup: lr 0.01
-for about 400 iterations.
+Each net trains with train.py's own machinery (`pipeline.run`) and its
+`cifar10-paper` preset, stage `train` only, exactly as `python train.py --preset
+cifar10-paper --model.name resnetN --stages train` would: 45k/5k split, batch
+128, lr 0.1 / 10 at 32k and 48k iterations, 64k iterations, weight decay 1e-4.
+ResNet-110 also gets the paper's warmup: lr 0.01 for about 400 iterations.
 
 Each net's run directory is OUT/<model>/ (default OUT runs/cifar10_table-<time>);
 test error = 1 - `test_top1` of its train_result.json, on the 10,000 official
@@ -22,6 +21,7 @@ wiring on CPU, e.g. on a tiny archive: its numbers mean nothing.
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -33,13 +33,10 @@ MODELS = tuple(paper.CIFAR10_TEST_ERROR)
 # error is below 80% (about 400 iterations), and then go back to 0.1".
 WARMUP_ITERATIONS = {"resnet110": 400}
 PAPER_BATCH, PAPER_TRAIN_IMAGES = 128, 45_000
-# The preset's 45k/5k split, as a fraction: DataConfig.val_split is typed float,
-# so the preset's count 5000 arrives as 5000.0, which load_dataset rejects (neither
-# a fraction nor an int count). 0.1 of the 50,000 training images holds out the
-# same 5,000, and sklearn draws the identical stratified split from either form.
-VAL_FRACTION = 0.1
+logger = logging.getLogger(__name__)
+# A smoke run may use a tiny archive with fewer than the 5,000 images to hold out.
 SMOKE_OVERRIDES = {"train.epochs": 1, "train.steps_per_epoch": 2, "train.batch_size": 8,
-                   "train.save_every_steps": 1}
+                   "train.save_every_steps": 1, "data.val_split": 0.1}
 
 
 def net_config(model, *, data_dir, seed=0, smoke=False):
@@ -57,7 +54,7 @@ def net_config(model, *, data_dir, seed=0, smoke=False):
     from training import config as config_lib
 
     overrides = {"model.name": model, "data.data_dir": data_dir, "stages": "train",
-                 "data.val_split": VAL_FRACTION, "train.seed": seed}
+                 "train.seed": seed}
     if model in WARMUP_ITERATIONS:
         # Epochs, so that the warmup spans the same images whatever the global batch.
         overrides["train.warmup_epochs"] = (WARMUP_ITERATIONS[model] * PAPER_BATCH
@@ -86,24 +83,20 @@ def train_net(model, *, out, data_dir, seed=0, smoke=False):
     Raises:
         ValueError: OUT/<model>/ holds a run of another configuration.
     """
-    import train
+    import pipeline
+    from training.run_dir import RunDir
 
     config = net_config(model, data_dir=data_dir, seed=seed, smoke=smoke)
-    run_dir = os.path.join(out, model)
-    config_path = os.path.join(run_dir, "config.json")
-    result_path = os.path.join(run_dir, "train_result.json")
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            if not _comparable(json.load(f), config):
-                raise ValueError(f"{run_dir} holds a run with another configuration; use "
-                                 f"another --out.")
-        if os.path.exists(result_path):
-            print(f"[{model}] finished earlier in {run_dir}; its result is reused", flush=True)
-            with open(result_path) as f:
-                return json.load(f)
-    train.run(config, run_dir)
-    with open(result_path) as f:
-        return json.load(f)
+    run = RunDir(os.path.join(out, model))
+    if os.path.exists(run.config):
+        if not _comparable(run.read_json(run.config), config):
+            raise ValueError(f"{run.root} holds a run with another configuration; use "
+                             f"another --out.")
+        if os.path.exists(run.train_result):
+            logger.info("[%s] finished earlier in %s; its result is reused", model, run.root)
+            return run.read_json(run.train_result)
+    pipeline.run(config, run)
+    return run.read_json(run.train_result)
 
 
 def table_rows(results):
@@ -123,6 +116,8 @@ def table_rows(results):
 
 def render_markdown(summary):
     """results.md from results.json."""
+    from report.markdown import cell, md_table
+
     lines = ["# CIFAR-10 test error against the paper's Table 6", ""]
     if summary["smoke"]:
         lines += ["**Smoke run**: a few steps on a small split to check the wiring; these "
@@ -130,16 +125,13 @@ def render_markdown(summary):
     lines += [
         f"Recipe: train.py's `cifar10-paper` preset; test error on the "
         f"{summary['num_test']:,} test images; measured {summary['measured']}.", "",
-        "| net | test error % | paper test error % | difference (points) | epochs | "
-        "steps/epoch | batch | seconds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        md_table(["net", "test error %", "paper test error %", "difference (points)", "epochs",
+                  "steps/epoch", "batch", "seconds"],
+                 [[r["model"], cell(r["test_error"], ".2f"), cell(r["paper_test_error"], ".2f"),
+                   cell(r["difference"], "+.2f"), r["epochs"], r["steps_per_epoch"],
+                   r["global_batch"], cell(r["seconds"], ".0f")] for r in summary["rows"]],
+                 align="lrrrrrrr"),
     ]
-    for r in summary["rows"]:
-        paper_cell = "—" if r["paper_test_error"] is None else f"{r['paper_test_error']:.2f}"
-        diff = "—" if r["difference"] is None else f"{r['difference']:+.2f}"
-        lines.append(f"| {r['model']} | {r['test_error']:.2f} | {paper_cell} | {diff} | "
-                     f"{r['epochs']} | {r['steps_per_epoch']} | {r['global_batch']} | "
-                     f"{r['seconds']:.0f} |")
     lines += ["", "Paper: single runs, except ResNet-110 (best of 5). Ours: one run each, "
                   "seed " + str(summary["seed"]) + ".", ""]
     return "\n".join(lines)
@@ -174,7 +166,7 @@ def run(models, *, out, data_dir=None, seed=0, smoke=False):
         json.dump(summary, f, indent=2)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(render_markdown(summary))
-    print(render_markdown(summary), flush=True)
+    logger.info("%s", render_markdown(summary))
     return summary
 
 
@@ -189,7 +181,9 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="2 steps per net on a small split: checks the wiring only")
     args = parser.parse_args(argv)
+    from pipeline import configure_logging
     from training.loop import TrainingDiverged
+    configure_logging()
     try:
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
         if not models:

@@ -9,7 +9,8 @@ schedule and hyper-parameters. SGD with momentum 0.9 and weight decay on
 kernels; the learning rate is divided by 10 at 50% and 75% of the epochs, as
 the paper does at 32k and 48k of 64k iterations, after a warmup at a tenth of
 the rate (the paper's ResNet-110 warmup) so that the deep plain nets do not
-diverge at lr 0.1.
+diverge at lr 0.1. The recipes are training/config.py's presets
+`degradation-digits` and `degradation-cifar10`.
 
 Training error (the thin curves) is measured after each epoch on the whole
 training split, images not augmented, model in inference mode: the error of
@@ -27,8 +28,8 @@ config.json, curves.json and curves.csv (per net and epoch), degradation.png
 
 import argparse
 import csv
-import dataclasses
 import json
+import logging
 import math
 import os
 import platform
@@ -40,72 +41,30 @@ from resnet_keras.registry import get_spec
 
 DEFAULT_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 
+logger = logging.getLogger(__name__)
 
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """The one training recipe all nets of a run share.
-
-    Attributes:
-        epochs: passes over the training split.
-        batch_size: images per step.
-        learning_rate: peak learning rate (not scaled with the batch).
-        weight_decay: L2 on kernels, as SGD weight decay.
-        momentum: SGD momentum.
-        schedule: `step` (divide by 10 at `decay_at`; warmup holds a tenth
-            of the rate) or `cosine` (warmup rises linearly from a tenth).
-        decay_at: fractions of `epochs` at which a step schedule divides the
-            rate by 10.
-        warmup_epochs: epochs of warmup before the peak rate.
-        augment: the dataset's training augmentation on or off.
-    """
-
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    augment: bool
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    schedule: str = "step"
-    decay_at: tuple[float, ...] = (0.5, 0.75)
-    warmup_epochs: float = 1.0
-
-
-RECIPES = {
-    # Short enough for the four default nets in ~6-8 minutes on 2 CPU cores.
-    # lr 0.05 at batch 64 is the paper's 0.1 at batch 128 scaled linearly
-    # (Goyal et al., arXiv 1706.02677); at 0.1 ResNet-56 did not start
-    # learning within these few hundred steps. No augmentation: degradation
-    # is an optimization effect, seen in the training error.
-    "digits": Recipe(epochs=10, batch_size=64, learning_rate=0.05, augment=False),
-    # The paper's sec. 4.2 recipe: batch 128, lr 0.1, 64k iterations (182
-    # epochs of the 45k split, decays at 91 and 136.5), pad-crop-flip.
-    "cifar10": Recipe(epochs=182, batch_size=128, learning_rate=0.1, augment=True),
-}
-DATASETS = tuple(RECIPES)
+# The recipe of each dataset is a preset of training/config.py.
+PRESETS = {"digits": "degradation-digits", "cifar10": "degradation-cifar10"}
+DATASETS = tuple(PRESETS)
 
 
 # ---------------------------------------------------------------- training
 
 
-def schedule_epochs(recipe):
-    """(epochs at which the rate drops, warmup epochs) that `recipe` resolves to."""
-    decay = tuple(f * recipe.epochs for f in recipe.decay_at) if recipe.schedule == "step" else ()
-    # The warmup must end before the first decay (or the step schedule's
-    # boundaries would not increase) and before the end; only tiny test runs
-    # hit this cap.
-    warmup = min(recipe.warmup_epochs, (decay[0] if decay else recipe.epochs) / 2)
-    return decay, warmup
-
-
-def training_config(recipe, *, model, dataset, data_dir=None, seed=0, steps_per_epoch=None):
-    """The `training.config.Config` that trains `model` with `recipe`.
+def net_config(dataset, *, model, data_dir=None, seed=0, epochs=None, batch_size=None,
+               learning_rate=None, steps_per_epoch=None):
+    """The `training.config.Config` that trains `model` with the dataset's preset.
 
     Args:
-        recipe: a `Recipe`.
-        model: registry name, e.g. `plain56`.
         dataset: one of `DATASETS`.
+        model: registry name, e.g. `plain56`.
         data_dir: the dataset's archive or folder (CIFAR-10 only).
         seed: seeds initialization, shuffling and augmentation.
+        epochs: overrides the preset's; the step decays keep their fractions
+            of the run and the warmup ends before the first of them.
+        batch_size: overrides the preset's; the learning rate is taken as
+            given, not rescaled.
+        learning_rate: overrides the preset's peak rate.
         steps_per_epoch: None for one pass over the training split.
 
     Returns:
@@ -113,18 +72,30 @@ def training_config(recipe, *, model, dataset, data_dir=None, seed=0, steps_per_
     """
     from training import config as config_lib
 
-    decay, warmup = schedule_epochs(recipe)
-    return config_lib.resolve("digits", overrides={
-        "stages": "train",
-        "data.dataset": dataset, "data.data_dir": data_dir, "data.augment": recipe.augment,
-        "model.name": model,
-        "train.epochs": recipe.epochs, "train.batch_size": recipe.batch_size,
-        "train.reference_batch_size": recipe.batch_size,  # lr as given, not rescaled
-        "train.learning_rate": recipe.learning_rate, "train.momentum": recipe.momentum,
-        "train.weight_decay": recipe.weight_decay, "train.schedule": recipe.schedule,
-        "train.lr_decay_epochs": decay, "train.warmup_epochs": warmup,
-        "train.steps_per_epoch": steps_per_epoch, "train.seed": seed,
-    })
+    preset = config_lib.resolve(PRESETS[dataset]).train
+    overrides = {"model.name": model, "data.data_dir": data_dir, "train.seed": seed,
+                 "train.steps_per_epoch": steps_per_epoch}
+    if epochs is not None:
+        decays = tuple(e * epochs / preset.epochs for e in preset.lr_decay_epochs)
+        # Only tiny test runs make the warmup reach the first decay.
+        overrides.update({"train.epochs": epochs, "train.lr_decay_epochs": decays,
+                          "train.warmup_epochs": min(preset.warmup_epochs,
+                                                     (decays[0] if decays else epochs) / 2)})
+    if batch_size is not None:
+        overrides.update({"train.batch_size": batch_size,
+                          "train.reference_batch_size": batch_size})
+    if learning_rate is not None:
+        overrides["train.learning_rate"] = learning_rate
+    return config_lib.resolve(PRESETS[dataset], overrides=overrides)
+
+
+def recipe(config):
+    """The recipe every net of a run shares, as summary.json records it."""
+    t = config.train
+    return {"preset": config.preset, "epochs": math.ceil(t.epochs), "batch_size": t.batch_size,
+            "learning_rate": t.learning_rate, "augment": config.data.augment,
+            "weight_decay": t.weight_decay, "momentum": t.momentum, "schedule": t.schedule,
+            "lr_decay_epochs": list(t.lr_decay_epochs), "warmup_epochs": t.warmup_epochs}
 
 
 def evaluation_arrays(dataset):
@@ -176,10 +147,10 @@ def _make_recorder(keras, *, name, arrays, batch_size, guard, clock, total_epoch
                    "seconds": round(time.time() - self.start, 2)}
             for key, value in row.items():
                 self.curves[key].append(value)
-            print(f"{name:<9} epoch {epoch + 1:>3}/{total_epochs}  train error "
-                  f"{row['train_error']:6.2f}%  test error {row['test_error']:6.2f}%  loss "
-                  f"{row['loss']:.4f}  lr {row['lr']:.3g}  [{row['seconds']:.0f} s; total "
-                  f"{time.time() - clock:.0f} s]", flush=True)
+            logger.info("%-9s epoch %3d/%d  train error %6.2f%%  test error %6.2f%%  loss "
+                        "%.4f  lr %.3g  [%.0f s; total %.0f s]", name, epoch + 1, total_epochs,
+                        row["train_error"], row["test_error"], row["loss"], row["lr"],
+                        row["seconds"], time.time() - clock)
 
     return ErrorCurves()
 
@@ -188,7 +159,7 @@ def train_net(config, dataset, *, arrays=None, clock=None):
     """Trains `config.model` on `dataset` and records its error curves.
 
     Args:
-        config: a `Config` from `training_config`.
+        config: a `Config` from `net_config`.
         dataset: the `datasets.Dataset` named in the config.
         arrays: `evaluation_arrays(dataset)`, computed here if None.
         clock: `time.time()` at the start of the whole experiment, for the
@@ -202,40 +173,38 @@ def train_net(config, dataset, *, arrays=None, clock=None):
     from resnet_keras.backend import keras
     from training import distribute
     from training.loop import NaNGuard, compiled_training_model, fit_inputs
+    from training.plan import TrainingPlan
 
     cfg = config.train
     # Drops the previous net's graph state, as Keras advises when building models in a loop.
     keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
     distribute.set_mixed_precision(distribute.resolve_switch(cfg.mixed_precision))
-    jit = distribute.resolve_switch(cfg.xla)
-    steps = cfg.steps_per_epoch or math.ceil(dataset.num_train / cfg.batch_size)
-    epochs = math.ceil(cfg.epochs)
-    # Integer labels: the recorder evaluates on them, so no label smoothing.
-    model = compiled_training_model(config, dataset=dataset, steps_per_epoch=steps,
-                                    base_lr=cfg.learning_rate, label_smoothing=0.0,
-                                    jit_compile=jit)
+    plan = TrainingPlan.for_training(config, dataset, replicas=1)
+    model = compiled_training_model(config, dataset=dataset, plan=plan,
+                                    jit_compile=distribute.resolve_switch(cfg.xla))
     # The recorder measures both splits itself, so fit_inputs' test pipeline is unused.
-    train_ds, _ = fit_inputs(dataset, batch_size=cfg.batch_size, label_smoothing=0.0,
-                             seed=cfg.seed, augment=config.data.augment)
+    train_ds, _ = fit_inputs(dataset, batch_size=plan.global_batch,
+                             label_smoothing=cfg.label_smoothing, seed=cfg.seed,
+                             augment=config.data.augment)
     guard = NaNGuard()
     recorder = _make_recorder(
         keras, name=config.model.name, arrays=arrays or evaluation_arrays(dataset),
         # Larger evaluation batches: no gradients to hold, fewer steps, faster on CPU.
-        batch_size=4 * cfg.batch_size, guard=guard, clock=clock or time.time(),
-        total_epochs=epochs)
-    print(f"{config.model.name:<9} {model.count_params():,} parameters, {epochs} epochs x "
-          f"{steps} steps of {cfg.batch_size} [total {time.time() - (clock or time.time()):.0f} "
-          f"s]", flush=True)
-    model.fit(train_ds, epochs=epochs, steps_per_epoch=steps, callbacks=[guard, recorder],
-              verbose=0)
+        batch_size=4 * plan.global_batch, guard=guard, clock=clock or time.time(),
+        total_epochs=plan.epochs)
+    logger.info("%-9s %s parameters, %s [total %.0f s]", config.model.name,
+                f"{model.count_params():,}", plan.describe(),
+                time.time() - (clock or time.time()))
+    model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+              callbacks=[guard, recorder], verbose=0)
     spec = get_spec(config.model.name)
     if guard.diverged_at:
         epoch, step = guard.diverged_at
-        print(f"{config.model.name:<9} diverged (NaN loss) at epoch {epoch}, step {step}; "
-              f"its curves stop at the last finite epoch", flush=True)
+        logger.info("%-9s diverged (NaN loss) at epoch %d, step %d; its curves stop at the "
+                    "last finite epoch", config.model.name, epoch, step)
     return {**recorder.curves, "residual": spec.residual, "depth": spec.depth,
-            "params": model.count_params(), "steps_per_epoch": steps,
+            "params": model.count_params(), "steps_per_epoch": plan.steps_per_epoch,
             "diverged_at": list(guard.diverged_at) if guard.diverged_at else None}
 
 
@@ -366,7 +335,7 @@ def write_curves(curves, run_dir):
                 writer.writerow([name] + [c[k][i] for k in CSV_COLUMNS[1:]])
 
 
-def summarize(curves, *, dataset, num_train, num_test, recipe, seed, wall_seconds):
+def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds):
     """The summary.json dict: final errors per net, the paper's, the verdict."""
     nets = []
     for name, c in curves.items():
@@ -383,9 +352,9 @@ def summarize(curves, *, dataset, num_train, num_test, recipe, seed, wall_second
     return {
         "experiment": "degradation (arXiv 1512.03385, sec. 4.2, Fig. 6)",
         "dataset": dataset, "num_train": num_train, "num_test": num_test,
-        "recipe": dataclasses.asdict(recipe), "seed": seed,
-        "lr_decay_epochs": list(schedule_epochs(recipe)[0]),
-        "warmup_epochs": schedule_epochs(recipe)[1],
+        "recipe": recipe(config), "seed": config.train.seed,
+        "lr_decay_epochs": list(config.train.lr_decay_epochs),
+        "warmup_epochs": config.train.warmup_epochs,
         "training_error": "whole training split, not augmented, inference mode, after "
                           "each epoch",
         "nets": nets,
@@ -396,8 +365,21 @@ def summarize(curves, *, dataset, num_train, num_test, recipe, seed, wall_second
     }
 
 
-def _fmt(value, spec=".2f"):
-    return "—" if value is None else format(value, spec)
+def results_table(summary):
+    """The Markdown table of final errors, one row per net, from summary.json."""
+    from report.markdown import cell, md_table
+
+    paper_column = summary["dataset"] == "cifar10"
+    headers = ["net", "shortcuts", "layers", "params", "epochs", "training error %",
+               "test error %", *(["paper test error % (Table 6)"] if paper_column else []),
+               "seconds"]
+    rows = [[net["model"], "identity (A)" if net["residual"] else "none (plain)",
+             net["depth"], cell(net["params"], ","), net["epochs"],
+             cell(net["train_error"], ".2f"), cell(net["test_error"], ".2f"),
+             *([cell(net["paper_test_error"], ".2f")] if paper_column else []),
+             cell(net["seconds"], ".0f")]
+            for net in summary["nets"]]
+    return md_table(headers, rows, align="llrrrrr" + "r" * paper_column + "r")
 
 
 def _schedule_words(summary):
@@ -425,23 +407,7 @@ def render_results(summary):
         f"{summary['seed']}. Training error: {summary['training_error']}. Whole run "
         f"{summary['wall_seconds']:.0f} s on {summary['machine']}.", "",
     ]
-    header = ["net", "shortcuts", "layers", "params", "epochs", "training error %",
-              "test error %"]
-    align = ["---", "---", "---:", "---:", "---:", "---:", "---:"]
-    if paper_column:
-        header.append("paper test error % (Table 6)")
-        align.append("---:")
-    header.append("seconds")
-    align.append("---:")
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    for net in summary["nets"]:
-        row = [net["model"], "identity (A)" if net["residual"] else "none (plain)",
-               str(net["depth"]), f"{net['params']:,}", str(net["epochs"]),
-               _fmt(net["train_error"]), _fmt(net["test_error"])]
-        if paper_column:
-            row.append(_fmt(net["paper_test_error"]))
-        row.append(_fmt(net["seconds"], ".0f"))
-        lines.append("| " + " | ".join(row) + " |")
+    lines.append(results_table(summary))
     diverged = [n for n in summary["nets"] if n["diverged_at"]]
     for n in diverged:
         lines.append(f"\n{n['model']} diverged (NaN loss) at epoch {n['diverged_at'][0]}, "
@@ -499,18 +465,18 @@ def plot(curves, path, *, title):
     fig.savefig(path, dpi=110)
 
 
-def run(models, *, dataset_name, recipe, out, data_dir=None, seed=0, steps_per_epoch=None):
-    """Trains each net with `recipe` and writes every output into `out`.
+def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_size=None,
+        learning_rate=None, steps_per_epoch=None):
+    """Trains each net with the dataset's preset and writes every output into `out`.
 
     Args:
         models: registry names of CIFAR-style nets, e.g. ("plain20", "resnet20").
         dataset_name: one of `DATASETS`.
-        recipe: the `Recipe` all nets share.
         out: run directory (created).
         data_dir: the CIFAR-10 archive or its folder.
         seed: seeds everything random.
-        steps_per_epoch: None for one pass over the training split (tests
-            shorten it).
+        epochs, batch_size, learning_rate, steps_per_epoch: override the
+            preset for every net alike (see `net_config`).
 
     Returns:
         The summary dict written as summary.json.
@@ -519,19 +485,21 @@ def run(models, *, dataset_name, recipe, out, data_dir=None, seed=0, steps_per_e
         FileNotFoundError, ValueError: the dataset is missing or malformed.
     """
     from datasets import load_dataset
+    from training import config as config_lib
 
     start = time.time()
+    configs = {m: net_config(dataset_name, model=m, data_dir=data_dir, seed=seed, epochs=epochs,
+                             batch_size=batch_size, learning_rate=learning_rate,
+                             steps_per_epoch=steps_per_epoch) for m in models}
+    shared = configs[models[0]]
     dataset = load_dataset(dataset_name, data_dir=data_dir, seed=seed)
     os.makedirs(out, exist_ok=True)
-    configs = {m: training_config(recipe, model=m, dataset=dataset_name, data_dir=data_dir,
-                                  seed=seed, steps_per_epoch=steps_per_epoch) for m in models}
-    from training import config as config_lib
     with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump({"models": list(models), "recipe": dataclasses.asdict(recipe),
+        json.dump({"models": list(models), "recipe": recipe(shared),
                    "train_configs": {m: config_lib.to_dict(c) for m, c in configs.items()}},
                   f, indent=2)
-    print(f"degradation on {dataset_name}: {', '.join(models)}; {recipe.epochs} epochs each; "
-          f"outputs in {out}", flush=True)
+    logger.info("degradation on %s: %s; %d epochs each; outputs in %s", dataset_name,
+                ", ".join(models), recipe(shared)["epochs"], out)
     arrays = evaluation_arrays(dataset)
     curves = {}
     for name in models:
@@ -540,14 +508,14 @@ def run(models, *, dataset_name, recipe, out, data_dir=None, seed=0, steps_per_e
     plot(curves, os.path.join(out, "degradation.png"),
          title=f"{dataset_name}: training error (thin) and test error (bold)")
     summary = summarize(curves, dataset=dataset_name, num_train=dataset.num_train,
-                        num_test=dataset.num_test, recipe=recipe, seed=seed,
+                        num_test=dataset.num_test, config=shared,
                         wall_seconds=time.time() - start)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(render_results(summary))
-    print(summary["verdict"]["text"], flush=True)
-    print(f"done in {summary['wall_seconds']:.0f} s; outputs in {out}", flush=True)
+    logger.info("%s", summary["verdict"]["text"])
+    logger.info("done in %.0f s; outputs in %s", summary["wall_seconds"], out)
     return summary
 
 
@@ -570,17 +538,22 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", help="CIFAR-10 archive or its folder (default: Keras cache)")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
                         help=f"comma-separated nets (default {','.join(DEFAULT_MODELS)})")
-    parser.add_argument("--epochs", type=int, help="default: digits 10, cifar10 182")
-    parser.add_argument("--batch-size", type=int, help="default: digits 64, cifar10 128")
+    parser.add_argument("--epochs", type=int, help="default: the preset's (digits 10, "
+                        "cifar10 182)")
+    parser.add_argument("--batch-size", type=int, help="default: the preset's (digits 64, "
+                        "cifar10 128)")
     parser.add_argument("--lr", type=float,
-                        help="peak learning rate (default: digits 0.05, cifar10 0.1)")
+                        help="peak learning rate (default: the preset's, digits 0.05, "
+                        "cifar10 0.1)")
     parser.add_argument("--steps-per-epoch", type=int,
                         help="default: one pass over the training split")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="run directory (default runs/degradation-<dataset>-<time>)")
     args = parser.parse_args(argv)
+    from pipeline import configure_logging
+    configure_logging()
     try:
-        if args.dataset not in RECIPES:
+        if args.dataset not in PRESETS:
             raise ValueError(f"--dataset {args.dataset!r} is not valid; valid: "
                              f"{', '.join(DATASETS)}.")
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
@@ -591,13 +564,11 @@ def main(argv=None) -> int:
                 raise ValueError(f"{flag} must be >= 1, got {value}.")
         if args.lr is not None and not args.lr > 0:
             raise ValueError(f"--lr must be > 0, got {args.lr}.")
-        recipe = dataclasses.replace(RECIPES[args.dataset], **{
-            k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
-                              ("learning_rate", args.lr)) if v is not None})
         out = args.out or os.path.join(
             "runs", f"degradation-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-        run(models, dataset_name=args.dataset, recipe=recipe, out=out,
-            data_dir=args.data_dir, seed=args.seed, steps_per_epoch=args.steps_per_epoch)
+        run(models, dataset_name=args.dataset, out=out, data_dir=args.data_dir, seed=args.seed,
+            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+            steps_per_epoch=args.steps_per_epoch)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -4,37 +4,42 @@
 variants under the run directory's `export/` and lists them in its manifest.
 """
 
-import json
 import os
 
 from export import tflite
 from quantization.finetune import load_float_model, load_run_qat_model
 
-EXPORT_DIR = "export"
-MANIFEST = "manifest.json"
 
-
-def _manifest_path(run_dir):
-    return os.path.join(run_dir, EXPORT_DIR, MANIFEST)
-
-
-def export_run(config, run_dir, dataset) -> dict:
+def export_run(config, run, dataset) -> dict:
     """Converts the run's float (and QAT) model to every configured variant.
 
+    Args:
+        config: a resolved `training.config.Config` (uses `export`).
+        run: a `training.run_dir.RunDir` with a trained model.
+        dataset: the run's `datasets.Dataset` (calibration images).
+
     Returns:
-        dict variant -> path of the `.tflite` file (also written as
-        export/manifest.json).
+        dict variant -> path of the `.tflite` file (also written, as file
+        names, to the run's manifest).
     """
     cfg = config.export
-    tflite.check_variants(cfg.variants)  # before the models load
-    model = load_float_model(run_dir)
-    qat_model = load_run_qat_model(run_dir) if "int8_qat" in cfg.variants else None
+    model = load_float_model(run)
+    qat_model = load_run_qat_model(run) if "int8_qat" in cfg.variants else None
     calibration = dataset.calibration_images(min(cfg.calibration_size, dataset.num_train),
                                              seed=config.train.seed)
-    out_dir = os.path.join(run_dir, EXPORT_DIR)
-    paths = tflite.export_variants(model, out_dir=out_dir, variants=cfg.variants,
+    paths = tflite.export_variants(model, out_dir=run.export_dir, variants=cfg.variants,
                                    qat_model=qat_model, calibration_images=calibration,
                                    io_dtype=cfg.io_dtype)
-    with open(_manifest_path(run_dir), "w") as f:
-        json.dump({v: os.path.basename(p) for v, p in paths.items()}, f, indent=2)
+    run.write_json(run.manifest, {v: os.path.basename(p) for v, p in paths.items()})
     return paths
+
+
+def load_manifest(run):
+    """{variant: path} of the run's exported files.
+
+    Raises:
+        FileNotFoundError: the export stage has not run; the message says how to run it.
+    """
+    manifest = run.read_json(run.require(run.manifest, what="exported models",
+                                         stage="export"))
+    return {variant: run.exported_file(name) for variant, name in manifest.items()}

@@ -6,16 +6,20 @@ report.png from it.
 """
 
 import datetime
-import json
+import logging
 import os
 import platform
 
 import numpy as np
 
 from export import android, edgetpu
-from export.run import EXPORT_DIR, MANIFEST, _manifest_path
-from report import diagnose, evaluate, render as report_lib
-from quantization.finetune import load_float_model, load_run_qat_model
+from export.run import load_manifest
+from quantization.finetune import load_float_model
+from report import diagnose, evaluate
+from report import render as report_lib
+
+logger = logging.getLogger(__name__)
+
 
 def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None, check=None,
            xnnpack=None):
@@ -54,7 +58,7 @@ def _selective(model, calibration, layers, *, out_dir, name, images, labels, ref
             "denylist": denylist, **entry}
 
 
-def report_run(config, run_dir, dataset) -> dict:
+def report_run(config, run, dataset) -> dict:
     """Evaluates the Keras float model and every exported file; writes the report.
 
     Returns:
@@ -63,21 +67,14 @@ def report_run(config, run_dir, dataset) -> dict:
     Raises:
         FileNotFoundError: the run has no exported files yet.
     """
-    if not os.path.exists(_manifest_path(run_dir)):
-        raise FileNotFoundError(
-            f"{run_dir} has no exported models ({EXPORT_DIR}/{MANIFEST}). Run the export "
-            f"stage first: python train.py --stages export,report --run-dir {run_dir}")
-    with open(_manifest_path(run_dir)) as f:
-        manifest = json.load(f)
-    out_dir = os.path.join(run_dir, EXPORT_DIR)
-    model = load_float_model(run_dir)
+    paths = load_manifest(run)
+    model = load_float_model(run)
     images, labels = dataset.test_arrays()
     labels = np.asarray(labels)
     reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
     float_top1 = evaluate.classification_metrics(reference, labels)["top1"]
     entries = [_entry("keras_float", file=None, scores=reference, labels=labels,
                       reference=reference, float_top1=float_top1)]
-    paths = {variant: os.path.join(out_dir, name) for variant, name in manifest.items()}
     # All files timed in the same turns, so that their ratios hold under load.
     latencies = {threads: evaluate.measure_latency(paths, num_threads=count,
                                                    runs=config.export.latency_runs)
@@ -91,11 +88,10 @@ def report_run(config, run_dir, dataset) -> dict:
                               latency=latency, check=edgetpu.check(path),
                               xnnpack=evaluate.xnnpack_placement(interpreter)))
         bundle_entry = entries[-1]
-        android.write_bundle(path, out_dir=os.path.join(run_dir, "android", variant),
+        android.write_bundle(path, out_dir=run.android_bundle(variant),
                              labels=list(dataset.class_names), report_entry=bundle_entry)
-        print(f"  {variant}: top-1 {bundle_entry['top1']:.4f}, "
-              f"{bundle_entry['size_bytes'] / 1024:.0f} KiB, "
-              f"{latency['all_threads']['median_ms']:.2f} ms", flush=True)
+        logger.info("  %s: top-1 %.4f, %.0f KiB, %.2f ms", variant, bundle_entry["top1"],
+                    bundle_entry["size_bytes"] / 1024, latency["all_threads"]["median_ms"])
 
     diagnosis = None
     int8 = next((e for e in entries if e["variant"] == "int8"), None)
@@ -104,7 +100,7 @@ def report_run(config, run_dir, dataset) -> dict:
             min(config.export.calibration_size, dataset.num_train), seed=config.train.seed)
         layers = diagnose.layer_errors(model, calibration, top_k=10)
         diagnosis = {"layers": layers, "selective": _selective(
-            model, calibration, layers, out_dir=out_dir, name=model.name, images=images,
+            model, calibration, layers, out_dir=run.export_dir, name=model.name, images=images,
             labels=labels, reference=reference, float_top1=float_top1,
             int8_top1=int8["top1"], threshold=config.export.selective_threshold)}
 
@@ -118,5 +114,5 @@ def report_run(config, run_dir, dataset) -> dict:
         "variants": entries,
         "diagnosis": diagnosis,
     }
-    report_lib.write(report, run_dir)
+    report_lib.write(report, run.root)
     return report

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnet_keras import data
-from datasets import DATASETS, load_dataset
+from datasets import DATASETS, cifar, folder, load_dataset
 
 CIFAR_PER_BATCH = 20
 
@@ -121,11 +120,22 @@ def test_val_split_holds_out_training_images():
     _, val_labels = all_batches(ds.val(64))
     assert len(val_labels) == 144 and set(val_labels) == set(range(10))
     assert load_dataset("digits", val_split=100).num_val == 100
+    assert load_dataset("digits", val_split=np.int64(100)).num_val == 100
 
 
-@pytest.mark.parametrize("val_split", [1.5, -1, 1437, True, "10%"])
+@pytest.mark.parametrize("val_split", [-1, 1437, True, "10%", -0.5, float("nan")])
 def test_invalid_val_split(val_split):
     with pytest.raises(ValueError, match="val_split=.*fraction in \\(0, 1\\) or a count"):
+        load_dataset("digits", val_split=val_split)
+
+
+@pytest.mark.parametrize("val_split, hint", [(100.0, r" \(val_split=100\)"), (1.5, ""),
+                                             (1.0, r" \(val_split=1\)"), (float("inf"), "")])
+def test_float_val_split_is_a_fraction_never_a_count(val_split, hint):
+    """A count must be an int: 100.0 is rejected, not read as 100 images."""
+    with pytest.raises(ValueError, match=rf"val_split={val_split!r} is a float, so it is read "
+                                         rf"as a fraction .* must be in \(0, 1\); .* pass it "
+                                         rf"as an int{hint}\.$"):
         load_dataset("digits", val_split=val_split)
 
 
@@ -153,7 +163,7 @@ def _pickle(obj):
 
 def write_cifar(root, name, *, layout):
     """Writes a tiny CIFAR dataset; returns (path to pass, expected arrays, class names)."""
-    fmt = data._CIFAR[name]
+    fmt = cifar.FORMATS[name]
     num_classes = 10 if name == "cifar10" else 100
     class_names = [f"class_{i}" for i in range(num_classes)]
     rng = np.random.default_rng(len(name))
@@ -310,7 +320,7 @@ def write_folder(root):
 
 def test_folder_loads_assorted_images_and_skips_bad_files(tmp_path, caplog):
     write_folder(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="datasets.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="datasets.folder"):
         ds = load_dataset("folder", data_dir=tmp_path, image_size=32)
     assert ds.class_names == ("cat", "dog") and ds.image_shape == (32, 32, 3)
     assert (ds.num_train, ds.num_test) == (6, 3)
@@ -371,14 +381,9 @@ def test_folder_errors_explain_the_layout(tmp_path):
 def test_folder_training_survives_files_that_fail_to_decode(tmp_path, monkeypatch):
     write_folder(tmp_path)
     # As if the up-front check had let every file through.
-    monkeypatch.setattr(data, "_check_image_file", lambda path: None)
+    monkeypatch.setattr(folder, "_check_image_file", lambda path: None)
     ds = load_dataset("folder", data_dir=tmp_path, image_size=16)
     assert ds.num_train == 10 and not ds.skipped_files
     images, _ = all_batches(ds.train(3, seed=0))
     assert images.shape == (6, 16, 16, 3)
 
-
-def test_whole_number_float_val_split_is_a_count(tmp_path):
-    """Configs store val_split as a float: 5000.0 must mean 5,000 images, as in cifar10-paper."""
-    digits = load_dataset("digits", val_split=100.0)
-    assert digits.num_val == 100 and digits.num_train == 1437 - 100

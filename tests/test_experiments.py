@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from experiments import block_table, cifar10_table, degradation, paper, readme_section
-from test_data import write_cifar  # noqa: E402  (tests/ is on sys.path under pytest)
+from test_datasets import write_cifar  # tests/ is on sys.path under pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -151,8 +151,7 @@ def test_degradation_bad_arguments_get_one_line(args, match, capsys, tmp_path):
 # ---------------------------------------------------------------- cifar10_table
 
 
-def test_cifar10_table_smoke_on_a_tiny_archive(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)  # `import train` finds train.py through the working directory
+def test_cifar10_table_smoke_on_a_tiny_archive(tmp_path):
     archive, _, _ = write_cifar(tmp_path, "cifar10", layout="archive_file")
     out = tmp_path / "table"
     assert cifar10_table.main(["--smoke", "--models", "resnet20", "--data-dir", str(archive),
@@ -183,7 +182,7 @@ def test_cifar10_table_uses_the_paper_recipe():
     # 400 iterations of 128 images at lr / 10 (paper sec. 4.2), in epochs of 45k images.
     assert config.train.warmup_epochs * 45_000 / 128 == pytest.approx(400)
     assert cifar10_table.net_config("resnet56", data_dir=None).train.warmup_epochs == 0
-    assert config.data.val_split * 50_000 == 5_000  # the paper's 45k/5k split
+    assert repr(config.data.val_split) == "5000"  # the paper's 45k/5k split, a count
 
 
 def test_cifar10_table_rejects_imagenet_nets(capsys):

@@ -73,7 +73,8 @@ def test_unknown_export_variant(tmp_path):
     result = run_train(["--stages", "export", "--run-dir", str(tmp_path / "r"),
                         "--export.variants", "int4"], timeout=300)
     assert result.returncode == 2
-    assert "Unknown variant 'int4'; valid: float32, fp16, dynamic, int8, int8_qat" in result.stderr
+    assert ("export.variants='int4' is not valid. Valid values: float32, fp16, dynamic, int8, "
+            "int8_qat") in result.stderr
 
 
 @pytest.mark.slow

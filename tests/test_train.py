@@ -1,4 +1,5 @@
-"""Tests for train.py and training/: configuration, stages, resume after kill -9, NaN, scale-out."""
+"""Tests for train.py, pipeline.py and training/: configuration, plan, run directory, stages,
+resume after kill -9, NaN, scale-out."""
 
 import csv
 import json
@@ -12,8 +13,10 @@ import time
 import numpy as np
 import pytest
 
-import train
+import pipeline
 from training import config as config_lib
+from training.plan import TrainingPlan
+from training.run_dir import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A few quick steps: enough to exercise the mechanism, not to learn.
@@ -60,6 +63,9 @@ def test_overrides_file_and_precedence(tmp_path):
     (dict(overrides={"stages": "train,deploy"}), "Valid values: train, qat, export, report"),
     (dict(overrides={"train.batch_size": "0"}), "must be >= 1"),
     (dict(overrides={"train.schedule": "linear"}), "Valid values: cosine, step, constant"),
+    (dict(overrides={"data.val_split": "some"}), "data.val_split='some' is not a number"),
+    (dict(overrides={"export.variants": ""}), "export.variants is empty"),
+    (dict(overrides={"data.dataset": "imagenet"}), "Valid values: digits, cifar10, cifar100"),
 ])
 def test_bad_configuration_has_clear_messages(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -74,17 +80,87 @@ def test_help_lists_every_key_with_default():
     assert "default: resnet20" in result.stdout
 
 
+def test_val_split_keeps_a_count_an_int(tmp_path):
+    """5000 from the command line, a YAML file or a preset is the count 5000, not 5000.0."""
+    assert repr(config_lib.resolve(overrides={"data.val_split": "5000"}).data.val_split) == "5000"
+    assert repr(config_lib.resolve(overrides={"data.val_split": "0.1"}).data.val_split) == "0.1"
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  val_split: 5000\n")
+    assert repr(config_lib.resolve(file=str(path)).data.val_split) == "5000"
+    saved = config_lib.to_dict(config_lib.resolve("cifar10-paper"))
+    assert repr(config_lib.from_dict(json.loads(json.dumps(saved))).data.val_split) == "5000"
+
+
+class _Data:
+    """The two numbers a plan needs of a dataset."""
+    name, num_train = "tiny", 1000
+
+
+def test_training_plan_scales_the_rate_and_counts_steps():
+    config = config_lib.resolve(overrides={"train.batch_size": "64",
+                                           "train.reference_batch_size": "64",
+                                           "train.learning_rate": "0.1", "train.epochs": "2.5"})
+    plan = TrainingPlan.for_training(config, _Data, replicas=2)
+    assert (plan.global_batch, plan.steps_per_epoch, plan.epochs) == (128, 8, 3)
+    assert plan.learning_rate == pytest.approx(0.2)  # linear scaling, Goyal et al.
+    qat = TrainingPlan.for_qat(config, _Data, replicas=2)
+    assert (qat.global_batch, qat.schedule, qat.warmup_epochs) == (128, "cosine", 0.0)
+    assert qat.learning_rate == pytest.approx(config.qat.learning_rate * 2)
+    with pytest.raises(ValueError, match=r"larger than the training set \(1000 images of tiny"):
+        TrainingPlan.for_training(config, _Data, replicas=16)
+    with pytest.raises(ValueError, match="must end before the first learning-rate decay"):
+        TrainingPlan.build(batch_size=8, replicas=1, num_train=100, epochs=4, learning_rate=0.1,
+                           reference_batch_size=8, schedule="step", lr_decay_epochs=(2,),
+                           warmup_epochs=2)
+
+
 def test_learning_rate_schedules():
-    from training.loop import learning_rate_schedule
-    cfg = config_lib.resolve("cifar10-paper").train
-    schedule = learning_rate_schedule(cfg, steps_per_epoch=100, base_lr=0.1)
+    config = config_lib.resolve("cifar10-paper")
+    plan = TrainingPlan.build(batch_size=128, replicas=1, num_train=12_800, epochs=182,
+                              learning_rate=0.1, reference_batch_size=128, schedule="step",
+                              lr_decay_epochs=config.train.lr_decay_epochs)
+    schedule = plan.learning_rate_schedule()
     assert [round(float(schedule(s)), 6) for s in (0, 9099, 9101, 13700)] == \
         [0.1, 0.1, 0.01, 0.001]
-    cfg = config_lib.resolve(overrides={"train.warmup_epochs": "1"}).train
-    schedule = learning_rate_schedule(cfg, steps_per_epoch=10, base_lr=0.1)
+    plan = TrainingPlan.build(batch_size=10, replicas=1, num_train=100, epochs=20,
+                              learning_rate=0.1, reference_batch_size=10, schedule="cosine",
+                              warmup_epochs=1)
+    schedule = plan.learning_rate_schedule()
     assert float(schedule(0)) == pytest.approx(0.01)
     assert float(schedule(10)) == pytest.approx(0.1)
-    assert float(schedule(300)) == pytest.approx(0.0, abs=1e-6)
+    assert float(schedule(200)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_run_dir_names_every_file_once(tmp_path):
+    run = RunDir(tmp_path / "r")
+    paths = [run.config, run.state, run.timing, run.history, run.training_curve,
+             run.last_model, run.best_model, run.backup, run.logs, run.train_result,
+             run.qat_model, run.qat_result, run.export_dir, run.manifest, run.report_json,
+             run.report_markdown, run.report_chart, run.android_dir]
+    assert len(set(paths)) == len(paths)
+    assert all(p.startswith(str(tmp_path / "r")) for p in paths)
+    with pytest.raises(FileNotFoundError, match=r"has no QAT model \(qat.keras\). Run the qat "
+                                                r"stage first: python train.py --stages qat"):
+        run.require(run.qat_model, what="QAT model", stage="qat")
+    run.write_json(run.manifest, {"int8": "m_int8.tflite"})
+    assert run.read_json(run.manifest) == {"int8": "m_int8.tflite"}
+    assert not os.path.exists(run.manifest + ".partial")
+
+
+def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypatch):
+    calls = []
+    for stage in config_lib.STAGES:
+        monkeypatch.setitem(pipeline.STAGE_FUNCTIONS, stage,
+                            lambda config, run, dataset, stage=stage: calls.append(stage) or {})
+    config = config_lib.resolve(overrides={"stages": "report,train"})
+    run = RunDir(tmp_path / "run")
+    pipeline.run(config, run)
+    assert calls == ["train", "report"]
+    assert run.read_json(run.state) == {"completed": ["train", "report"]}
+    config = config_lib.resolve()
+    pipeline.run(config, run, skip_completed=True)
+    assert calls == ["train", "report", "qat", "export"]
+    assert run.read_json(run.config)["stages"] == list(config_lib.STAGES)
 
 
 # ---- the train stage ----
@@ -94,9 +170,11 @@ def test_train_stage_writes_the_run_directory(tmp_path):
     result = run_train(["--stages", "train", "--run-dir", str(run_dir), *QUICK])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[train] done in" in result.stdout
-    for name in ("config.json", "history.csv", "last.keras", "best.keras",
-                 "training_curve.png", "train_result.json", "state.json"):
+    for name in ("config.json", "history.csv", "last.keras", "training_curve.png",
+                 "train_result.json", "state.json"):
         assert (run_dir / name).exists(), name
+    # No validation split: the best epoch would be chosen on the test split, so none is kept.
+    assert not (run_dir / "best.keras").exists()
     assert os.listdir(run_dir / "logs")
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["train"]["epochs"] == 2 and saved["model"]["name"] == "resnet20"
@@ -150,20 +228,33 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     assert epochs == sorted(set(epochs)) and epochs[-1] == 2
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_good_weights(tmp_path):
+def test_best_model_is_chosen_on_the_validation_split(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_train(["--stages", "train", "--run-dir", str(run_dir), "--train.epochs", "3",
-                        "--train.steps_per_epoch", "8", "--train.batch_size", "16",
-                        "--train.learning_rate", "1e12", "--train.save_every_steps", "1",
-                        "--train.schedule", "constant"])
+    result = run_train(["--stages", "train", "--run-dir", str(run_dir), *QUICK,
+                        "--data.val_split", "0.1"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "best.keras").exists()
+    assert "val top-1" in result.stdout and "1293 train / 144 val images" in result.stdout
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_good_weights(tmp_path):
+    from resnet_keras.backend import keras
+    run_dir = tmp_path / "run"
+    args = ["--stages", "train", "--run-dir", str(run_dir), "--train.steps_per_epoch", "4",
+            "--train.batch_size", "16", "--train.save_every_steps", "1"]
+    result = run_train([*args, "--train.epochs", "1"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    good = keras.models.load_model(str(run_dir / "last.keras")).get_weights()
+    # The same run continued for two more epochs at a rate that diverges at once.
+    result = run_train([*args, "--train.epochs", "3", "--train.learning_rate", "1e12"])
     assert result.returncode == 2
-    assert "The loss became NaN at epoch" in result.stderr
+    assert "The loss became NaN at epoch 2" in result.stderr
     assert "Lower the learning rate" in result.stderr
     assert "Traceback" not in result.stderr
-    if (run_dir / "last.keras").exists():
-        from resnet_keras.backend import keras
-        model = keras.models.load_model(str(run_dir / "last.keras"))
-        assert all(np.isfinite(w).all() for w in model.get_weights())
+    kept = keras.models.load_model(str(run_dir / "last.keras")).get_weights()
+    assert all(np.isfinite(w).all() for w in kept)
+    for a, b in zip(good, kept):
+        np.testing.assert_array_equal(a, b)
 
 
 # ---- bad input ----
@@ -257,5 +348,5 @@ def test_default_training_reaches_97_percent_on_digits(tmp_path):
     assert train_result["test_top1"] >= 0.97
 
 
-def test_stage_table_is_complete():
-    assert tuple(train.STAGE_FUNCTIONS) == config_lib.STAGES
+def test_every_stage_has_a_function():
+    assert sorted(pipeline.STAGE_FUNCTIONS) == sorted(config_lib.STAGES)

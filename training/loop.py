@@ -6,8 +6,7 @@ schedule. A killed run resumes from its last backup, mid-epoch included.
 """
 
 import csv
-import json
-import math
+import logging
 import os
 import time
 
@@ -16,6 +15,9 @@ import numpy as np
 from resnet_keras.backend import keras, tf
 from resnet_keras.models import build_model
 from training import distribute
+from training.plan import TrainingPlan
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
@@ -29,16 +31,26 @@ def _finite(logs) -> bool:
 class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` that never backs up weights a non-finite loss produced.
 
-    It also says where a resumed run picks up, so a log shows what was kept.
+    It also says where a resumed run picks up, so a log shows what was kept:
+    the restored optimizer's iteration count is the position in the plan.
+
+    Args:
+        backup_dir: str, the backup folder.
+        steps_per_epoch: int, to turn the iteration count into epoch and step.
+        **kwargs: as `keras.callbacks.BackupAndRestore`.
     """
+
+    def __init__(self, backup_dir, *, steps_per_epoch, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.steps_per_epoch = steps_per_epoch
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        epoch = int(self._training_state._ckpt_saved_epoch.numpy())
-        if epoch >= 0:
-            print(f"  resumed from {self.backup_dir}: epoch {epoch + 1}, step "
-                  f"{int(self._training_state._ckpt_saved_batch.numpy()) + 1}, optimizer "
-                  f"iteration {int(self.model.optimizer.iterations.numpy())}", flush=True)
+        iteration = int(self.model.optimizer.iterations.numpy())
+        if iteration:
+            epoch, step = divmod(iteration, self.steps_per_epoch)
+            logger.info("  resumed from %s: epoch %d, step %d, optimizer iteration %d",
+                        self.backup_dir, epoch + 1, step + 1, iteration)
 
     def on_train_batch_end(self, batch, logs=None):
         if _finite(logs):
@@ -67,41 +79,50 @@ class NaNGuard(keras.callbacks.Callback):
 
 
 class RunCheckpoints(keras.callbacks.Callback):
-    """Saves `last.keras` every epoch and `best.keras` on a better validation top-1.
+    """Saves the last model every epoch and, given a validation split, the best one.
 
-    Skips epochs whose loss is not finite, so both files always hold usable weights.
+    The best model is chosen on validation top-1 only: choosing it on the test
+    split would make its test accuracy an optimistic estimate. Skips epochs
+    whose loss is not finite, so both files always hold usable weights.
     """
 
-    def __init__(self, run_dir):
+    def __init__(self, run, *, keep_best):
         super().__init__()
-        self.run_dir = run_dir
+        self.run = run
+        self.keep_best = keep_best
         self.best = -1.0
 
     def on_epoch_end(self, epoch, logs=None):
         if not _finite(logs):
             return
-        self.model.save(os.path.join(self.run_dir, "last.keras"))
+        self.model.save(self.run.last_model)
         accuracy = logs.get("val_accuracy", -1.0)
-        if accuracy > self.best:
+        if self.keep_best and accuracy > self.best:
             self.best = accuracy
-            self.model.save(os.path.join(self.run_dir, "best.keras"))
+            self.model.save(self.run.best_model)
 
 
 class StageProgress(keras.callbacks.Callback):
-    """One line per epoch with the elapsed time, for logs that are not a terminal."""
+    """One line per epoch with the elapsed time, for logs that are not a terminal.
 
-    def __init__(self, total_epochs):
+    Args:
+        total_epochs: int.
+        held_out: str, what `fit`'s validation data is: "val" or "test".
+    """
+
+    def __init__(self, total_epochs, *, held_out="test"):
         super().__init__()
         self.total_epochs = total_epochs
+        self.held_out = held_out
         self.start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        print(f"  epoch {epoch + 1}/{self.total_epochs}  loss {logs.get('loss', float('nan')):.4f}  "
-              f"top-1 {logs.get('accuracy', float('nan')):.4f}  "
-              f"test top-1 {logs.get('val_accuracy', float('nan')):.4f}  "
-              f"lr {current_learning_rate(self.model.optimizer):.4g}  "
-              f"[{time.time() - self.start:.0f} s]", flush=True)
+        logger.info("  epoch %d/%d  loss %.4f  top-1 %.4f  %s top-1 %.4f  lr %.4g  [%.0f s]",
+                    epoch + 1, self.total_epochs, logs.get("loss", float("nan")),
+                    logs.get("accuracy", float("nan")), self.held_out,
+                    logs.get("val_accuracy", float("nan")),
+                    current_learning_rate(self.model.optimizer), time.time() - self.start)
 
 
 def current_learning_rate(optimizer) -> float:
@@ -109,31 +130,6 @@ def current_learning_rate(optimizer) -> float:
     if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
         return float(lr(optimizer.iterations))
     return float(keras.backend.get_value(lr))
-
-
-def learning_rate_schedule(cfg, *, steps_per_epoch, base_lr):
-    """The learning rate as a built-in Keras schedule (serializable with the model).
-
-    `step` divides by 10 at each of `lr_decay_epochs`; warmup then holds 1/10
-    of the rate, as the paper does for ResNet-110 (sec. 4.2). `cosine` warms
-    up linearly to `base_lr` and decays to zero (Loshchilov & Hutter).
-    """
-    total = max(1, int(round(cfg.epochs * steps_per_epoch)))
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
-    if cfg.schedule == "constant":
-        return base_lr
-    if cfg.schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=base_lr / 10 if warmup else base_lr,
-            decay_steps=max(1, total - warmup), warmup_target=base_lr if warmup else None,
-            warmup_steps=warmup)
-    boundaries = [int(round(e * steps_per_epoch)) for e in cfg.lr_decay_epochs]
-    values = [base_lr / 10 ** i for i in range(len(boundaries) + 1)]
-    if warmup:
-        boundaries, values = [warmup] + boundaries, [base_lr / 10] + values
-    if not boundaries:
-        return base_lr
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
 def build_training_model(config, *, num_classes, image_shape):
@@ -163,28 +159,29 @@ def compile_model(model, *, optimizer, num_classes, label_smoothing, jit_compile
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
 
 
-def compiled_training_model(config, *, dataset, steps_per_epoch, base_lr, label_smoothing,
-                            jit_compile):
-    """`build_training_model` compiled with SGD + momentum on the configured schedule."""
+def compiled_training_model(config, *, dataset, plan, jit_compile):
+    """`build_training_model` compiled with SGD + momentum on `plan`'s schedule."""
     model = build_training_model(config, num_classes=dataset.num_classes,
                                  image_shape=dataset.image_shape)
-    optimizer = keras.optimizers.SGD(
-        learning_rate_schedule(config.train, steps_per_epoch=steps_per_epoch, base_lr=base_lr),
-        momentum=config.train.momentum)
+    optimizer = keras.optimizers.SGD(plan.learning_rate_schedule(),
+                                     momentum=config.train.momentum)
     compile_model(model, optimizer=optimizer, num_classes=dataset.num_classes,
-                  label_smoothing=label_smoothing, jit_compile=jit_compile)
+                  label_smoothing=config.train.label_smoothing, jit_compile=jit_compile)
     return model
 
 
 def fit_inputs(dataset, *, batch_size, label_smoothing, seed, augment, val=False):
-    """Training and evaluation tf.data pipelines, one-hot labels for label smoothing."""
+    """Training and evaluation tf.data pipelines, one-hot labels for label smoothing.
+
+    With `val` and a dataset that has a validation split, the evaluation
+    pipeline is that split; otherwise it is the test split.
+    """
     train = dataset.train(batch_size, shuffle=True, augment=augment, seed=seed, repeat=True)
-    has_val = val and callable(getattr(dataset, "val", None)) and dataset.num_val
-    test = dataset.val(batch_size) if has_val else dataset.test(batch_size)
+    held_out = dataset.val(batch_size) if val and dataset.num_val else dataset.test(batch_size)
     if label_smoothing:
-        one_hot = lambda x, y: (x, tf.one_hot(y, dataset.num_classes))  # noqa: E731
-        train, test = train.map(one_hot), test.map(one_hot)
-    return train, test
+        one_hot = lambda x, y: (x, tf.one_hot(y, dataset.num_classes))
+        train, held_out = train.map(one_hot), held_out.map(one_hot)
+    return train, held_out
 
 
 def plot_history(history_csv, path) -> None:
@@ -213,12 +210,12 @@ def plot_history(history_csv, path) -> None:
     plt.close(fig)
 
 
-def train(config, run_dir, dataset) -> dict:
-    """Trains `config.model` on `dataset`, resuming from `run_dir`'s backup if any.
+def train(config, run, dataset) -> dict:
+    """Trains `config.model` on `dataset`, resuming from the run's backup if any.
 
     Args:
         config: a resolved `training.config.Config`.
-        run_dir: str, the run directory (created by the caller).
+        run: the `training.run_dir.RunDir` (its folder created by the caller).
         dataset: a `datasets.Dataset`.
 
     Returns:
@@ -233,81 +230,70 @@ def train(config, run_dir, dataset) -> dict:
     tf.keras.utils.set_random_seed(cfg.seed)
     distribute.set_mixed_precision(distribute.resolve_switch(cfg.mixed_precision))
     strategy = distribute.strategy_for(cfg)
-    replicas = strategy.num_replicas_in_sync
-    global_batch = cfg.batch_size * replicas
-    if global_batch > dataset.num_train:
-        raise ValueError(
-            f"The global batch ({cfg.batch_size} x {replicas} replicas = {global_batch}) is "
-            f"larger than the training set ({dataset.num_train} images of {dataset.name}). "
-            f"Use --train.batch_size {max(1, dataset.num_train // replicas)} or smaller.")
-    steps_per_epoch = cfg.steps_per_epoch or math.ceil(dataset.num_train / global_batch)
-    epochs = math.ceil(cfg.epochs)
-    base_lr = cfg.learning_rate * global_batch / cfg.reference_batch_size
+    plan = TrainingPlan.for_training(config, dataset, replicas=strategy.num_replicas_in_sync)
     jit = distribute.resolve_switch(cfg.xla)
-    print(f"  {config.model.name} on {dataset.name}: {dataset.num_train} train / "
-          f"{dataset.num_test} test images, {replicas} replica(s) "
-          f"({distribute.strategy_name(strategy)}), global batch {global_batch}, lr {base_lr:g}, "
-          f"{epochs} epochs x {steps_per_epoch} steps, mixed precision "
-          f"{keras.mixed_precision.global_policy().name}, XLA {'on' if jit else 'off'}",
-          flush=True)
+    held_out = "val" if dataset.num_val else "test"
+    logger.info("  %s on %s: %d train / %d %s images, %d replica(s) (%s), global batch %d, "
+                "lr %g, %d epochs x %d steps, mixed precision %s, XLA %s", config.model.name,
+                dataset.name, dataset.num_train, dataset.num_val or dataset.num_test, held_out,
+                plan.replicas, distribute.strategy_name(strategy), plan.global_batch,
+                plan.learning_rate, plan.epochs, plan.steps_per_epoch,
+                keras.mixed_precision.global_policy().name, "on" if jit else "off")
 
     with strategy.scope():
-        model = compiled_training_model(config, dataset=dataset, steps_per_epoch=steps_per_epoch,
-                                        base_lr=base_lr, label_smoothing=cfg.label_smoothing,
-                                        jit_compile=jit)
-    train_ds, test_ds = fit_inputs(dataset, batch_size=global_batch,
-                                   label_smoothing=cfg.label_smoothing, seed=cfg.seed,
-                                   augment=config.data.augment, val=True)
+        model = compiled_training_model(config, dataset=dataset, plan=plan, jit_compile=jit)
+    train_ds, held_out_ds = fit_inputs(dataset, batch_size=plan.global_batch,
+                                       label_smoothing=cfg.label_smoothing, seed=cfg.seed,
+                                       augment=config.data.augment, val=True)
 
     guard = NaNGuard()
-    history_csv = os.path.join(run_dir, "history.csv")
     callbacks = [
         guard,
-        NaNSafeBackupAndRestore(os.path.join(run_dir, "backup"),
+        NaNSafeBackupAndRestore(run.backup, steps_per_epoch=plan.steps_per_epoch,
                                 save_freq=cfg.save_every_steps, delete_checkpoint=False),
-        keras.callbacks.CSVLogger(history_csv, append=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), profile_batch=0),
-        RunCheckpoints(run_dir),
-        StageProgress(epochs),
+        keras.callbacks.CSVLogger(run.history, append=True),
+        keras.callbacks.TensorBoard(run.logs, profile_batch=0),
+        RunCheckpoints(run, keep_best=bool(dataset.num_val)),
+        StageProgress(plan.epochs, held_out=held_out),
     ]
     start = time.time()
-    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                        validation_data=test_ds, callbacks=callbacks,
+    history = model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                        validation_data=held_out_ds, callbacks=callbacks,
                         verbose=cfg.verbose if cfg.verbose != 2 else 0)
     seconds = time.time() - start
     if guard.diverged_at:
         epoch, step = guard.diverged_at
-        kept = ("The last good weights are in " + (f"{run_dir}/last.keras and " if os.path.exists(
-            os.path.join(run_dir, "last.keras")) else "") + f"{run_dir}/backup."
-                if os.path.exists(os.path.join(run_dir, "backup")) else
-                "No checkpoint had been saved yet.")
+        kept = ("The last good weights are in " + (f"{run.last_model} and " if os.path.exists(
+            run.last_model) else "") + f"{run.backup}."
+                if os.path.exists(run.backup) else "No checkpoint had been saved yet.")
         raise TrainingDiverged(
-            f"The loss became NaN at epoch {epoch}, step {step}; training stopped. {kept} Lower the "
-            f"learning rate (--train.learning_rate, now {cfg.learning_rate}) or add warmup "
+            f"The loss became NaN at epoch {epoch}, step {step}; training stopped. {kept} "
+            f"Lower the learning rate (--train.learning_rate, now {cfg.learning_rate}) or add warmup "
             f"(--train.warmup_epochs 1).")
-    if os.path.exists(history_csv):
-        plot_history(history_csv, os.path.join(run_dir, "training_curve.png"))
+    if os.path.exists(run.history):
+        plot_history(run.history, run.training_curve)
 
-    last = keras.models.load_model(os.path.join(run_dir, "last.keras"), safe_mode=True)
+    last = keras.models.load_model(run.last_model, safe_mode=True)
     compile_model(last, optimizer="sgd", num_classes=dataset.num_classes,
                   label_smoothing=cfg.label_smoothing, jit_compile=False)
-    _, test_ds = fit_inputs(dataset, batch_size=global_batch,
+    _, test_ds = fit_inputs(dataset, batch_size=plan.global_batch,
                             label_smoothing=cfg.label_smoothing, seed=cfg.seed, augment=False)
     metrics = last.evaluate(test_ds, verbose=0, return_dict=True)
-    steps_run = len(history.history.get("loss", [])) * steps_per_epoch
+    steps_run = len(history.history.get("loss", [])) * plan.steps_per_epoch
     result = {
         "model": config.model.name,
         "dataset": dataset.name,
         "test_top1": float(metrics["accuracy"]),
         "test_top5": float(metrics["top5"]) if "top5" in metrics else None,
         "test_loss": float(metrics["loss"]),
-        "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch,
-        "global_batch": global_batch,
-        "replicas": replicas,
+        "epochs": plan.epochs,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "global_batch": plan.global_batch,
+        "replicas": plan.replicas,
+        "learning_rate": plan.learning_rate,
         "seconds": round(seconds, 2),
-        "images_per_second": round(steps_run * global_batch / seconds, 1) if steps_run else None,
+        "images_per_second": (round(steps_run * plan.global_batch / seconds, 1)
+                              if steps_run else None),
     }
-    with open(os.path.join(run_dir, "train_result.json"), "w") as f:
-        json.dump(result, f, indent=2)
+    run.write_json(run.train_result, result)
     return result

@@ -1,0 +1,152 @@
+"""The whole job as stages over one run directory: train, qat, export, report.
+
+`train.py` is its command line; experiments call `run` directly. Each stage
+reads what the earlier ones left in the run directory (`training.run_dir.RunDir`)
+and prints one progress line when it starts and one when it is done.
+
+    >>> config = training.config.resolve("digits", overrides={"train.epochs": 5})
+    >>> pipeline.run(config, pipeline.new_run_dir(config))
+"""
+
+import logging
+import os
+import sys
+import time
+
+from training import config as config_lib
+from training.run_dir import RunDir
+
+logger = logging.getLogger(__name__)
+
+# The packages whose progress lines a command-line user sees.
+_PROGRESS_LOGGERS = ("pipeline", "datasets", "training", "quantization", "export", "report",
+                     "experiments")
+# What a run's model and data are: changing one makes its checkpoints unusable.
+_IDENTITY_KEYS = (("model", "name"), ("model", "variant"), ("model", "shortcut"),
+                  ("data", "dataset"))
+
+
+# ---- stages: each takes (config, run, dataset) and returns a summary dict ----
+
+def stage_train(config, run, dataset):
+    from training.loop import train
+    result = train(config, run, dataset)
+    return {"test top-1": result["test_top1"], "images/s": round(result["images_per_second"] or 0)}
+
+
+def stage_qat(config, run, dataset):
+    from quantization.finetune import fine_tune
+    result = fine_tune(config, run, dataset)
+    return {"qat test top-1": result["test_top1"]}
+
+
+def stage_export(config, run, dataset):
+    from export.run import export_run
+    paths = export_run(config, run, dataset)
+    return {"files": len(paths)}
+
+
+def stage_report(config, run, dataset):
+    from report.render import render_table
+    from report.run import report_run
+    report = report_run(config, run, dataset)
+    logger.info("%s", render_table(report))
+    return {"report": run.report_markdown}
+
+
+STAGE_FUNCTIONS = {"train": stage_train, "qat": stage_qat, "export": stage_export,
+                   "report": stage_report}
+
+
+def configure_logging(level=logging.INFO):
+    """Shows this project's progress lines on stdout, message only, as a terminal user expects."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in _PROGRESS_LOGGERS:
+        package_logger = logging.getLogger(name)
+        package_logger.setLevel(level)
+        if not package_logger.handlers:
+            package_logger.addHandler(handler)
+        package_logger.propagate = False
+
+
+def new_run_dir(config, *, parent="runs"):
+    """A fresh run directory name: `<parent>/<model>-<dataset>-<time>`."""
+    return RunDir(os.path.join(parent, f"{config.model.name}-{config.data.dataset}-"
+                                       f"{time.strftime('%Y%m%d-%H%M%S')}"))
+
+
+def existing_run(run, overrides):
+    """The configuration saved in `run` with `overrides` applied, for continuing it.
+
+    Raises:
+        ValueError: the overrides change the run's model or dataset (its
+            checkpoints would not fit), or a value is invalid.
+    """
+    saved = config_lib.from_dict(run.read_json(run.config))
+    config = config_lib.apply_overrides(saved, overrides)
+    for section, key in _IDENTITY_KEYS:
+        before = getattr(getattr(saved, section), key)
+        after = getattr(getattr(config, section), key)
+        if before != after:
+            raise ValueError(
+                f"{run.root} holds a run of {section}.{key}={before!r}, not {after!r}: its "
+                f"checkpoints do not fit. Start a new run (another --run-dir) for another "
+                f"model or dataset.")
+    config_lib.validate(config)
+    return config
+
+
+def _completed(run):
+    return run.read_json(run.state)["completed"] if os.path.exists(run.state) else []
+
+
+def run(config, run_dir, *, skip_completed=False):
+    """Runs the configured stages in order, one progress line per stage.
+
+    Args:
+        config: a resolved `training.config.Config`.
+        run_dir: a `RunDir` or a folder path (created if missing).
+        skip_completed: bool, skip stages that `state.json` lists as done
+            (continuing a killed run).
+
+    Returns:
+        dict {stage: its summary dict}.
+
+    Raises:
+        ValueError, FileNotFoundError: bad data or configuration, or a stage's
+            input missing; `training.loop.TrainingDiverged`.
+    """
+    from datasets import load_dataset
+    from training.distribute import strategy_for
+
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    os.makedirs(run_dir.root, exist_ok=True)
+    run_dir.write_json(run_dir.config, config_lib.to_dict(config))
+    completed = _completed(run_dir)
+    logger.info("run directory: %s", run_dir.root)
+    start = time.time()
+    strategy_for(config.train)  # before any other TensorFlow op (multi-worker, logical CPUs)
+    dataset = load_dataset(config.data.dataset, data_dir=config.data.data_dir,
+                           image_size=config.data.image_size, val_split=config.data.val_split,
+                           seed=config.train.seed)
+    summaries, timing = {}, {}
+    for stage in config_lib.STAGES:
+        if stage not in config.stages:
+            continue
+        if skip_completed and stage in completed:
+            logger.info("[%s] already done in this run, skipped", stage)
+            continue
+        logger.info("[%s] started", stage)
+        stage_start = time.time()
+        summaries[stage] = STAGE_FUNCTIONS[stage](config, run_dir, dataset)
+        completed = sorted(set(completed) | {stage}, key=config_lib.STAGES.index)
+        run_dir.write_json(run_dir.state, {"completed": completed})
+        timing[stage] = round(time.time() - stage_start, 1)
+        details = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in summaries[stage].items())
+        logger.info("[%s] done in %.1f s: %s", stage, time.time() - stage_start, details)
+    total = time.time() - start
+    run_dir.write_json(run_dir.timing, {"stages": timing, "total_seconds": round(total, 1)})
+    logger.info("all stages done in %.1f s; outputs in %s", total, run_dir.root)
+    return summaries

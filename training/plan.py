@@ -1,0 +1,139 @@
+"""One training plan: global batch, steps, epochs, learning rate and its schedule.
+
+Every training loop (the train stage, QAT fine-tuning, the degradation
+experiment) asks a `TrainingPlan` instead of working these out itself. The
+learning rate scales linearly with the global batch (Goyal et al., arXiv
+1706.02677); the schedules are the paper's step decay (arXiv 1512.03385,
+sec. 3.4 and 4.2) and cosine decay (Loshchilov & Hutter, arXiv 1608.03983).
+"""
+
+import dataclasses
+import math
+
+from resnet_keras.backend import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPlan:
+    """What one `fit` runs, resolved from a configuration, a dataset and the replicas.
+
+    Attributes:
+        replicas: int, replicas in sync.
+        global_batch: int, images per step over all replicas.
+        steps_per_epoch: int.
+        epochs: int, passes `fit` makes (a fractional configured count rounds up).
+        learning_rate: float, the peak rate for `global_batch`.
+        schedule: `cosine`, `step` or `constant`.
+        lr_decay_epochs: tuple of float, where `step` divides the rate by 10.
+        warmup_epochs: float, epochs at a tenth of the rate (step) or rising
+            linearly from it (cosine).
+    """
+
+    replicas: int
+    global_batch: int
+    steps_per_epoch: int
+    epochs: int
+    learning_rate: float
+    schedule: str = "constant"
+    lr_decay_epochs: tuple[float, ...] = ()
+    warmup_epochs: float = 0.0
+
+    @classmethod
+    def build(cls, *, batch_size, replicas, num_train, epochs, learning_rate,
+              reference_batch_size, steps_per_epoch=None, schedule="constant",
+              lr_decay_epochs=(), warmup_epochs=0.0, dataset_name="the dataset"):
+        """Resolves a plan; the one place these numbers are computed.
+
+        Args:
+            batch_size: int, per replica.
+            replicas: int.
+            num_train: int, training images.
+            epochs: float.
+            learning_rate: float, for a global batch of `reference_batch_size`.
+            reference_batch_size: int.
+            steps_per_epoch: int, or None for one pass over the training split.
+            schedule, lr_decay_epochs, warmup_epochs: see the class attributes.
+            dataset_name: str, for the error message.
+
+        Raises:
+            ValueError: the global batch is larger than the training split, or
+                the warmup does not end before the first decay.
+        """
+        global_batch = batch_size * replicas
+        if global_batch > num_train:
+            raise ValueError(
+                f"The global batch ({batch_size} x {replicas} replicas = {global_batch}) is "
+                f"larger than the training set ({num_train} images of {dataset_name}). Use a "
+                f"batch size of {max(1, num_train // replicas)} or smaller.")
+        decays = tuple(lr_decay_epochs) if schedule == "step" else ()
+        if decays and warmup_epochs >= decays[0]:
+            raise ValueError(f"The warmup ({warmup_epochs:g} epochs) must end before the "
+                             f"first learning-rate decay (epoch {decays[0]:g}).")
+        return cls(replicas=replicas, global_batch=global_batch,
+                   steps_per_epoch=steps_per_epoch or math.ceil(num_train / global_batch),
+                   epochs=math.ceil(epochs),
+                   learning_rate=learning_rate * global_batch / reference_batch_size,
+                   schedule=schedule, lr_decay_epochs=decays, warmup_epochs=warmup_epochs)
+
+    @classmethod
+    def for_training(cls, config, dataset, *, replicas):
+        """The float training plan of a `training.config.Config` (its `train` section)."""
+        cfg = config.train
+        return cls.build(batch_size=cfg.batch_size, replicas=replicas,
+                         num_train=dataset.num_train, epochs=cfg.epochs,
+                         learning_rate=cfg.learning_rate,
+                         reference_batch_size=cfg.reference_batch_size,
+                         steps_per_epoch=cfg.steps_per_epoch, schedule=cfg.schedule,
+                         lr_decay_epochs=cfg.lr_decay_epochs, warmup_epochs=cfg.warmup_epochs,
+                         dataset_name=dataset.name)
+
+    @classmethod
+    def for_qat(cls, config, dataset, *, replicas):
+        """The QAT fine-tuning plan: the `qat` section, cosine decay, no warmup.
+
+        The rate scales with the global batch against the float run's
+        `train.reference_batch_size`, like the float rate.
+        """
+        return cls.build(batch_size=config.qat.batch_size, replicas=replicas,
+                         num_train=dataset.num_train, epochs=config.qat.epochs,
+                         learning_rate=config.qat.learning_rate,
+                         reference_batch_size=config.train.reference_batch_size,
+                         schedule="cosine", dataset_name=dataset.name)
+
+    @property
+    def total_steps(self):
+        return self.epochs * self.steps_per_epoch
+
+    def learning_rate_schedule(self):
+        """The learning rate as a built-in Keras schedule (serializable with the model).
+
+        `step` divides by 10 at each of `lr_decay_epochs`; warmup then holds 1/10
+        of the rate, as the paper does for ResNet-110 (sec. 4.2). `cosine` warms
+        up linearly to the peak and decays to zero.
+        """
+        peak = self.learning_rate
+        total = max(1, self.total_steps)
+        warmup = int(round(self.warmup_epochs * self.steps_per_epoch))
+        if self.schedule == "constant":
+            return peak
+        if self.schedule == "cosine":
+            return keras.optimizers.schedules.CosineDecay(
+                initial_learning_rate=peak / 10 if warmup else peak,
+                decay_steps=max(1, total - warmup), warmup_target=peak if warmup else None,
+                warmup_steps=warmup)
+        boundaries = [int(round(e * self.steps_per_epoch)) for e in self.lr_decay_epochs]
+        values = [peak / 10 ** i for i in range(len(boundaries) + 1)]
+        if warmup:
+            boundaries, values = [warmup] + boundaries, [peak / 10] + values
+        if not boundaries:
+            return peak
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+    def describe(self):
+        """One line for the stage's progress output."""
+        return (f"{self.replicas} replica(s), global batch {self.global_batch}, lr "
+                f"{self.learning_rate:g} ({self.schedule}), {self.epochs} epochs x "
+                f"{self.steps_per_epoch} steps")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
