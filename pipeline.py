@@ -58,6 +58,22 @@ STAGE_FUNCTIONS = {"train": stage_train, "qat": stage_qat, "export": stage_expor
                    "report": stage_report}
 
 
+def command_line(body):
+    """Runs a command's `body()`; an error the user can fix becomes one line and exit status 2.
+
+    Returns:
+        int, the exit status: 0, or 2 after printing `error: <message>` to stderr.
+    """
+    from training.loop import TrainingDiverged
+
+    try:
+        body()
+    except (ValueError, FileNotFoundError, TrainingDiverged) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def configure_logging(level=logging.INFO):
     """Shows this project's progress lines on stdout, message only, as a terminal user expects."""
     handler = logging.StreamHandler(sys.stdout)

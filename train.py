@@ -72,14 +72,12 @@ def resolve_run(args, overrides):
 def main(argv=None) -> int:
     args, overrides = parse_args(argv)
     pipeline.configure_logging()
-    from training.loop import TrainingDiverged
-    try:
+
+    def body():
         config, run = resolve_run(args, overrides)
         pipeline.run(config, run, skip_completed=bool(args.resume) and not args.stages)
-    except (ValueError, FileNotFoundError, TrainingDiverged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return pipeline.command_line(body)
 
 
 if __name__ == "__main__":

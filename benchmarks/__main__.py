@@ -12,14 +12,12 @@ import gc
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
 SETTINGS = {
     "full": {"resnet50_size": 224, "resnet50_batch": 16, "resnet20_batch": 128,
@@ -52,7 +50,7 @@ def machine_info():
 
 
 def gpu_mode(s):
-    """ResNet-50 at batch 256 on the GPU: mixed precision + XLA against both off, and keras.applications."""
+    """ResNet-50 at batch 256 on the GPU: mixed precision + XLA, both off, keras.applications."""
     from benchmarks import measure
     from resnet_keras.backend import keras
     models = {}
@@ -72,7 +70,7 @@ def run(mode):
     from benchmarks import measure
     s = SETTINGS[mode]
     result = {"mode": mode, "settings": s, "machine": machine_info(),
-              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+              "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
     print("training throughput ...", flush=True)
     size50 = s["resnet50_size"]
@@ -152,6 +150,45 @@ def _placement(x):
     return f"{x['delegated']}/{x['ops']}" + (f" (not: {left})" if left else "")
 
 
+def _training_table(training):
+    from report.markdown import md_table
+
+    rows = [[t["model"], t["image_size"], t["batch_size"], _ms(t["ours"]), _ms(t["ours_bare"]),
+             _ms(t["reference"]), t["reference_name"], f"{t['ratio']:.2f}",
+             f"{t['bare_ratio']:.2f}"] for t in training]
+    return md_table(["model", "input", "batch", "ours", "ours bare", "reference",
+                     "reference is", "ours / reference", "bare / reference"], rows,
+                    align="lrrrrrlrr")
+
+
+def _files_table(entry):
+    """One inference entry's files; the converter columns are ours only."""
+    from report.markdown import cell, md_table
+
+    rows = []
+    for name, v in (*entry["variants"].items(), *entry["others"].items()):
+        own = name in entry["variants"]
+        rows.append([name, f"{v['size_bytes'] / 1024:.0f}", f"{v['size_vs_float32']:.3f}",
+                     _ms(v["latency_1_thread_ms"]), _ms(v["latency_all_threads_ms"]),
+                     f"{v['latency_all_threads_vs_float32']:.2f}",
+                     cell(v["macs_per_second"] / 1e9 if own else None, ".1f"),
+                     cell(100 * v["fraction_of_matmul"] if own else None, ".0f", "%"),
+                     cell(v["convert_seconds"] if own else None, ".1f"),
+                     cell(v["convert_peak_rss_mb"] if own else None, ".0f"),
+                     _placement(v["xnnpack"])])
+    return md_table(["file", "size KiB", "size / float32", "1 thread ms", "all threads ms",
+                     "latency / float32 (all)", "G MAC/s", "of matmul peak", "convert s",
+                     "convert peak RSS MB", "ops on XNNPACK"], rows, align="lrrrrrrrrrl")
+
+
+def _targets_table(targets):
+    from report.markdown import md_table
+
+    rows = [[k, t["model"], f"{t['value']:.3f}", t["target"], "yes" if t["met"] else "no"]
+            for k, t in targets.items()]
+    return md_table(["target", "model", "measured", "goal", "met"], rows, align="llrll")
+
+
 def render_markdown(result) -> str:
     """The benchmark tables, rendered from the JSON result only."""
     m = result["machine"]
@@ -164,14 +201,7 @@ def render_markdown(result) -> str:
              "same network compiled as the reference is (loss and accuracy only). The three "
              "of a row train in turns, one epoch each per round; a ratio is the median of "
              "the rounds' ratios.", "",
-             "| model | input | batch | ours | ours bare | reference | reference is | "
-             "ours / reference | bare / reference |",
-             "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
-    for t in result["training"]:
-        lines.append(f"| {t['model']} | {t['image_size']} | {t['batch_size']} | {_ms(t['ours'])} | "
-                     f"{_ms(t['ours_bare'])} | {_ms(t['reference'])} | {t['reference_name']} | "
-                     f"{t['ratio']:.2f} | {t['bare_ratio']:.2f} |")
-    lines.append("")
+             _training_table(result["training"]), ""]
     for t in result["training"]:
         per_round = {key: np.divide(t[key]["rounds"], t["reference"]["rounds"])
                      for key in ("ours", "ours_bare")}
@@ -183,30 +213,20 @@ def render_markdown(result) -> str:
     lines += ["", f"Peak RSS while ours trained resnet50 (the reference model also in memory): "
               f"{result['training'][0]['peak_rss_mb']:.0f} MB.",
               "", "### Input pipeline", "",
-              f"Image-folder loader (decode {p['jpeg_size'][0]}x{p['jpeg_size'][1]} JPEG, random-resized "
-              f"crop, flip, batch): {_ms(p['images_per_second'])} images/s against "
-              f"{p['training_images_per_second']:.1f} images/s of resnet50 training: "
-              + ("it keeps up." if p["keeps_up"] else "**it falls short: training would wait for data.**"),
+              f"Image-folder loader (decode {p['jpeg_size'][0]}x{p['jpeg_size'][1]} JPEG, "
+              f"random-resized crop, flip, batch): {_ms(p['images_per_second'])} images/s "
+              f"against {p['training_images_per_second']:.1f} images/s of resnet50 training: "
+              + ("it keeps up." if p["keeps_up"]
+                 else "**it falls short: training would wait for data.**"),
               "", "### Inference (batch 1) and export", "",
-              f"Machine float32 matmul: {result['matmul_macs_per_second']['median'] / 1e9:.1f} G multiply-adds/s.",
+              f"Machine float32 matmul: "
+              f"{result['matmul_macs_per_second']['median'] / 1e9:.1f} G multiply-adds/s.",
               ""]
     for e in result["inference"]:
         lines += [f"**{e['model']}** at {e['image_size']}x{e['image_size']}, "
                   f"{e['macs'] / 1e9:.3f} G multiply-adds; Keras float (compiled tf.function): "
                   f"{_ms(e['keras_ms'])} ms. All files timed in the same turns.", "",
-                  "| file | size KiB | size / float32 | 1 thread ms | all threads ms | "
-                  "latency / float32 (all) | G MAC/s | of matmul peak | convert s | "
-                  "convert peak RSS MB | ops on XNNPACK |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for name, v in (*e["variants"].items(), *e["others"].items()):
-            own = name in e["variants"]
-            lines.append(
-                f"| {name} | {v['size_bytes'] / 1024:.0f} | {v['size_vs_float32']:.3f} | "
-                f"{_ms(v['latency_1_thread_ms'])} | {_ms(v['latency_all_threads_ms'])} | "
-                f"{v['latency_all_threads_vs_float32']:.2f} | "
-                + (f"{v['macs_per_second'] / 1e9:.1f} | {100 * v['fraction_of_matmul']:.0f}% | "
-                   f"{v['convert_seconds']:.1f} | {v['convert_peak_rss_mb']:.0f} | " if own
-                   else "— | — | — | — | ") + f"{_placement(v['xnnpack'])} |")
+                  _files_table(e)]
         tool = e["litert_tool"]
         lines += ["", f"LiteRT's benchmark tool (`ai_edge_litert.tools.benchmark_litert_model`, "
                   f"all threads), a second runtime path: float32 {_ms(tool['float32'])} ms, "
@@ -227,11 +247,7 @@ def render_markdown(result) -> str:
                                     f"does that work." if reference["input"] != "raw pixels"
                                     else f"The {label} file also takes raw pixels."))
         lines.append("")
-    lines += ["### Targets", "", "| target | model | measured | goal | met |",
-              "|---|---|---:|---|---|"]
-    for k, t in result["targets"].items():
-        lines.append(f"| {k} | {t['model']} | {t['value']:.3f} | {t['target']} | "
-                     f"{'yes' if t['met'] else 'no'} |")
+    lines += ["### Targets", "", _targets_table(result["targets"])]
     if result["gpu"]:
         lines += ["", "### GPU training, resnet50 at 224, batch 256 (images/s)", ""]
         lines += [f"- {k}: {_ms(v)}" for k, v in result["gpu"].items()]
@@ -247,8 +263,11 @@ def main(argv=None) -> int:
     parser.add_argument("--readme", action="store_true",
                         help="also put the table into benchmarks/README.md")
     parser.add_argument("--render", metavar="JSON",
-                        help="measure nothing: render this earlier result again (its .md beside it)")
+                        help="measure nothing: render this earlier result again "
+                             "(its .md beside it)")
     args = parser.parse_args(argv)
+    from report.markdown import replace_section
+
     if args.render:
         if not os.path.isfile(args.render):
             print(f"error: --render {args.render} does not exist; give a results/*.json file "
@@ -270,8 +289,7 @@ def main(argv=None) -> int:
         readme = os.path.join(HERE, "README.md")
         with open(readme) as f:
             text = f.read()
-        text = re.sub(r"(<!-- results:begin -->\n).*?(<!-- results:end -->)",
-                      lambda m: m.group(1) + markdown + "\n" + m.group(2), text, flags=re.S)
+        text = replace_section(text, "results", markdown)
         with open(readme, "w") as f:
             f.write(text)
     return 0

@@ -300,9 +300,9 @@ def inference_and_export(name, *, image_size, calibration, runs, out_dir, refere
         for key in ("latency_1_thread_ms", "latency_all_threads_ms"):
             entry[key.replace("_ms", "_vs_float32")] = \
                 entry[key]["median"] / base[key]["median"]
-    result["litert_tool"] = {variant: litert_tool_latency(files[variant], num_threads=os.cpu_count(),
-                                                          runs=runs)
-                             for variant in ("float32", "int8")}
+    result["litert_tool"] = {
+        variant: litert_tool_latency(files[variant], num_threads=os.cpu_count(), runs=runs)
+        for variant in ("float32", "int8")}
     return result
 
 
@@ -339,8 +339,8 @@ def litert_tool_latency(path, *, num_threads, runs, warmup=5):
                    "--warmup_runs", str(warmup), "--result_json", out]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0 or not os.path.exists(out):
-            raise RuntimeError(f"LiteRT's benchmark tool failed on {path} (exit {done.returncode}): "
-                               f"{done.stderr.strip()[-1000:]}")
+            raise RuntimeError(f"LiteRT's benchmark tool failed on {path} (exit "
+                               f"{done.returncode}): {done.stderr.strip()[-1000:]}")
         with open(out) as f:
             tool = json.load(f)
     latency = tool["latency"]

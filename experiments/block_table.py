@@ -25,6 +25,7 @@ import sys
 import time
 
 from experiments import paper
+from report.markdown import cell, md_table
 
 MAP_SIZE = 56  # conv2_x of Table 1, where the paper's Fig. 5 blocks sit
 IMAGE_SIZE = 224
@@ -186,37 +187,41 @@ def measure():
     return table
 
 
+def blocks_table(table):
+    """The one-block table of block_table.json as Markdown."""
+    rows = [[b["block"],
+             ", ".join(f"{c['kernel']}x{c['kernel']} {c['in']}->{c['out']}" for c in b["convs"]),
+             cell(b["macs_per_position"], ","), cell(b["formula_macs"], ","),
+             cell(b["macs"], ","), cell(b["params"], ",")]
+            for b in table["blocks"]]
+    return md_table(["block", "convolutions", "multiply-adds per position",
+                     "multiply-adds (formula)", "multiply-adds (count_macs)", "parameters"],
+                    rows, align="llrrrr")
+
+
+def nets_table(table):
+    """The whole-net table of block_table.json as Markdown."""
+    rows = [[n["model"] if n["in_registry"] else f"{n['model']} (not in the paper)",
+             n["block"], "-".join(map(str, n["stage_depths"])), n["blocks"], n["depth"],
+             cell(n["params"], ","), cell(n["macs"] / 1e9, ".3f", " G"),
+             cell(n["paper_gmacs"], "", " G")]
+            for n in table["nets"]]
+    return md_table(["net", "block", "stage depths", "blocks", "layers", "parameters",
+                     "multiply-adds", "paper FLOPs (Table 1)"], rows, align="lllrrrrr")
+
+
 def render_markdown(table):
     """block_table.md from block_table.json."""
-    lines = [
+    size = table["blocks"][0]["map_size"]
+    return "\n".join([
         "# Basic and bottleneck blocks (paper Fig. 5, Table 1)", "",
-        f"## One block on {table['blocks'][0]['map_size']}x{table['blocks'][0]['map_size']} "
-        f"maps, identity shortcut", "",
-        "| block | convolutions | multiply-adds per position | multiply-adds (formula) | "
-        "multiply-adds (count_macs) | parameters |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for b in table["blocks"]:
-        convs = ", ".join(f"{c['kernel']}x{c['kernel']} {c['in']}->{c['out']}"
-                          for c in b["convs"])
-        lines.append(f"| {b['block']} | {convs} | {b['macs_per_position']:,} | "
-                     f"{b['formula_macs']:,} | {b['macs']:,} | {b['params']:,} |")
-    lines += [
-        "", "Parameters include BatchNorm (no conv biases); multiply-adds count "
-            "convolutions only, as the paper does.", "",
+        f"## One block on {size}x{size} maps, identity shortcut", "",
+        blocks_table(table), "",
+        "Parameters include BatchNorm (no conv biases); multiply-adds count "
+        "convolutions only, as the paper does.", "",
         f"## Whole nets at {IMAGE_SIZE}x{IMAGE_SIZE} (variant v1, the paper's)", "",
-        "| net | block | stage depths | blocks | layers | parameters | multiply-adds | "
-        "paper FLOPs (Table 1) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for n in table["nets"]:
-        name = n["model"] if n["in_registry"] else f"{n['model']} (not in the paper)"
-        paper_cell = "—" if n["paper_gmacs"] is None else f"{n['paper_gmacs']} G"
-        lines.append(f"| {name} | {n['block']} | {'-'.join(map(str, n['stage_depths']))} | "
-                     f"{n['blocks']} | {n['depth']} | {n['params']:,} | "
-                     f"{n['macs'] / 1e9:.3f} G | {paper_cell} |")
-    lines += ["", "## Why the 1x1 convolutions save", "", table["explanation"], ""]
-    return "\n".join(lines)
+        nets_table(table), "",
+        "## Why the 1x1 convolutions save", "", table["explanation"], ""])
 
 
 def write(table, out):

@@ -181,14 +181,14 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="2 steps per net on a small split: checks the wiring only")
     args = parser.parse_args(argv)
-    from pipeline import configure_logging
-    from training.loop import TrainingDiverged
-    configure_logging()
-    try:
+    import pipeline
+    from resnet_keras.registry import get_spec
+    pipeline.configure_logging()
+
+    def body():
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
         if not models:
             raise ValueError("--models is empty.")
-        from resnet_keras.registry import get_spec
         for model in models:
             if get_spec(model).stem != "cifar":  # unknown names: ValueError listing them
                 raise ValueError(f"{model} is an ImageNet net; Table 6 has the CIFAR nets "
@@ -196,11 +196,8 @@ def main(argv=None) -> int:
         out = args.out or os.path.join("runs",
                                        f"cifar10_table-{time.strftime('%Y%m%d-%H%M%S')}")
         run(models, out=out, data_dir=args.data_dir, seed=args.seed, smoke=args.smoke)
-    except (ValueError, FileNotFoundError, TrainingDiverged) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
 
+    return pipeline.command_line(body)
 
 if __name__ == "__main__":
     sys.exit(main())

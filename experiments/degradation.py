@@ -439,7 +439,7 @@ def plot(curves, path, *, title):
     for ax, residual, heading in ((axes[0], False, "plain nets"),
                                   (axes[1], True, "ResNets")):
         handles = []
-        for name, c in sorted(curves.items(), key=lambda kv: kv[1]["depth"]):
+        for c in sorted(curves.values(), key=lambda c: c["depth"]):
             if c["residual"] != residual or not c["epoch"]:
                 continue
             ax.plot(c["epoch"], c["train_error"], color=color[c["depth"]], lw=0.9)
@@ -550,9 +550,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="run directory (default runs/degradation-<dataset>-<time>)")
     args = parser.parse_args(argv)
-    from pipeline import configure_logging
-    configure_logging()
-    try:
+    import pipeline
+    pipeline.configure_logging()
+
+    def body():
         if args.dataset not in PRESETS:
             raise ValueError(f"--dataset {args.dataset!r} is not valid; valid: "
                              f"{', '.join(DATASETS)}.")
@@ -569,11 +570,8 @@ def main(argv=None) -> int:
         run(models, dataset_name=args.dataset, out=out, data_dir=args.data_dir, seed=args.seed,
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
             steps_per_epoch=args.steps_per_epoch)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
 
+    return pipeline.command_line(body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,6 +15,7 @@ import os
 import sys
 
 from experiments import paper
+from report.markdown import cell, md_table
 
 DOCS = os.path.join("docs", "experiments")
 
@@ -28,12 +29,9 @@ def _load(path):
 
 def degradation_part(summary, *, folder):
     """The degradation subsection from a degradation summary.json."""
-    from experiments.degradation import render_results
+    from experiments.degradation import results_table
 
     r = summary["recipe"]
-    table = render_results(summary).split("\n")
-    # The table and the verdict of results.md, without its title and recipe line.
-    body = [line for line in table if line.startswith("|")]
     lines = [
         "### Degradation (sec. 4.1-4.2, Fig. 4 and 6)", "",
         "**Paper.** Deeper plain nets have *higher training error* than shallower ones "
@@ -45,7 +43,7 @@ def degradation_part(summary, *, folder):
         f"{summary['num_train']:,} training images, {r['epochs']} epochs per net, one "
         f"recipe for all, augmentation {'on' if r['augment'] else 'off'}; training error on "
         f"the {summary['training_error']}.", "",
-        *body, "",
+        results_table(summary), "",
         summary["verdict"]["text"], "",
         f"![training (thin) and test (bold) error]({folder}/degradation.png)", "",
     ]
@@ -68,23 +66,17 @@ def cifar10_part(results, *, folder):
                   "which trains each net with train.py's `cifar10-paper` preset and writes "
                   "results.json and results.md there; rerun this renderer afterwards.", ""]
         return lines
-    lines += ["**Measured here** (`python -m experiments.cifar10_table`):", "",
-              "| net | test error % | paper % | difference (points) |",
-              "|---|---:|---:|---:|"]
-    for r in results["rows"]:
-        paper_cell = "—" if r["paper_test_error"] is None else f"{r['paper_test_error']:.2f}"
-        diff = "—" if r["difference"] is None else f"{r['difference']:+.2f}"
-        lines.append(f"| {r['model']} | {r['test_error']:.2f} | {paper_cell} | {diff} |")
-    return lines + [""]
+    rows = [[r["model"], cell(r["test_error"], ".2f"), cell(r["paper_test_error"], ".2f"),
+             cell(r["difference"], "+.2f")] for r in results["rows"]]
+    return lines + ["**Measured here** (`python -m experiments.cifar10_table`):", "",
+                    md_table(["net", "test error %", "paper %", "difference (points)"], rows,
+                             align="lrrr"), ""]
 
 
 def block_part(table, *, folder):
     """The basic-vs-bottleneck subsection from block_table.json."""
-    from experiments.block_table import render_markdown
+    from experiments.block_table import blocks_table, nets_table
 
-    md = render_markdown(table).split("\n")
-    tables = [line for line in md if line.startswith("|")]
-    split = next(i for i, line in enumerate(tables[1:], 1) if line.startswith("| net "))
     return [
         "### Basic and bottleneck blocks (sec. 4.1, Fig. 5, Table 1)", "",
         "**Paper.** For ResNet-50/101/152 each two-layer block becomes a 1x1-3x3-1x1 "
@@ -93,7 +85,7 @@ def block_part(table, *, folder):
         f"**Measured here** (`python -m experiments.block_table --out {folder}`; parameters "
         f"from `count_params`, multiply-adds from `resnet_keras.count_macs`, checked against "
         f"the closed form):", "",
-        *tables[:split], "", *tables[split:], "",
+        blocks_table(table), "", nets_table(table), "",
         table["explanation"], "",
     ]
 

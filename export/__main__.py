@@ -16,9 +16,12 @@ import json
 import os
 import sys
 
-# Kept in step with export.tflite, which is imported only after the paths are
-# checked: importing TensorFlow takes seconds, a typo in a path should not.
-_VARIANTS_HELP = "float32, fp16, dynamic, int8, int8_qat"
+# export.tflite is imported only after the paths are checked: importing
+# TensorFlow takes seconds, a typo in a path should not. The configuration's
+# closed sets import no TensorFlow.
+from training.config import EXPORT_VARIANTS, IO_DTYPES
+
+_VARIANTS_HELP = ", ".join(EXPORT_VARIANTS)
 
 # Float32 TFLite differs from Keras only by kernel rounding order; a lower
 # agreement means the conversion changed the model.
@@ -76,13 +79,13 @@ def _load_model(path, *, qat=False):
 def run(args):
     """Converts, evaluates and prints; returns the exit status."""
     _check_paths(args)
+    from datasets import load_dataset
     from export import tflite
     from report import evaluate
-    from datasets import load_dataset
 
     variants = _variants(args)
-    if args.io_dtype not in tflite.IO_DTYPES:
-        raise ValueError(f"--io-dtype {args.io_dtype!r}; valid: {', '.join(tflite.IO_DTYPES)}.")
+    if args.io_dtype not in IO_DTYPES:
+        raise ValueError(f"--io-dtype {args.io_dtype!r}; valid: {', '.join(IO_DTYPES)}.")
     model = _load_model(args.model)
     qat_model = _load_model(args.qat_model, qat=True) if "int8_qat" in variants else None
     height = model.input_shape[1]

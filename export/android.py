@@ -13,8 +13,7 @@ import json
 import pathlib
 import shutil
 
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+from export import tflite_file
 
 PIXELS = "raw RGB 0..255, HWC, no normalization: it is inside the model"
 CARD_FILE = "model_card.json"
@@ -24,30 +23,15 @@ _RAW_BYTES_TOLERANCE = 1e-3
 _REPORT_FIELDS = ("variant", "top1", "top5", "top1_delta_points", "agreement", "size_bytes")
 
 
-def _interpreter(path):
-    try:
-        return Interpreter(model_path=str(path))
-    except ValueError as error:
-        raise ValueError(f"{path} could not be loaded as a TFLite model ({error}); "
-                         f"pass a .tflite file written by TFLiteConverter.") from error
+def _tensor_card(tensor):
+    scale = tensor.scales[0] if tensor.quantized else None
+    zero_point = tensor.zero_points[0] if tensor.quantized else None
+    return {"name": tensor.name, "shape": list(tensor.shape), "dtype": tensor.dtype.lower(),
+            "scale": scale, "zero_point": zero_point}
 
 
-def _quantization(detail):
-    scales = detail["quantization_parameters"]["scales"]
-    zero_points = detail["quantization_parameters"]["zero_points"]
-    if len(scales) == 0:
-        return None, None
-    return float(scales[0]), int(zero_points[0])
-
-
-def _tensor_card(detail):
-    scale, zero_point = _quantization(detail)
-    return {"name": detail["name"], "shape": [int(d) for d in detail["shape"]],
-            "dtype": np.dtype(detail["dtype"]).name, "scale": scale, "zero_point": zero_point}
-
-
-def _input_card(detail):
-    card = _tensor_card(detail)
+def _input_card(tensor):
+    card = _tensor_card(tensor)
     scale, zero_point, dtype = card["scale"], card["zero_point"], card["dtype"]
     card["layout"] = "NHWC"
     card["pixels"] = PIXELS
@@ -65,8 +49,8 @@ def _input_card(detail):
     return card
 
 
-def _output_card(detail):
-    card = _tensor_card(detail)
+def _output_card(tensor):
+    card = _tensor_card(tensor)
     if card["scale"] is None:
         card["decode"] = "the values are class probabilities"
     else:
@@ -134,14 +118,13 @@ def write_bundle(tflite_path, *, out_dir, labels, report_entry=None):
             report entry is for a file of another size.
     """
     source = pathlib.Path(tflite_path)
-    if not source.is_file():
-        raise FileNotFoundError(f"No .tflite file at {source}.")
-    interpreter = _interpreter(source)
-    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    graph = tflite_file.read(source)
+    inputs = [graph.tensors[t] for t in graph.inputs]
+    outputs = [graph.tensors[t] for t in graph.outputs]
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"{source} has {len(inputs)} inputs and {len(outputs)} outputs; "
                          f"an image classifier bundle needs one of each.")
-    classes = int(outputs[0]["shape"][-1])
+    classes = int(outputs[0].shape[-1])
     labels = _check_labels(labels, classes, source)
 
     out_dir = pathlib.Path(out_dir)

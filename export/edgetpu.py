@@ -12,13 +12,9 @@ where `edgetpu_compiler` is installed, runs it to confirm.
     >>> result["compatible"], result["first_cpu_op"]
 """
 
-import pathlib
-import re
-import shutil
-import subprocess
-
 import numpy as np
-from ai_edge_litert import schema_py_generated as schema
+
+from export import edgetpu_compiler, tflite_file
 
 # The supported-operations table, keyed by TFLite builtin name, with each
 # documented limitation in our words ("" where none is documented). Ops whose
@@ -78,104 +74,6 @@ _QUANTIZED = {"INT8", "UINT8"}
 # quantization spec keeps them 32-bit), paddings, axes and shapes.
 _PARAM_TYPES = {"INT8", "UINT8", "INT32", "INT64"}
 _SOFTMAX_MAX_ELEMENTS = 16000
-_COMPILER = "edgetpu_compiler"
-_INSTALL_HINT = ("install it from https://coral.ai/docs/edgetpu/compiler/ "
-                 "(Debian/Ubuntu on x86-64) to confirm this check")
-
-_OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
-             if not name.startswith("_")}
-_TYPE_NAMES = {code: name for name, code in vars(schema.TensorType).items()
-               if not name.startswith("_")}
-_NUMPY_TYPES = {"INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32,
-                "INT64": np.int64, "FLOAT32": np.float32}
-
-
-class _Graph:
-    """Read access to the main subgraph's tensors, constants and options."""
-
-    def __init__(self, raw, model):
-        self.raw = raw
-        self.model = model
-        self.subgraph = model.subgraphs[0]
-        self.tensors = self.subgraph.tensors or []
-
-    def name(self, t):
-        name = self.tensors[t].name
-        return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
-
-    def dtype(self, t):
-        return _TYPE_NAMES.get(self.tensors[t].type, f"type{self.tensors[t].type}")
-
-    def shape(self, t):
-        shape = self.tensors[t].shape
-        return [int(d) for d in shape] if shape is not None else []
-
-    def signature(self, t):
-        sig = self.tensors[t].shapeSignature
-        return [int(d) for d in sig] if sig is not None and len(sig) else self.shape(t)
-
-    def _buffer(self, t):
-        index = self.tensors[t].buffer
-        buffers = self.model.buffers or []
-        return buffers[index] if 0 < index < len(buffers) else None
-
-    def is_constant(self, t):
-        buffer = self._buffer(t)
-        has_data = buffer is not None and (
-            (buffer.data is not None and len(buffer.data) > 0) or buffer.offset > 1)
-        return has_data or self.tensors[t].externalBuffer > 0
-
-    def value(self, t):
-        """The constant's values as a numpy array, or None where unreadable."""
-        buffer = self._buffer(t)
-        dtype = _NUMPY_TYPES.get(self.dtype(t))
-        if buffer is None or dtype is None:
-            return None
-        if buffer.data is not None and len(buffer.data):
-            data = np.asarray(buffer.data, dtype=np.uint8).tobytes()
-        elif buffer.offset > 1:
-            # Models over 2 GB keep buffers after the flatbuffer, addressed by offset.
-            data = self.raw[buffer.offset:buffer.offset + buffer.size]
-        else:
-            return None
-        values = np.frombuffer(data, dtype=dtype)
-        shape = self.shape(t)
-        return values.reshape(shape) if int(np.prod(shape)) == values.size else values
-
-    def quantized(self, t):
-        q = self.tensors[t].quantization
-        return q is not None and q.scale is not None and len(q.scale) > 0
-
-
-def _load(path):
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No .tflite file at {path}.")
-    raw = path.read_bytes()
-    if len(raw) < 8 or not schema.Model.ModelBufferHasIdentifier(raw, 0):
-        raise ValueError(f"{path} is not a TFLite flatbuffer (no 'TFL3' identifier); "
-                         f"pass a .tflite file written by TFLiteConverter.")
-    try:
-        model = schema.ModelT.InitFromPackedBuf(raw, 0)
-    except (IndexError, ValueError, TypeError) as error:
-        raise ValueError(f"{path} is a truncated or corrupt TFLite file: {error}.") from error
-    if not model.subgraphs:
-        raise ValueError(f"{path} has no subgraph: it holds no model to check.")
-    return raw, model
-
-
-def _op_name(model, op):
-    code = model.operatorCodes[op.opcodeIndex]
-    # Builtin codes above 127 live in `builtinCode`; older files only fill the
-    # deprecated int8 field, so the larger of the two is the real code.
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-    if builtin == schema.BuiltinOperator.CUSTOM:
-        custom = code.customCode
-        custom = custom.decode("utf-8", "replace") if isinstance(custom, bytes) else custom
-        return f"CUSTOM:{custom}", code.version
-    return _OP_NAMES.get(builtin, f"BUILTIN_{builtin}"), code.version
-
-
 def _tensor_problems(graph, op):
     """Reasons the op's tensors break the general rules: type and shape."""
     problems, not_quantized = [], []
@@ -183,22 +81,22 @@ def _tensor_problems(graph, op):
         for t in (indices if indices is not None else []):
             if t < 0:
                 continue  # optional operand left out, e.g. a bias-free FULLY_CONNECTED
-            name, dtype = graph.name(t), graph.dtype(t)
-            if graph.is_constant(t):
+            name, dtype = graph.tensors[t].name, graph.tensors[t].dtype
+            if graph.tensors[t].is_constant:
                 if dtype not in _PARAM_TYPES:
                     not_quantized.append(f"constant '{name}' {dtype}")
                 continue
             if dtype not in _QUANTIZED:
                 not_quantized.append(f"{role} '{name}' {dtype}")
                 continue
-            if not graph.quantized(t):
+            if not graph.tensors[t].quantized:
                 problems.append(f"{role} '{name}' is {dtype} without quantization "
                                 f"parameters")
-            signature = graph.signature(t)
+            signature = list(graph.tensors[t].shape_signature)
             if any(d < 0 for d in signature[1:]):
                 problems.append(f"{role} '{name}' has a dynamic size {signature}: sizes "
                                 f"must be fixed at compile time")
-            shape = graph.shape(t)
+            shape = list(graph.tensors[t].shape)
             if len(shape) > 3 and any(d > 1 for d in shape[:-3]):
                 problems.append(f"{role} '{name}' has shape {shape}: only the 3 innermost "
                                 f"dimensions may be larger than 1 (batch must be 1)")
@@ -208,21 +106,16 @@ def _tensor_problems(graph, op):
     return problems
 
 
-def _options(op):
-    return op.builtinOptions
-
-
 def _no_fused_activation(graph, op):
-    activation = getattr(_options(op), "fusedActivationFunction", 0)
+    activation = getattr(op.options, "fusedActivationFunction", 0)
     if activation:
-        names = {v: k for k, v in vars(schema.ActivationFunctionType).items()
-                 if not k.startswith("_")}
-        return f"fused activation {names.get(activation, activation)} is not supported here"
+        name = tflite_file.enum_name("ActivationFunctionType", activation)
+        return f"fused activation {name} is not supported here"
     return None
 
 
 def _same_dilation(graph, op):
-    options = _options(op)
+    options = op.options
     w, h = getattr(options, "dilationWFactor", 1), getattr(options, "dilationHFactor", 1)
     return None if w == h else f"dilation differs in x ({w}) and y ({h})"
 
@@ -231,27 +124,28 @@ def _concatenation(graph, op):
     reason = _no_fused_activation(graph, op)
     if reason:
         return reason
-    constants = [t for t in op.inputs if t >= 0 and graph.is_constant(t)]
+    constants = [t for t in op.inputs if t >= 0 and graph.tensors[t].is_constant]
     if not constants:
         return None
     if len(op.inputs) != 2:
         return (f"a constant input is allowed only with exactly 2 inputs, "
                 f"got {len(op.inputs)}")
-    value = graph.value(constants[0])
+    value = graph.tensors[constants[0]].value
     # A quantized zero is stored as the zero point, so compare against that.
-    q = graph.tensors[constants[0]].quantization
-    zero_point = (int(q.zeroPoint[0]) if q is not None and q.zeroPoint is not None
-                  and len(q.zeroPoint) else 0)
+    zero_points = graph.tensors[constants[0]].zero_points
+    zero_point = zero_points[0] if zero_points else 0
     if value is None or np.any(value.astype(np.int64) != zero_point):
         return "the constant input is not all zeros"
     return None
 
 
 def _fully_connected(graph, op):
-    options = _options(op)
-    if getattr(options, "weightsFormat", 0) != schema.FullyConnectedOptionsWeightsFormat.DEFAULT:
+    options = op.options
+    weights = tflite_file.enum_name("FullyConnectedOptionsWeightsFormat",
+                                    getattr(options, "weightsFormat", 0))
+    if weights != "DEFAULT":
         return "weights are in a shuffled format; only the default format maps"
-    shape = graph.shape(op.outputs[0])
+    shape = list(graph.tensors[op.outputs[0]].shape)
     if sum(d > 1 for d in shape) > 1:
         return f"output shape {shape} has more than one dimension larger than 1"
     return None
@@ -261,10 +155,10 @@ def _axes(graph, op, position=1):
     """The op's constant axes as non-negative ints, or None if not constant."""
     if len(op.inputs) <= position or op.inputs[position] < 0:
         return None
-    value = graph.value(op.inputs[position])
+    value = graph.tensors[op.inputs[position]].value
     if value is None:
         return None
-    rank = len(graph.shape(op.inputs[0]))
+    rank = len(list(graph.tensors[op.inputs[0]].shape))
     return sorted({int(a) % rank for a in np.ravel(value)}) if rank else []
 
 
@@ -279,7 +173,7 @@ def _mean(graph, op):
     reason = _no_batch_axis(graph, op)
     if reason:
         return reason
-    shape = graph.shape(op.inputs[0])
+    shape = list(graph.tensors[op.inputs[0]].shape)
     axes = _axes(graph, op)
     if shape and len(shape) - 1 in axes and shape[-1] % 4:
         return f"reduces over {shape[-1]} channels, not a multiple of 4"
@@ -287,7 +181,7 @@ def _mean(graph, op):
 
 
 def _pad(graph, op):
-    paddings = graph.value(op.inputs[1]) if len(op.inputs) > 1 else None
+    paddings = graph.tensors[op.inputs[1]].value if len(op.inputs) > 1 else None
     if paddings is None:
         return "its paddings are not a compile-time constant"
     if np.any(np.asarray(paddings).reshape(-1, 2)[0] != 0):
@@ -296,7 +190,7 @@ def _pad(graph, op):
 
 
 def _pad_caveat(graph, op):
-    paddings = graph.value(op.inputs[1]) if len(op.inputs) > 1 else None
+    paddings = graph.tensors[op.inputs[1]].value if len(op.inputs) > 1 else None
     rows = np.asarray(paddings).reshape(-1, 2) if paddings is not None else np.zeros((0, 2))
     if len(rows) == 4 and np.any(rows[3] != 0):
         # ResNet's parameter-free shortcut (option A) pads channels this way.
@@ -306,7 +200,7 @@ def _pad_caveat(graph, op):
 
 
 def _pack(graph, op):
-    axis = getattr(_options(op), "axis", 0)
+    axis = getattr(op.options, "axis", 0)
     return "packs along the batch dimension" if axis == 0 else None
 
 
@@ -315,7 +209,7 @@ def _split(graph, op):
 
 
 def _softmax(graph, op):
-    shape = graph.shape(op.inputs[0])
+    shape = list(graph.tensors[op.inputs[0]].shape)
     if any(d > 1 for d in shape[:-1]):
         return f"input shape {shape} is not 1-D (leading dimensions must be 1)"
     if shape and shape[-1] > _SOFTMAX_MAX_ELEMENTS:
@@ -324,10 +218,10 @@ def _softmax(graph, op):
 
 
 def _squeeze(graph, op):
-    shape = graph.shape(op.inputs[0])
+    shape = list(graph.tensors[op.inputs[0]].shape)
     if not shape:
         return None
-    dims = getattr(_options(op), "squeezeDims", None)
+    dims = getattr(op.options, "squeezeDims", None)
     dropped = ({int(d) % len(shape) for d in dims} if dims is not None and len(dims)
                else {i for i, d in enumerate(shape) if d == 1})
     leading = set(range(len(dropped)))
@@ -336,39 +230,39 @@ def _squeeze(graph, op):
 
 
 def _strided_slice(graph, op):
-    options = _options(op)
+    options = op.options
     if getattr(options, "ellipsisMask", 0) or getattr(options, "newAxisMask", 0):
         return "uses an ellipsis or new-axis mask"
-    strides = graph.value(op.inputs[3]) if len(op.inputs) > 3 else None
+    strides = graph.tensors[op.inputs[3]].value if len(op.inputs) > 3 else None
     if strides is None:
         return "its strides are not a compile-time constant"
     return None if np.all(strides == 1) else f"strides {np.ravel(strides).tolist()} are not all 1"
 
 
 def _prelu(graph, op):
-    alpha = graph.shape(op.inputs[1]) if len(op.inputs) > 1 else []
+    alpha = list(graph.tensors[op.inputs[1]].shape) if len(op.inputs) > 1 else []
     return None if sum(d > 1 for d in alpha[:-1]) == 0 else (
         f"alpha shape {alpha} varies along more than the innermost dimension")
 
 
 def _resize(graph, op):
-    shape = graph.shape(op.inputs[0])
+    shape = list(graph.tensors[op.inputs[0]].shape)
     return None if sum(d > 1 for d in shape) <= 3 else f"input shape {shape} is not 3-D"
 
 
 def _constant_weights(graph, op):
     """Parameters must be constants known at compile time (a documented rule)."""
     for t in op.inputs[1:]:
-        if t >= 0 and not graph.is_constant(t):
-            return f"weights or bias '{graph.name(t)}' are not a compile-time constant"
+        if t >= 0 and not graph.tensors[t].is_constant:
+            return f"weights or bias '{graph.tensors[t].name}' are not a compile-time constant"
     return None
 
 
 def _constant_filter(graph, op):
     """TRANSPOSE_CONV's operands are (output shape, filter, input[, bias])."""
     filters = op.inputs[1:2]
-    return next((f"filter '{graph.name(t)}' is not a compile-time constant"
-                 for t in filters if t >= 0 and not graph.is_constant(t)), None)
+    return next((f"filter '{graph.tensors[t].name}' is not a compile-time constant"
+                 for t in filters if t >= 0 and not graph.tensors[t].is_constant), None)
 
 
 def _both(*checks):
@@ -405,19 +299,18 @@ _OP_CHECKS = {
 _CAVEATS = {"PAD": _pad_caveat}
 
 
-def _check_op(graph, index, op, model):
-    name, version = _op_name(model, op)
-    op.inputs = [] if op.inputs is None else [int(t) for t in op.inputs]
-    outputs = [t for t in (op.outputs if op.outputs is not None else []) if t >= 0]
-    entry = {"index": index, "op": name, "version": int(version),
-             "output": graph.name(outputs[0]) if outputs else None}
+def _check_op(graph, op):
+    name, tensors = op.name, graph.tensors
+    outputs = [t for t in op.outputs if t >= 0]
+    entry = {"index": op.index, "op": name, "version": op.version,
+             "output": tensors[outputs[0]].name if outputs else None}
     if name == f"CUSTOM:{_COMPILED_OP}":
         return {**entry, "supported": True,
                 "reason": "already compiled for the Edge TPU by edgetpu_compiler"}
     if name == "DEQUANTIZE":
-        source = (f"'{graph.name(op.inputs[0])}' ({graph.dtype(op.inputs[0])})" if op.inputs
-                  else "its input")
-        target = graph.dtype(outputs[0]) if outputs else "float"
+        source = (f"'{tensors[op.inputs[0]].name}' ({tensors[op.inputs[0]].dtype})"
+                  if op.inputs else "its input")
+        target = tensors[outputs[0]].dtype if outputs else "float"
         return {**entry, "supported": False,
                 "reason": f"DEQUANTIZE turns {source} into {target}: the model is not fully "
                           f"integer from here on"}
@@ -437,7 +330,7 @@ def _check_op(graph, index, op, model):
         return {**entry, "supported": False, "reason": "; ".join(problems)}
     reason = "in the supported-operations table"
     if name == "QUANTIZE" and op.inputs and outputs:
-        reason = (f"requantizes {graph.dtype(op.inputs[0])} to {graph.dtype(outputs[0])} "
+        reason = (f"requantizes {tensors[op.inputs[0]].dtype} to {tensors[outputs[0]].dtype} "
                   f"(Quantize is supported)")
     elif SUPPORTED_OPS[name]:
         reason += f"; documented limit holds: {SUPPORTED_OPS[name]}"
@@ -455,22 +348,23 @@ def _listing(indices, limit=6):
     return shown + (f", ... ({len(indices)} in all)" if len(indices) > limit else "")
 
 
-def _notes(graph, model, ops):
+def _notes(graph, ops):
     notes = []
-    for t in list(graph.subgraph.inputs) + list(graph.subgraph.outputs):
-        signature, shape = graph.signature(t), graph.shape(t)
+    for t in graph.inputs + graph.outputs:
+        tensor = graph.tensors[t]
+        signature, shape = list(tensor.shape_signature), list(tensor.shape)
         if not any(d < 0 for d in signature):
             continue
         what = ("a dynamic batch dimension" if all(d >= 0 for d in signature[1:])
                 else "dynamic dimensions")
-        notes.append(f"'{graph.name(t)}' has {what} in its shape signature {signature}; the "
+        notes.append(f"'{tensor.name}' has {what} in its shape signature {signature}; the "
                      f"compiler uses the stored size {shape}, but delegates that need static "
                      f"sizes want them fixed (batch 1) at conversion")
         break
     if not ops:
         notes.append("the main subgraph has no operators: there is nothing to map")
-    if len(model.subgraphs) > 1:
-        notes.append(f"the file has {len(model.subgraphs)} subgraphs; only the main one "
+    if graph.num_subgraphs > 1:
+        notes.append(f"the file has {graph.num_subgraphs} subgraphs; only the main one "
                      f"is checked, and the compiler maps a single subgraph")
     for name in ("QUANTIZE", "DEQUANTIZE"):
         found = [op["index"] for op in ops if op["op"] == name]
@@ -517,19 +411,17 @@ def check(path, *, out_dir=None, run_compiler=True, timeout_s=300):
 
     Raises:
         FileNotFoundError: no file at `path`.
-        ValueError: the file is not a TFLite flatbuffer.
+        ValueError: the file is not a TFLite flatbuffer, or is truncated.
     """
-    raw, model = _load(path)
-    graph = _Graph(raw, model)
-    ops = [_check_op(graph, i, op, model)
-           for i, op in enumerate(graph.subgraph.operators or [])]
+    graph = tflite_file.read(path)
+    ops = [_check_op(graph, op) for op in graph.ops]
     first_cpu_op = next((op["index"] for op in ops if not op["supported"]), None)
     for op in ops:
         op["placement"] = ("edgetpu" if first_cpu_op is None or op["index"] < first_cpu_op
                            else "cpu")
-    compiler = _run_compiler(path, out_dir=out_dir, timeout_s=timeout_s) if run_compiler \
-        else None
-    notes = _notes(graph, model, ops)
+    compiler = (edgetpu_compiler.run(path, out_dir=out_dir, timeout_s=timeout_s)
+                if run_compiler else None)
+    notes = _notes(graph, ops)
     if compiler is not None and not compiler.get("ran"):
         notes.append("the compiler did not run: op versions are not checked, and recent "
                      "converters may emit op versions the last compiler release rejects")
@@ -547,83 +439,3 @@ def check(path, *, out_dir=None, run_compiler=True, timeout_s=300):
         "notes": notes,
         "compiler": compiler,
     }
-
-
-def _run_compiler(path, *, out_dir, timeout_s):
-    executable = shutil.which(_COMPILER)
-    if executable is None:
-        return {"available": False, "ran": False,
-                "reason": f"{_COMPILER} not found on PATH; {_INSTALL_HINT}",
-                "mapped_ops": None, "total_ops": None, "path": None}
-    path = pathlib.Path(path)
-    out_dir = pathlib.Path(out_dir) if out_dir is not None else path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    command = [executable, "-s", "-o", str(out_dir), str(path)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        return {"available": True, "ran": True, "ok": False, "command": command,
-                "reason": f"{_COMPILER} ran over {timeout_s} s",
-                "mapped_ops": None, "total_ops": None, "path": None}
-    compiled = out_dir / f"{path.stem}_edgetpu.tflite"
-    log = out_dir / f"{path.stem}_edgetpu.log"
-    text = done.stdout + "\n" + done.stderr
-    parsed = parse_compiler_output(text + ("\n" + log.read_text(errors="replace")
-                                           if log.is_file() else ""))
-    ok = done.returncode == 0 and compiled.is_file()
-    result = {"available": True, "ran": True, "ok": ok, "command": command,
-              "returncode": done.returncode, **parsed,
-              "path": str(compiled) if compiled.is_file() else None,
-              "log": str(log) if log.is_file() else None}
-    if not ok:
-        result["reason"] = "\n".join(text.strip().splitlines()[-5:])
-    return result
-
-
-def parse_compiler_output(text):
-    """Reads how many ops `edgetpu_compiler` mapped from its stdout or log.
-
-    The summary gives "Total number of operations" and, when some ops stay on
-    the CPU, "Number of operations that will run on Edge TPU"; when every op
-    maps only the per-operator table ("Operator Count Status") says so, hence
-    the fallback to summing its "Mapped to Edge TPU" rows.
-
-    Args:
-        text: str, the compiler's stdout, log file, or both concatenated.
-
-    Returns:
-        A dict: `version` (str or None), `total_ops`, `mapped_ops`, `cpu_ops`,
-        `subgraphs` (ints or None) and `operators` (list of dicts `op`,
-        `count`, `status`; a table printed twice is read once).
-    """
-    def number(pattern):
-        match = re.search(pattern, text)
-        return int(match.group(1)) if match else None
-
-    version = re.search(r"Edge TPU Compiler version (\S+)", text)
-    operators, seen_tables, in_table = [], 0, False
-    for line in text.splitlines():
-        if re.match(r"\s*Operator\s+Count\s+Status\s*$", line):
-            seen_tables += 1
-            in_table = seen_tables == 1
-            continue
-        row = re.match(r"\s*([A-Z][A-Z0-9_]*)\s+(\d+)\s+(\S.*?)\s*$", line) if in_table else None
-        if row:
-            operators.append({"op": row.group(1), "count": int(row.group(2)),
-                              "status": row.group(3)})
-        elif in_table and line.strip() and operators:
-            in_table = False
-    total = number(r"Total number of operations:\s*(\d+)")
-    mapped = number(r"Number of operations that will run on Edge TPU:\s*(\d+)")
-    if mapped is None and operators:
-        mapped = sum(row["count"] for row in operators if row["status"] == "Mapped to Edge TPU")
-    if total is None and operators:
-        total = sum(row["count"] for row in operators)
-    cpu = number(r"Number of operations that will run on CPU:\s*(\d+)")
-    if cpu is None and total is not None and mapped is not None:
-        cpu = total - mapped
-    return {"version": version.group(1) if version else None, "total_ops": total,
-            "mapped_ops": mapped, "cpu_ops": cpu,
-            "subgraphs": number(r"Number of Edge TPU subgraphs:\s*(\d+)"),
-            "operators": operators}

@@ -22,21 +22,21 @@ import os
 import time
 
 import numpy as np
-from ai_edge_litert import schema_py_generated as schema
 
+from export import tflite_file
 from resnet_keras.backend import tf
 from resnet_keras.models import fold_channel_reversal
 
-VARIANTS = ("float32", "fp16", "dynamic", "int8", "int8_qat")
-IO_DTYPES = ("uint8", "int8")
+# The closed sets are listed once, in the configuration's types.
+from training.config import EXPORT_VARIANTS as VARIANTS
+from training.config import IO_DTYPES
+
 # Enough images for stable min/max calibration of a ResNet (the TFLite guide
 # suggests 100-500); the command line draws this many by default.
 DEFAULT_CALIBRATION_SIZE = 256
 
 _INTEGER_VARIANTS = ("int8", "int8_qat")
 _QAT_LAYER_TYPES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
-_OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
-             if not name.startswith("_")}
 
 
 def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
@@ -98,7 +98,8 @@ def check_variants(variants):
     variants = list(variants)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
-        given = f"Unknown variant {', '.join(map(repr, unknown))}" if unknown else "No variant given"
+        given = (f"Unknown variant {', '.join(map(repr, unknown))}" if unknown
+                 else "No variant given")
         raise ValueError(f"{given}; valid: {', '.join(VARIANTS)}.")
     return variants
 
@@ -207,17 +208,10 @@ def _converter(model):
 
 def _check_integer_only(data, variant):
     """Raises if an op of the converted model computes in float."""
-    model = schema.Model.GetRootAs(data, 0)
-    graph = model.Subgraphs(0)
-    floating = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        tensors = [*op.InputsAsNumpy(), *op.OutputsAsNumpy()]
-        if any(t >= 0 and graph.Tensors(t).Type() == schema.TensorType.FLOAT32
-               for t in tensors):
-            code = model.OperatorCodes(op.OpcodeIndex())
-            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            floating.append(f"{_OP_NAMES.get(builtin, builtin)} (op {i})")
+    graph = tflite_file.parse(data, source=f"the converted {variant} model")
+    floating = [f"{op.name} (op {op.index})" for op in graph.ops
+                if any(t >= 0 and graph.tensors[t].dtype == "FLOAT32"
+                       for t in op.inputs + op.outputs)]
     if floating:
         raise ValueError(
             f"Variant {variant} is not integer-only: {len(floating)} ops compute in float: "

@@ -45,9 +45,17 @@ What it does not cover is handled here, in the QAT model only:
 - A `caffe` input's BGR reordering (three crops and a concatenation) is
   folded into conv1's kernel first (`resnet_keras.models.fold_channel_reversal`),
   as `export.tflite.convert` does for the float variants.
-- Two tfmot 0.8.1 bookkeeping bugs that break `.keras` round trips and
-  train frozen kernels are worked around (`_match_saved_layout`,
-  `_freeze_untrainable`).
+- tfmot 0.8.1 writes `.keras` files that it cannot read back (tfmot PR
+  #1123, open): `quantize_model` returns the model rebuilt from its config,
+  as `load_model` rebuilds it (`_rebuilt`), and `quantize_scope` loads the
+  input `QuantizeLayer` as a subclass that marks itself built.
+
+Only tfmot's public extension points are used (`QuantizeConfig`,
+`quantize_annotate_layer`, `quantize_scope`, the wrappers' own training-mode
+call) except the `QuantizeLayer` subclass, which tfmot does not export.
+Checked against tensorflow-model-optimization 0.8.1 (pinned in
+requirements.txt); tests/test_qat.py fails when a newer tfmot makes a
+workaround unnecessary.
 """
 
 import contextlib
@@ -56,10 +64,9 @@ import warnings
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
-# Not exported by tfmot's public API, needed to subclass and to configure.
+
+# Not exported by tfmot's public API; needed only to subclass (see QuantizeLayer).
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-    default_8bit_quantize_registry as default_8bit)
 
 from resnet_keras.backend import keras
 from resnet_keras.models import fold_channel_reversal
@@ -74,12 +81,54 @@ _SUPPORTED_ACTIVATIONS = ("relu", "relu6", "swish", "gelu", "linear", "softmax",
 _FOLDING_CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
 
+class AffineQuantizeConfig(_qk.QuantizeConfig):
+    """Quantizes a 1x1 affine `DepthwiseConv2D`'s output, not its kernel.
+
+    tfmot would fake-quantize the depthwise kernel per tensor (one scale for
+    all channels); left alone, the converter quantizes it per channel, which
+    is exact for one weight per channel. Since no weight is quantized, the
+    wrapper takes no variable of the layer as its own, so a frozen layer
+    (the input normalization) stays frozen: tfmot's wrapper reports every
+    weight it quantizes as trainable (quantize_wrapper.py:114-121 in tfmot
+    0.8.1). The output is quantized as tfmot's default 8-bit scheme
+    quantizes an activation, so its variables keep tfmot's names
+    (`post_activation_min`, `post_activation_max`).
+    """
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return [(layer.activation, _qk.quantizers.MovingAverageQuantizer(
+            num_bits=8, per_axis=False, symmetric=False, narrow_range=False))]
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        (layer.activation,) = quantize_activations
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {}
+
+
 class QuantizeLayer(quantize_layer.QuantizeLayer):
     """tfmot's input QuantizeLayer, marked built after `build`.
 
-    tfmot 0.8.1's `build` skips `Layer.build`, so loading a `.keras` file
-    builds it twice and finds 5 variables for 3 saved (tfmot PR #1123). The
-    class keeps tfmot's name because `.keras` weight paths derive from it.
+    In tfmot 0.8.1, `QuantizeLayer.build` (quantize_layer.py:56-66) neither
+    calls `Layer.build` nor sets `built`. Loading a `.keras` file first calls
+    `build` through `Layer.build_from_config` (tf_keras
+    base_layer.py:2384-2386, from serialization_lib.py:730), which relies on
+    `build` setting `built`; the functional model then builds the layer a
+    second time and finds 5 variables for the 3 saved (tfmot PR #1123, open).
+    Only a subclass can change `build`, and tfmot's public API does not
+    export the class, hence the import from its `python.core` path.
+    `test_tfmot_quantize_layer_still_needs_the_subclass` fails once tfmot
+    fixes this. The class keeps tfmot's name because `.keras` weight paths
+    derive from it.
     """
 
     def build(self, input_shape):
@@ -92,7 +141,7 @@ def quantize_scope():
     """The custom-object scope in which QAT models are saved and loaded.
 
     tfmot's `quantize_scope`, with `QuantizeLayer` replaced by the fixed
-    class above; `load_qat_model` uses it.
+    class above and `AffineQuantizeConfig` added; `load_qat_model` uses it.
 
     Example:
 
@@ -101,7 +150,7 @@ def quantize_scope():
     """
     # The inner scope wins: custom_object_scope updates one global dict.
     with _qk.quantize_scope(), keras.utils.custom_object_scope(
-            {"QuantizeLayer": QuantizeLayer}):
+            {"QuantizeLayer": QuantizeLayer, "AffineQuantizeConfig": AffineQuantizeConfig}):
         yield
 
 
@@ -135,6 +184,8 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
             layer cannot be quantized (the message names the layer and its
             class), or the calibration images do not fit the model's input.
     """
+    # tf_keras exports no Functional class; tfmot's quantize_apply makes the
+    # same check (quantize.py:351 in tfmot 0.8.1).
     if not isinstance(model, keras.Model) or not (
             isinstance(model, keras.Sequential) or model._is_graph_network):  # noqa: SLF001
         raise ValueError(
@@ -157,21 +208,13 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
 
     def annotate(layer):
         if layer.name in replacements:
-            # Output quantized, kernel left to the converter: tfmot would
-            # fake-quantize a depthwise kernel per tensor (one scale for all
-            # channels), the converter quantizes it per channel, which is
-            # exact for one weight per channel.
-            return _qk.quantize_annotate_layer(
-                replacements[layer.name],
-                default_8bit.Default8BitQuantizeConfig([], ["activation"], False))
+            return _qk.quantize_annotate_layer(replacements[layer.name], AffineQuantizeConfig())
         return _qk.quantize_annotate_layer(layer)
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
     with quantize_scope():
-        qat = _qk.quantize_apply(annotated)
+        qat = _rebuilt(_qk.quantize_apply(annotated))
     _fix_input_range(qat)
-    _match_saved_layout(qat)
-    _freeze_untrainable(qat)
     _init_weight_ranges(qat)
     if calibration_images is not None:
         _init_activation_ranges(qat, model, calibration_images, batch_size=batch_size)
@@ -200,9 +243,7 @@ def load_qat_model(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"QAT model file {path} does not exist.")
     with quantize_scope():
-        qat = keras.models.load_model(path, safe_mode=True)
-    _freeze_untrainable(qat)
-    return qat
+        return keras.models.load_model(path, safe_mode=True)
 
 
 def _producers(model):
@@ -300,38 +341,25 @@ def _fix_input_range(qat):
                 weight.assign(INPUT_RANGE[1])
 
 
-def _match_saved_layout(qat):
-    """Makes each wrapper own exactly the variables a rebuilt wrapper owns.
+def _rebuilt(qat):
+    """The QAT model rebuilt from its config, as `load_model` rebuilds it.
 
-    `quantize_apply` leaves a wrapper listing its inner layer's variables
-    (BN gamma, Dense bias) and its quantized kernel twice among its own, so a
-    `.keras` file would hold more variables per wrapper than the model that
-    `load_model` rebuilds from the file's config expects (tfmot PR #1123).
-    Training is unaffected: Keras deduplicates `trainable_weights` anyway.
+    In tfmot 0.8.1, `quantize_apply` wraps layers that are already built
+    (quantize.py:454-455, called from 499-500), so `QuantizeWrapperV2.build`
+    lists the wrapped layer's variables among the wrapper's own
+    (quantize_wrapper.py:255) and the quantized kernel a second time
+    (quantize_wrapper.py:121). A wrapper rebuilt from its config wraps an
+    unbuilt layer and lists only the quantized kernel. tf_keras saves and
+    loads each layer's own variables by position (base_layer.py:3620-3650),
+    so the model `quantize_apply` returns writes `.keras` files that
+    `load_model` rejects (tfmot PR #1123, open). Rebuilding is tfmot's own
+    clone-and-copy (quantize.py:368-372).
+    `test_tfmot_quantize_apply_still_needs_the_rebuild` fails once tfmot
+    fixes the layout. Must run inside `quantize_scope`.
     """
-    for layer in qat.layers:
-        if not isinstance(layer, _qk.QuantizeWrapper):
-            continue
-        inner = {id(weight) for weight in layer.layer.weights}
-        for attribute in ("_trainable_weights", "_non_trainable_weights"):
-            own = {id(w): w for w in getattr(layer, attribute) if id(w) not in inner}
-            setattr(layer, attribute, list(own.values()))
-
-
-def _freeze_untrainable(qat):
-    """Keeps the quantized kernel of a frozen layer (the input normalization) frozen.
-
-    tfmot's wrapper owns the kernels it quantizes and reports them as
-    trainable whatever the layer's `trainable` flag; the normalization's
-    kernel, whose gradient is scaled by 255-valued pixels, would drift. The
-    kernel goes first among the non-trainable variables, so the order of the
-    wrapper's variables, by which `.keras` files are read, stays the same.
-    """
-    for layer in qat.layers:
-        if isinstance(layer, _qk.QuantizeWrapper) and not layer.trainable:
-            layer._non_trainable_weights = (  # noqa: SLF001
-                layer._trainable_weights + layer._non_trainable_weights)  # noqa: SLF001
-            layer._trainable_weights = []  # noqa: SLF001
+    rebuilt = keras.models.clone_model(qat)
+    rebuilt.set_weights(qat.get_weights())
+    return rebuilt
 
 
 def _init_weight_ranges(qat):
@@ -339,22 +367,20 @@ def _init_weight_ranges(qat):
 
     tfmot's weight quantizers start at [-6, 6] and take the weights' range
     only in a training step, so a QAT model evaluated or converted before any
-    `fit` would round, e.g., the conv kernels to a few levels. This applies
-    tfmot's LastValueQuantize rule (per output channel, symmetric) up front.
+    `fit` would round, e.g., the conv kernels to a few levels. Each wrapper
+    that quantizes a weight is called once in training mode, which lets its
+    own quantizer (LastValueQuantizer) set the range; the weights' range does
+    not depend on the input. The activation quantizers that this call moves
+    (by tfmot's moving average) are put back.
     """
+    activation_ranges = [(variable, variable.numpy())
+                         for _, _, *variables in _range_variables(qat) for variable in variables]
     for layer in qat.layers:
-        for weight, quantizer, variables in getattr(layer, "_weight_vars", []):
-            values = weight.numpy()
-            axes = tuple(range(values.ndim - 1)) if quantizer.per_axis else None
-            low, high = values.min(axis=axes), values.max(axis=axes)
-            if quantizer.symmetric:
-                levels = 1 << quantizer.num_bits
-                ratio = -1.0 if quantizer.narrow_range else -(levels - 2) / levels
-                low, high = np.minimum(low, high / ratio), np.maximum(high, low * ratio)
-            else:
-                low, high = np.minimum(low, 0.0), np.maximum(high, 0.0)
-            variables["min_var"].assign(np.reshape(low, variables["min_var"].shape))
-            variables["max_var"].assign(np.reshape(high, variables["max_var"].shape))
+        if (isinstance(layer, _qk.QuantizeWrapper)
+                and layer.quantize_config.get_weights_and_quantizers(layer.layer)):
+            layer(np.zeros((1, *layer.input_shape[1:]), np.float32), training=True)
+    for variable, value in activation_ranges:
+        variable.assign(value)
 
 
 # Quantizer variables (`<kind>_min`, `<kind>_max`) of tfmot's wrappers, and

@@ -18,8 +18,8 @@ import math
 import warnings
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 
+from export import tflite_file
 from resnet_keras.backend import tf
 from resnet_keras.models import fold_channel_reversal
 
@@ -30,9 +30,8 @@ ROUNDING_RMSE_PER_SCALE = 1.0 / math.sqrt(12.0)
 _PREPROCESSING_PREFIX = "preprocess_"
 _STAT_FIELDS = ("num_elements", "stddev", "mean_error", "max_abs_error",
                 "mean_squared_error")
-# Ops that only convert types (or stand for a delegated partition): not layers
-# one could keep in float.
-_CONVERSIONS = ("QUANTIZE", "DEQUANTIZE", "DELEGATE")
+# Ops that only convert types: not layers one could keep in float.
+_CONVERSIONS = ("QUANTIZE", "DEQUANTIZE")
 
 
 def _check_images(model, images, name):
@@ -187,17 +186,11 @@ def pick_denylist(layers, *, count=3, min_rmse_per_scale=None, skip_preprocessin
 
 
 def _op_output_names(tflite_bytes):
-    """Output tensor name -> (op name, output dtype) for every non-conversion op."""
-    interpreter = Interpreter(model_content=tflite_bytes)
-    details = {d["index"]: d for d in interpreter.get_tensor_details()}
-    names = {}
-    for op in interpreter._get_ops_details():  # pylint: disable=protected-access
-        if op["op_name"] in _CONVERSIONS:
-            continue
-        for t in op["outputs"]:
-            if t in details:
-                names[details[t]["name"]] = (op["op_name"], details[t]["dtype"])
-    return names
+    """The output tensor names of every op that is not a type conversion, in op order."""
+    graph = tflite_file.parse(tflite_bytes, source="the debugger's quantized model")
+    names = [graph.tensors[t].name for op in graph.ops if op.name not in _CONVERSIONS
+             for t in op.outputs if t >= 0]
+    return list(dict.fromkeys(names))
 
 
 def selective_int8(model, calibration_images, *, denylist):
@@ -227,7 +220,7 @@ def selective_int8(model, calibration_images, *, denylist):
                          "plain int8 model.")
     calibration_images = _check_images(model, calibration_images, "calibration_images")
     debugger = _debugger(model, calibration_images)
-    valid = list(_op_output_names(debugger.get_nondebug_quantized_model()))
+    valid = _op_output_names(debugger.get_nondebug_quantized_model())
     nodes = []
     for name in denylist:
         # A Keras layer name stands for every tensor it was fused into.

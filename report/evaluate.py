@@ -16,7 +16,7 @@ import time
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-_IDENTIFIER = b"TFL3"  # the flatbuffer file identifier, bytes 4-8 of every .tflite
+from export import tflite_file
 
 
 def load_interpreter(path, *, num_threads=None):
@@ -31,18 +31,11 @@ def load_interpreter(path, *, num_threads=None):
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: the file is not a TFLite model (no `TFL3` identifier), or
-            LiteRT cannot load it (e.g. truncated).
+        ValueError: as `export.tflite_file.read` (not a TFLite model,
+            truncated or corrupt), or LiteRT cannot load it.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"TFLite file {path} does not exist.")
-    with open(path, "rb") as f:
-        header = f.read(8)
-    if len(header) < 8 or header[4:8] != _IDENTIFIER:
-        raise ValueError(f"{path} is not a TFLite model: bytes 4-8 should be the flatbuffer "
-                         f"identifier {_IDENTIFIER!r}, got {header[4:8]!r} "
-                         f"({os.path.getsize(path)} bytes in all).")
+    tflite_file.read(path)
     try:
         interpreter = Interpreter(model_path=path, num_threads=num_threads)
         interpreter.allocate_tensors()
@@ -190,32 +183,31 @@ def xnnpack_placement(path):
         `partitions` (delegate nodes) and `not_delegated` ({op name: count}).
     """
     interpreter = path if isinstance(path, Interpreter) else load_interpreter(path)
-    ops = interpreter._get_ops_details()  # pylint: disable=protected-access
-    original = [op for op in ops if op["op_name"] != "DELEGATE"]
-    producers, consumers = {}, {}
-    for op in original:
-        for t in op["outputs"]:
-            producers.setdefault(t, []).append(op["index"])
-        for t in op["inputs"]:
-            consumers.setdefault(t, []).append(op["index"])
+    nodes = tflite_file.runtime_nodes(interpreter)
+    original = [node for node in nodes if node.name != "DELEGATE"]
+    producers, consumers = collections.defaultdict(list), collections.defaultdict(list)
+    for node in original:
+        for t in node.outputs:
+            producers[t].append(node.index)
+        for t in node.inputs:
+            consumers[t].append(node.index)
 
-    def closure(tensors, edges, follow):
-        """Ops reached from `tensors` along `edges`, continuing through each op's `follow` tensors."""
+    def reached(tensors, edges, follow):
+        """Nodes reached from `tensors` along `edges`, going on through their `follow` tensors."""
         seen, todo = set(), list(tensors)
         while todo:
             for index in edges.get(todo.pop(), ()):
                 if index not in seen:
                     seen.add(index)
-                    todo.extend(ops[index][follow])
+                    todo.extend(getattr(nodes[index], follow))
         return seen
 
-    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    delegates = [node for node in nodes if node.name == "DELEGATE"]
     delegated = set()
     for node in delegates:
-        delegated |= (closure(node["inputs"], consumers, "outputs")
-                      & closure(node["outputs"], producers, "inputs"))
-    missing = collections.Counter(op["op_name"] for op in original
-                                  if op["index"] not in delegated)
+        delegated |= (reached(node.inputs, consumers, "outputs")
+                      & reached(node.outputs, producers, "inputs"))
+    missing = collections.Counter(node.name for node in original if node.index not in delegated)
     return {"ops": len(original), "delegated": len(delegated), "partitions": len(delegates),
             "not_delegated": dict(sorted(missing.items()))}
 

@@ -1,12 +1,13 @@
 """Renders the quantized-accuracy report: report.json first, Markdown and a chart from it.
 
 Every number shown comes from the report dict that the measuring code filled
-(docs/report_json.md); the verdict is computed from those numbers.
+(docs/report_json.md); the verdict renders report.json's `decision`
+(report/decide.py), computed on the fly for reports written before it existed.
 Accuracies (`top1`, `top5`, `agreement`) are fractions in [0, 1];
 `top1_delta_points` is 100 * (top1 - Keras float top1), in percentage points.
 
-    >>> paths = report.write(report_dict, "runs/resnet20_digits")
-    >>> print(report.render_table(report_dict))
+    >>> paths = render.write(report_dict, "runs/resnet20_digits")
+    >>> print(render.render_table(report_dict))
 """
 
 import json
@@ -17,111 +18,65 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-# The budget the verdict applies: int8 is "good enough" when it loses at most
-# this many top-1 points against the Keras float model.
-VERDICT_POINTS = 1.0
-REFERENCES = ("keras_float", "float32")
-INT8_VARIANTS = ("int8", "int8_qat")
-_DASH = "—"
-_THREADS = (("1_thread", "1 thread"), ("all_threads", "all threads"))
-_FRACTIONS = ("top1", "top5", "agreement")
+from report.decide import (
+    VERDICT_POINTS,
+    check,
+    decide,
+    delta,
+    edgetpu_status,
+    entries,
+    latency,
+    reference,
+    size_ratio,
+)
+from report.markdown import DASH, cell, md_table
+from training.run_dir import RunDir
 
-
-# ---------------------------------------------------------------- validation
-
-
-def _check(report):
-    if not isinstance(report, dict) or not isinstance(report.get("variants"), list) \
-            or not report["variants"]:
-        raise ValueError("report must be a dict with a non-empty 'variants' list "
-                         "(see docs/report_json.md).")
-    for entry in report["variants"]:
-        if "variant" not in entry or "top1" not in entry:
-            raise ValueError(f"each variant needs 'variant' and 'top1', got keys "
-                             f"{sorted(entry)}.")
-        for field in _FRACTIONS:
-            value = entry.get(field)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{entry['variant']}: {field}={value!r} is not a fraction "
-                                 f"in [0, 1]; report accuracies as fractions, not percent.")
-
-
-def _entries(report):
-    return {entry["variant"]: entry for entry in report["variants"]}
-
-
-def _reference(report):
-    entries = _entries(report)
-    return next((entries[name] for name in REFERENCES if name in entries), None)
-
-
-def _delta(entry, reference):
-    if entry.get("top1_delta_points") is not None:
-        return entry["top1_delta_points"]
-    if reference is None or entry.get("top1") is None or reference.get("top1") is None:
-        return None
-    return 100.0 * (entry["top1"] - reference["top1"])
-
-
-def _latency(entry, threads):
-    stats = (entry.get("latency_ms") or {}).get(threads)
-    return stats.get("median_ms") if stats else None
-
-
-def _size_ratio(entry, report):
-    float32 = _entries(report).get("float32")
-    if not float32 or not float32.get("size_bytes") or entry.get("size_bytes") is None:
-        return None
-    return entry["size_bytes"] / float32["size_bytes"]
-
-
-# ---------------------------------------------------------------- formatting
-
-
-def _fmt(value, spec, suffix=""):
-    return _DASH if value is None else f"{value:{spec}}{suffix}"
+# ---------------------------------------------------------------- cells
 
 
 def _pct(value):
-    return _fmt(None if value is None else 100.0 * value, ".2f")
+    return cell(None if value is None else 100.0 * value, ".2f")
 
 
 def _kib(size_bytes):
-    return _fmt(None if size_bytes is None else size_bytes / 1024.0, ".1f")
+    return cell(None if size_bytes is None else size_bytes / 1024.0, ".1f")
 
 
-def _edgetpu_cell(edgetpu):
-    if not edgetpu:
-        return _DASH
-    compiler = edgetpu.get("compiler") or {}
-    if compiler.get("ran") and compiler.get("mapped_ops") is not None:
-        mapped = f" (compiler: {compiler['mapped_ops']}/{compiler['total_ops']} ops)"
+def _decision(report):
+    """The saved decision; reports written before it existed are decided now."""
+    return report.get("decision") or decide(report)
+
+
+def _edgetpu_cell(status):
+    if status is None:
+        return DASH
+    if status["confirmed_by"] == "compiler":
+        mapped = f" (compiler: {status['mapped_ops']}/{status['compiler_total_ops']} ops)"
     else:
         mapped = " (rules)"
-    if edgetpu.get("compatible"):
+    if status["compatible"]:
         return "yes" + mapped
-    first = edgetpu.get("first_cpu_op")
-    ops = edgetpu.get("ops") or []
-    if first is not None and first < len(ops):
-        return f"no: #{first} {ops[first]['op']}" + mapped
+    first = status["first_cpu_op"]
+    if first is not None:
+        return f"no: #{first['index']} {first['op']}" + mapped
     return "no" + mapped
 
 
 def _row(entry, report):
-    reference = _reference(report)
     file = entry.get("file")
     return [
         entry["variant"],
-        pathlib.Path(file).name if file else _DASH,
+        pathlib.Path(file).name if file else DASH,
         _kib(entry.get("size_bytes")),
-        _pct(_size_ratio(entry, report)),
+        _pct(size_ratio(entry, report)),
         _pct(entry.get("top1")),
         _pct(entry.get("top5")),
-        _fmt(_delta(entry, reference), "+.2f"),
+        cell(delta(entry, reference(report)), "+.2f"),
         _pct(entry.get("agreement")),
-        _fmt(_latency(entry, "1_thread"), ".2f"),
-        _fmt(_latency(entry, "all_threads"), ".2f"),
-        _edgetpu_cell(entry.get("edgetpu")),
+        cell(latency(entry, "1_thread"), ".2f"),
+        cell(latency(entry, "all_threads"), ".2f"),
+        _edgetpu_cell(edgetpu_status(entry.get("edgetpu"))),
     ]
 
 
@@ -130,115 +85,90 @@ _HEADERS = ["variant", "file", "size KiB", "size vs float32 %", "top-1 %", "top-
             "latency all threads (ms)", "Edge TPU"]
 
 
-def _md_table(headers, rows, align):
-    def cell(text):
-        return str(text).replace("|", "\\|")
-    lines = ["| " + " | ".join(headers) + " |",
-             "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------- verdict
 
 
-def verdict(report, *, threshold_points=VERDICT_POINTS):
-    """The one-paragraph verdict, computed from the report's numbers.
+def verdict(report):
+    """The one-paragraph verdict, rendered from the report's `decision`.
 
     Args:
-        report: the report dict.
-        threshold_points: float, the top-1 points int8 may lose against the
-            Keras float model and still be "good enough".
+        report: the report dict; without a `decision` (reports written before
+            it existed), `decide(report)` with the default budget.
 
     Returns:
         A str paragraph.
     """
-    _check(report)
-    entries = _entries(report)
-    reference = _reference(report)
-    if reference is None:
+    check(report)
+    decision = _decision(report)
+    ref = decision["reference"]
+    if ref is None:
         return ("No float reference (keras_float or float32) in this report, so the int8 "
                 "loss cannot be judged.")
-    ref_name = "Keras float" if reference["variant"] == "keras_float" else "float32 TFLite"
+    ref_name = "Keras float" if ref["variant"] == "keras_float" else "float32 TFLite"
+    threshold = decision["threshold_points"]
     sentences = []
-    n = report.get("num_test")
-    se = None
-    if n:
-        p = reference["top1"]
-        se = 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / n)
-        sentences.append(f"On {n} test images one image is {100.0 / n:.2f} points and the "
-                         f"standard error of a top-1 near {100 * p:.2f}% is "
-                         f"±{se:.2f} points.")
-    candidates = [entries[v] for v in INT8_VARIANTS if v in entries]
-    for entry in candidates:
-        delta = _delta(entry, reference)
-        within = delta is not None and delta >= -threshold_points
-        text = (f"{entry['variant']} scores {100 * entry['top1']:.2f}% top-1, "
-                f"{delta:+.2f} points against {ref_name} ({100 * reference['top1']:.2f}%), "
-                f"{'within' if within else 'outside'} the {threshold_points:g}-point budget")
-        if entry.get("agreement") is not None:
-            text += f", and agrees with it on {100 * entry['agreement']:.2f}% of images"
-        if se and delta is not None and abs(delta) <= 2 * se:
-            text += f"; a difference this small (≤ 2 standard errors) is noise on this test set"
+    if decision["num_test"]:
+        sentences.append(f"On {decision['num_test']} test images one image is "
+                         f"{decision['one_image_points']:.2f} points and the standard error "
+                         f"of a top-1 near {100 * ref['top1']:.2f}% is "
+                         f"±{decision['standard_error_points']:.2f} points.")
+    for candidate in decision["candidates"]:
+        text = (f"{candidate['variant']} scores {100 * candidate['top1']:.2f}% top-1, "
+                f"{candidate['delta_points']:+.2f} points against {ref_name} "
+                f"({100 * ref['top1']:.2f}%), "
+                f"{'within' if candidate['within_budget'] else 'outside'} the "
+                f"{threshold:g}-point budget")
+        if candidate["agreement"] is not None:
+            text += f", and agrees with it on {100 * candidate['agreement']:.2f}% of images"
+        if candidate["within_noise"]:
+            text += "; a difference this small (≤ 2 standard errors) is noise on this test set"
         sentences.append(text + ".")
-    selective = (report.get("diagnosis") or {}).get("selective")
-    if selective and selective.get("top1") is not None:
-        delta = _delta(selective, reference)
-        kept = len(selective.get("denylist") or [])
+    selective = decision["selective"]
+    if selective:
+        kept = selective["layers_in_float"]
         sentences.append(f"Keeping {kept} layer{'s' if kept != 1 else ''} in float "
-                         f"(selective int8) gives {delta:+.2f} points at "
-                         f"{_kib(selective.get('size_bytes'))} KiB, but a mixed-precision "
+                         f"(selective int8) gives {selective['delta_points']:+.2f} points at "
+                         f"{_kib(selective['size_bytes'])} KiB, but a mixed-precision "
                          f"model cannot run on the Edge TPU.")
-    good = [e for e in candidates
-            if _delta(e, reference) is not None and _delta(e, reference) >= -threshold_points]
-    if not candidates:
+    chosen = decision["chosen"]
+    if chosen is None:
         sentences.append("Verdict: no int8 variant was measured, so int8 cannot be judged.")
-    elif good:
-        best = max(good, key=lambda e: e["top1"])
-        text = f"Verdict: int8 is good enough; ship {best['variant']}"
-        ratio = _size_ratio(best, report)
-        if ratio is not None:
-            text += f" at {100 * ratio:.1f}% of the float32 file's size"
-        float32 = entries.get("float32")
-        fast = _latency(best, "all_threads")
-        slow = _latency(float32, "all_threads") if float32 else None
-        if fast and slow:
-            text += f", {slow / fast:.2f}x the float32 speed on all threads"
-        sentences.append(text + ".")
-        sentences.append(_edgetpu_sentence(best))
+        return " ".join(sentences)
+    if decision["ship"]:
+        text = f"Verdict: int8 is good enough; ship {decision['ship']}"
+        if chosen["size_vs_float32"] is not None:
+            text += f" at {100 * chosen['size_vs_float32']:.1f}% of the float32 file's size"
+        if chosen["speedup_vs_float32"]:
+            text += f", {chosen['speedup_vs_float32']:.2f}x the float32 speed on all threads"
     else:
-        best = max(candidates, key=lambda e: e["top1"])
         text = (f"Verdict: int8 is not good enough by this rule; the best int8 variant, "
-                f"{best['variant']}, loses {-_delta(best, reference):.2f} points")
-        fp16 = entries.get("fp16")
-        if fp16 and _delta(fp16, reference) is not None:
-            text += (f". fp16 ({_delta(fp16, reference):+.2f} points, "
-                     f"{_kib(fp16.get('size_bytes'))} KiB) is the Android alternative")
-        if "int8_qat" not in entries:
-            text += "; quantization-aware training (int8_qat) is the next thing to try"
-        sentences.append(text + ".")
-        sentences.append(_edgetpu_sentence(best))
-    return " ".join(s for s in sentences if s)
+                f"{chosen['variant']}, loses {-chosen['delta_points']:.2f} points")
+        fallback = decision["fallback"]
+        if fallback:
+            text += (f". {fallback['variant']} ({fallback['delta_points']:+.2f} points, "
+                     f"{_kib(fallback['size_bytes'])} KiB) is the Android alternative")
+        if decision["next_step"]:
+            text += (f"; quantization-aware training ({decision['next_step']}) is the next "
+                     f"thing to try")
+    sentences += [text + ".", _edgetpu_sentence(chosen["variant"], chosen["edgetpu"])]
+    return " ".join(sentences)
 
 
-def _edgetpu_sentence(entry):
-    edgetpu = entry.get("edgetpu")
-    if not edgetpu:
-        return f"{entry['variant']} was not checked for the Edge TPU."
-    compiler = edgetpu.get("compiler") or {}
-    if compiler.get("ran") and compiler.get("mapped_ops") is not None:
-        source = (f"edgetpu_compiler {compiler.get('version') or ''} mapped "
-                  f"{compiler['mapped_ops']} of {compiler['total_ops']} ops").replace("  ", " ")
+def _edgetpu_sentence(variant, status):
+    if status is None:
+        return f"{variant} was not checked for the Edge TPU."
+    if status["confirmed_by"] == "compiler":
+        source = (f"edgetpu_compiler {status['compiler_version'] or ''} mapped "
+                  f"{status['mapped_ops']} of {status['compiler_total_ops']} ops"
+                  ).replace("  ", " ")
     else:
         source = "by the documented rules only; edgetpu_compiler did not run to confirm"
-    if edgetpu.get("compatible"):
+    if status["compatible"]:
         return f"Its file maps fully onto the Edge TPU ({source})."
-    first = edgetpu.get("first_cpu_op")
-    ops = edgetpu.get("ops") or []
-    if first is not None and first < len(ops):
-        op = ops[first]
-        return (f"Its file is not Edge TPU compatible: from op #{first} ({op['op']}: "
-                f"{op['reason']}) on, the model runs on the CPU ({source}).")
+    first = status["first_cpu_op"]
+    if first is not None:
+        return (f"Its file is not Edge TPU compatible: from op #{first['index']} "
+                f"({first['op']}: {first['reason']}) on, the model runs on the CPU ({source}).")
     return f"Its file is not Edge TPU compatible ({source})."
 
 
@@ -277,22 +207,21 @@ def _edgetpu_section(report):
     lines = []
     for entry in report["variants"]:
         edgetpu = entry.get("edgetpu")
-        if not edgetpu:
+        status = edgetpu_status(edgetpu)
+        if status is None:
             continue
-        total = edgetpu.get("total_ops", len(edgetpu.get("ops") or []))
+        total = status["total_ops"]
+        first = status["first_cpu_op"]
         head = f"- **{entry['variant']}**: "
-        if edgetpu.get("compatible"):
+        if status["compatible"]:
             head += f"compatible, {total} of {total} ops by the documented rules"
+        elif first is not None:
+            head += (f"not compatible; op #{first['index']} and the "
+                     f"{total - first['index'] - 1} after it would run on the CPU, "
+                     f"starting with {first['op']}: {first['reason']}")
         else:
-            first = edgetpu.get("first_cpu_op")
-            ops = edgetpu.get("ops") or []
-            if first is not None and first < len(ops):
-                head += (f"not compatible; op #{first} and the {total - first - 1} after it "
-                         f"would run on the CPU, starting with {ops[first]['op']}: "
-                         f"{ops[first]['reason']}")
-            else:
-                head += ("not compatible: the documented rules pass, the compiler did not "
-                         "map every op")
+            head += ("not compatible: the documented rules pass, the compiler did not "
+                     "map every op")
         lines.append(head)
         broken = [f"#{op['index']} {op['op']}" for op in edgetpu.get("ops") or []
                   if not op.get("supported")]
@@ -306,8 +235,8 @@ def _edgetpu_section(report):
         elif compiler.get("ran"):
             lines.append(f"  - compiler {compiler.get('version') or ''}: "
                          f"{'ok' if compiler.get('ok') else 'failed'}, "
-                         f"{_fmt(compiler.get('mapped_ops'), 'd')} of "
-                         f"{_fmt(compiler.get('total_ops'), 'd')} ops mapped"
+                         f"{cell(compiler.get('mapped_ops'), 'd')} of "
+                         f"{cell(compiler.get('total_ops'), 'd')} ops mapped"
                          + (f", `{pathlib.Path(compiler['path']).name}`"
                             if compiler.get("path") else ""))
         else:
@@ -316,7 +245,7 @@ def _edgetpu_section(report):
     return lines
 
 
-def _diagnosis_section(report, reference):
+def _diagnosis_section(report, ref):
     diagnosis = report.get("diagnosis")
     if not diagnosis:
         return ["## Per-layer diagnosis", "", "No per-layer diagnosis in this run."]
@@ -328,13 +257,13 @@ def _diagnosis_section(report, reference):
         rows = []
         for layer in layers:
             name = ", ".join(layer.get("keras_layers") or []) or layer.get("tensor_name", "")
-            rows.append([layer.get("rank", _DASH), f"`{name}`", layer.get("op_name", _DASH),
-                         _fmt(layer.get("rmse_per_scale"), ".3f"),
-                         _fmt(layer.get("max_abs_error"), ".4g"),
-                         _fmt(layer.get("scale"), ".4g"),
-                         _fmt(layer.get("num_elements"), "d")])
-        lines.append(_md_table(["rank", "layer", "op", "RMSE / scale", "max abs error",
-                                "scale", "elements"], rows, "rllrrrr"))
+            rows.append([cell(layer.get("rank")), f"`{name}`", cell(layer.get("op_name")),
+                         cell(layer.get("rmse_per_scale"), ".3f"),
+                         cell(layer.get("max_abs_error"), ".4g"),
+                         cell(layer.get("scale"), ".4g"),
+                         cell(layer.get("num_elements"), "d")])
+        lines.append(md_table(["rank", "layer", "op", "RMSE / scale", "max abs error",
+                               "scale", "elements"], rows, align="rllrrrr"))
     else:
         lines.append("No layer statistics.")
     selective = diagnosis.get("selective")
@@ -346,27 +275,27 @@ def _diagnosis_section(report, reference):
         lines.append(f"Not applied: {selective.get('reason') or 'below the threshold'}.")
         return lines
     denylist = selective.get("denylist") or []
-    lines.append(f"Kept in float: {', '.join(f'`{name}`' for name in denylist) or _DASH}.")
+    lines.append(f"Kept in float: {', '.join(f'`{name}`' for name in denylist) or DASH}.")
     lines.append("")
-    int8 = _entries(report).get("int8") or {}
-    lines.append(_md_table(
+    int8 = entries(report).get("int8") or {}
+    lines.append(md_table(
         ["model", "size KiB", "top-1 %", "top-5 %", "Δ top-1 (points)", "agreement %"],
         [["int8", _kib(int8.get("size_bytes")), _pct(int8.get("top1")), _pct(int8.get("top5")),
-          _fmt(_delta(int8, reference) if int8 else None, "+.2f"), _pct(int8.get("agreement"))],
+          cell(delta(int8, ref) if int8 else None, "+.2f"), _pct(int8.get("agreement"))],
          ["selective int8", _kib(selective.get("size_bytes")), _pct(selective.get("top1")),
-          _pct(selective.get("top5")), _fmt(_delta(selective, reference), "+.2f"),
+          _pct(selective.get("top5")), cell(delta(selective, ref), "+.2f"),
           _pct(selective.get("agreement"))]],
-        "lrrrrr"))
+        align="lrrrrr"))
     return lines
 
 
-def render_markdown(report, *, chart=None, threshold_points=VERDICT_POINTS):
+def render_markdown(report, *, chart=None):
     """The report as Markdown: variants table, Edge TPU, diagnosis, verdict.
 
     Args:
-        report: the report dict (docs/report_json.md).
+        report: the report dict (docs/report_json.md); its `decision` gives
+            the verdict (decided with the default budget when missing).
         chart: str, a chart file name to embed (relative to the .md), or None.
-        threshold_points: float, the verdict's top-1 budget in points.
 
     Returns:
         The Markdown text.
@@ -374,16 +303,16 @@ def render_markdown(report, *, chart=None, threshold_points=VERDICT_POINTS):
     Raises:
         ValueError: a malformed report, or accuracies given in percent.
     """
-    _check(report)
-    reference = _reference(report)
+    check(report)
+    ref = reference(report)
     title, facts = _header(report)
     lines = [title, ""]
     if facts:
         lines += [facts + ".", ""]
     lines += ["## Variants", "",
-              _md_table(_HEADERS, [_row(e, report) for e in report["variants"]],
-                        "llrrrrrrrrl"), ""]
-    lines.append(f"Δ top-1 is against {reference['variant'] if reference else 'no reference'}; "
+              md_table(_HEADERS, [_row(e, report) for e in report["variants"]],
+                       align="llrrrrrrrrl"), ""]
+    lines.append(f"Δ top-1 is against {ref['variant'] if ref else 'no reference'}; "
                  "agreement is the share of test images where the variant's top-1 class "
                  "equals the Keras float model's; latency is the median of repeated "
                  "single-image runs, every file timed in the same turns.")
@@ -398,8 +327,8 @@ def render_markdown(report, *, chart=None, threshold_points=VERDICT_POINTS):
                   "LiteRT hands supported ops to its XNNPACK delegate; the others run on its "
                   "own, slower kernels, and each change between the two cuts the graph.", ""]
         lines += cpu
-    lines += [""] + _diagnosis_section(report, reference)
-    lines += ["", "## Verdict", "", verdict(report, threshold_points=threshold_points), ""]
+    lines += [""] + _diagnosis_section(report, ref)
+    lines += ["", "## Verdict", "", verdict(report), ""]
     return "\n".join(lines)
 
 
@@ -412,36 +341,38 @@ def render_table(report):
     Returns:
         The table as a str, one line per variant under a header.
     """
-    _check(report)
+    check(report)
     headers = ["variant", "KiB", "vs f32 %", "top-1 %", "top-5 %", "Δ pts", "agree %",
                "1T ms", "NT ms", "Edge TPU"]
     rows = [[c for i, c in enumerate(_row(e, report)) if i != 1] for e in report["variants"]]
     widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+
     def line(cells):
         return "  ".join(str(c).ljust(w) if i in (0, len(cells) - 1) else str(c).rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def render_chart(report, path, *, threshold_points=VERDICT_POINTS):
+def render_chart(report, path):
     """Plots top-1 against file size and against latency, one labelled point per variant.
 
     Args:
-        report: the report dict.
+        report: the report dict; the budget band below the float reference is
+            its `decision`'s (decided with the default budget when missing).
         path: str or Path of the PNG to write.
-        threshold_points: float, the budget drawn below the float reference.
 
     Returns:
         The Path written.
     """
-    _check(report)
-    reference = _reference(report)
+    check(report)
+    decision = _decision(report)
+    ref, threshold_points = decision["reference"], decision["threshold_points"]
     figure = Figure(figsize=(11, 4.5), dpi=110)
     FigureCanvasAgg(figure)
     panels = [("file size (KiB)", lambda e: None if e.get("size_bytes") is None
                else e["size_bytes"] / 1024.0)]
     panels.append(("latency, median ms (all threads; 1 thread where missing)",
-                   lambda e: _latency(e, "all_threads") or _latency(e, "1_thread")))
+                   lambda e: latency(e, "all_threads") or latency(e, "1_thread")))
     for i, (xlabel, x_of) in enumerate(panels, start=1):
         axes = figure.add_subplot(1, 2, i)
         shown, missing = [], []
@@ -454,10 +385,10 @@ def render_chart(report, path, *, threshold_points=VERDICT_POINTS):
             axes.scatter([x], [100 * entry["top1"]], s=40, zorder=3)
             axes.annotate(entry["variant"], (x, 100 * entry["top1"]), xytext=(5, 4),
                           textcoords="offset points", fontsize=9)
-        if reference is not None:
-            top = 100 * reference["top1"]
+        if ref is not None:
+            top = 100 * ref["top1"]
             axes.axhline(top, color="gray", linestyle="--", linewidth=1,
-                         label=f"{reference['variant']} {top:.2f}%")
+                         label=f"{ref['variant']} {top:.2f}%")
             axes.axhspan(top - threshold_points, top, color="green", alpha=0.08,
                          label=f"verdict budget: {threshold_points:g} point(s)")
             axes.legend(loc="lower right", fontsize=8)
@@ -504,12 +435,15 @@ def _non_finite(value, where="report"):
     return None
 
 
-def write(report, run_dir):
-    """Writes report.json (the dict as is), then report.md and report.png from it.
+def write(report, run_dir, *, threshold_points=VERDICT_POINTS):
+    """Decides, writes report.json, then renders report.md and report.png from it.
 
     Args:
-        report: the report dict.
-        run_dir: str or Path, the run's folder (created if missing).
+        report: the report dict. Its `decision` is set here, in place, to
+            `decide(report, threshold_points=...)`, so that the caller's dict
+            is what report.json holds.
+        run_dir: a `training.run_dir.RunDir`, or the run's folder (created if missing).
+        threshold_points: float, the top-1 budget of the decision, in points.
 
     Returns:
         A dict of Paths: `json`, `markdown`, `chart`.
@@ -518,16 +452,17 @@ def write(report, run_dir):
         ValueError: a malformed report, or a NaN/infinite number (not valid
             JSON; the message names where).
     """
-    _check(report)
+    report["decision"] = decide(report, threshold_points=threshold_points)
     where = _non_finite(report)
     if where:
         raise ValueError(f"{where} is NaN or infinite; report.json must hold measured, "
                          f"finite numbers (use None for 'not measured').")
-    run_dir = pathlib.Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    pathlib.Path(run.root).mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, allow_nan=False, default=_json_default)
-    paths = {"json": run_dir / "report.json", "markdown": run_dir / "report.md",
-             "chart": run_dir / "report.png"}
+    paths = {"json": pathlib.Path(run.report_json),
+             "markdown": pathlib.Path(run.report_markdown),
+             "chart": pathlib.Path(run.report_chart)}
     paths["json"].write_text(text + "\n", encoding="utf-8")
     # Render from what was written, so the Markdown and the chart show the JSON.
     data = json.loads(text)

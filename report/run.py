@@ -109,10 +109,10 @@ def report_run(config, run, dataset) -> dict:
         "dataset": dataset.name,
         "num_test": int(len(labels)),
         "num_classes": int(dataset.num_classes),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "variants": entries,
         "diagnosis": diagnosis,
     }
-    report_lib.write(report, run.root)
+    report_lib.write(report, run)
     return report

@@ -6,10 +6,31 @@
 
 from resnet_keras.macs import count_macs
 from resnet_keras.models import (
-    PREPROCESSING, SHORTCUTS, VARIANTS, build_model, plain18, plain20, plain32, plain34,
-    plain44, plain56, plain110, resnet18, resnet20, resnet32, resnet34, resnet44,
-    resnet50, resnet50v2, resnet56, resnet101, resnet101v2, resnet110, resnet152,
-    resnet152v2)
+    PREPROCESSING,
+    SHORTCUTS,
+    VARIANTS,
+    build_model,
+    plain18,
+    plain20,
+    plain32,
+    plain34,
+    plain44,
+    plain56,
+    plain110,
+    resnet18,
+    resnet20,
+    resnet32,
+    resnet34,
+    resnet44,
+    resnet50,
+    resnet50v2,
+    resnet56,
+    resnet101,
+    resnet101v2,
+    resnet110,
+    resnet152,
+    resnet152v2,
+)
 from resnet_keras.registry import REGISTRY, ModelSpec, get_spec, list_models
 from resnet_keras.weights import load_weights
 

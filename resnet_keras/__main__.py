@@ -1,7 +1,9 @@
 """Command line for the model family: `python -m resnet_keras summary [NAME...]`.
 
 Prints one row per model and variant: parameters, trainable parameters,
-multiply-adds (paper Table 1's "FLOPs"), depth and output shape.
+multiply-adds (paper Table 1's "FLOPs"), depth and output shape; `--json`
+gives the same rows as JSON (`python -m tools.update_readme` renders
+README.md's model table from `summary_rows`).
 """
 
 import argparse
@@ -49,17 +51,6 @@ def summary_rows(names=None):
     return rows
 
 
-def render_markdown(rows) -> str:
-    """Renders `summary_rows` output as a Markdown table."""
-    lines = ["| model | variant | input | params | trainable | multiply-adds | depth |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        size = "x".join(str(d) for d in r["input_shape"][:2])
-        lines.append(f"| {r['name']} | {r['variant']} | {size} | {r['params']:,} | "
-                     f"{r['trainable_params']:,} | {r['macs'] / 1e9:.3f} G | {r['depth']} |")
-    return "\n".join(lines)
-
-
 def render_text(rows) -> str:
     """Renders `summary_rows` output as an aligned plain-text table."""
     header = f"{'model':<12} {'variant':<8} {'params':>12} {'trainable':>12} {'MACs':>10} " \
@@ -76,10 +67,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m resnet_keras", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     summary = sub.add_parser("summary", help="table of models: params, MACs, depth")
-    summary.add_argument("names", nargs="*", help=f"models (default all): {', '.join(list_models())}")
-    fmt = summary.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print a JSON list of rows")
-    fmt.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    summary.add_argument("names", nargs="*",
+                         help=f"models (default all): {', '.join(list_models())}")
+    summary.add_argument("--json", action="store_true",
+                         help="print a JSON list of rows (`python -m tools.update_readme` renders "
+                              "README.md's Markdown table from them)")
     args = parser.parse_args(argv)
     try:
         rows = summary_rows(args.names)
@@ -89,7 +81,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(render_markdown(rows) if args.markdown else render_text(rows))
+        print(render_text(rows))
     return 0
 
 

@@ -88,5 +88,5 @@ def test_bad_labels_and_entries(int8_file, tmp_path):
                              report_entry={"variant": "float32", "size_bytes": 1})
     junk = tmp_path / "junk.tflite"
     junk.write_bytes(b"not a model")
-    with pytest.raises(ValueError, match="could not be loaded as a TFLite model"):
+    with pytest.raises(ValueError, match="junk.tflite is not a TFLite model"):
         android.write_bundle(junk, out_dir=tmp_path, labels=LABELS)

@@ -14,14 +14,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch_resnet  # tests/ is on sys.path under pytest
 from safetensors.numpy import save_file
 
 import resnet_keras as rk
 from resnet_keras import convert
 from resnet_keras.backend import keras
-
-sys.path.insert(0, os.path.dirname(__file__))
-import torch_resnet  # noqa: E402
 
 TORCHVISION_PARAMS = {  # sum(p.numel() for p in torchvision.models.resnetXX().parameters())
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
@@ -74,7 +72,7 @@ def _pixels(n, seed):
     return np.random.default_rng(seed).uniform(0, 255, (n, HEIGHT, WIDTH, 3)).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference(name):
     """A torch reference net with random weights and realistic random BatchNorm state.
 
@@ -114,7 +112,7 @@ def _keras_model(name, **kwargs):
                           classifier_activation=None, **kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _converted(name, dtype="float32"):
     with _floatx(dtype):
         model = _keras_model(name)
@@ -122,7 +120,7 @@ def _converted(name, dtype="float32"):
     return model
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _torch_logits(name, dtype="float32"):
     """(raw pixels, the reference's logits) computed in `dtype`."""
     pixels = _pixels(4, seed=2)

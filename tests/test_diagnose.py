@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from export import tflite
+from export import tflite, tflite_file
 from report import diagnose
-from resnet_keras.backend import keras, tf
+from resnet_keras.backend import keras
 
 layers = keras.layers
 
@@ -86,12 +86,12 @@ def test_selective_int8_keeps_the_denylist_in_float(model, images, all_layers):
     selective = diagnose.selective_int8(model, images, denylist=convs)
     assert len(selective) > len(_plain_int8(model, images))
 
+    graph = tflite_file.parse(selective)
+    float_outputs = {graph.tensors[op.outputs[0]].name for op in graph.ops
+                     if op.name == "CONV_2D" and graph.tensors[op.outputs[0]].dtype == "FLOAT32"}
+    assert set(convs) <= float_outputs
     interpreter = Interpreter(model_content=selective)
     interpreter.allocate_tensors()
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    float_outputs = {tensors[op["outputs"][0]]["name"] for op in interpreter._get_ops_details()
-                     if op["op_name"] == "CONV_2D" and op["result_types"][0] == np.float32}
-    assert set(convs) <= float_outputs
     # It runs: raw float pixels in, probabilities out, close to the Keras model.
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     interpreter.set_tensor(inp["index"], images[:1])
@@ -103,8 +103,7 @@ def test_selective_int8_keeps_the_denylist_in_float(model, images, all_layers):
 
 def test_selective_int8_takes_keras_layer_names(model, images):
     selective = diagnose.selective_int8(model, images, denylist=["conv2_conv"])
-    interpreter = Interpreter(model_content=selective)
-    assert "DEQUANTIZE" in {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "DEQUANTIZE" in {op.name for op in tflite_file.parse(selective).ops}
     with pytest.raises(ValueError, match="names no quantized op"):
         diagnose.selective_int8(model, images, denylist=["no_such_layer"])
     with pytest.raises(ValueError, match="empty"):

@@ -1,4 +1,4 @@
-"""Tests for export/edgetpu.py: the documented-rules check and the compiler wrapper."""
+"""Tests for export/edgetpu.py (the documented-rules check) and export/edgetpu_compiler.py."""
 
 import os
 import stat
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import resnet_keras as rk
-from export import tflite, edgetpu
-from resnet_keras.backend import keras, tf
+from export import edgetpu, edgetpu_compiler, tflite
+from resnet_keras.backend import keras
 
 layers = keras.layers
 
@@ -93,7 +93,7 @@ def test_unsupported_op_is_reported_not_raised(tmp_path, no_compiler):
 def test_not_a_tflite_file(tmp_path):
     path = tmp_path / "junk.tflite"
     path.write_bytes(b"this is not a flatbuffer at all")
-    with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
+    with pytest.raises(ValueError, match="junk.tflite is not a TFLite model.*TFL3"):
         edgetpu.check(path)
     with pytest.raises(FileNotFoundError):
         edgetpu.check(tmp_path / "missing.tflite")
@@ -225,3 +225,18 @@ def test_compiler_output_is_parsed(scenario, resnet20_files, tmp_path, monkeypat
         assert "More than one subgraph is not supported" in statuses
         # The rules pass, but the compiler has the last word.
         assert result["first_cpu_op"] is None and not result["compatible"]
+
+
+def test_compiler_missing_is_reported_not_raised(resnet20_files, no_compiler):
+    result = edgetpu_compiler.run(resnet20_files["int8"])
+    assert result["available"] is False and result["ran"] is False
+    assert "coral.ai/docs/edgetpu/compiler" in result["reason"]
+
+
+def test_parse_compiler_output_reads_a_repeated_table_once():
+    log = _FULL_LOG.format(model="m.tflite", out="o", stem="m")
+    parsed = edgetpu_compiler.parse_compiler_output(log + "\n" + log)
+    assert parsed["version"] == "16.0.384591198" and len(parsed["operators"]) == 10
+    # No summary lines: totals come from the table's counts.
+    assert parsed["total_ops"] == parsed["mapped_ops"] == 41 and parsed["cpu_ops"] == 0
+    assert parsed["subgraphs"] is None

@@ -12,9 +12,9 @@ import subprocess
 import sys
 
 import pytest
+from test_datasets import write_cifar  # tests/ is on sys.path under pytest
 
 from experiments import block_table, cifar10_table, degradation, paper, readme_section
-from test_datasets import write_cifar  # tests/ is on sys.path under pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""Tests for export/tflite.py, export/evaluate.py and `python -m export`."""
+"""Tests for export/tflite.py, report/evaluate.py and `python -m export`."""
 
 import json
 import os
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import resnet_keras as rk
-from export import tflite
-from report import evaluate
-from quantization import qat
-from resnet_keras.backend import keras
 from datasets import load_dataset
+from export import tflite, tflite_file
+from quantization import qat
+from report import evaluate
+from resnet_keras.backend import keras
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CALIBRATION_SIZE = 128
@@ -141,7 +141,7 @@ def test_caffe_reordering_is_folded_into_conv1(tmp_path):
     for variant in ("float32", "int8"):
         path = tmp_path / f"{variant}.tflite"
         path.write_bytes(tflite.convert(model, variant, calibration_images=images))
-        ops = {op["op_name"] for op in evaluate.load_interpreter(path)._get_ops_details()}
+        ops = {op.name for op in tflite_file.read(path).ops}
         assert not ops & {"STRIDED_SLICE", "CONCATENATION"}, ops
     scores = evaluate.predict_tflite(tmp_path / "float32.tflite", images)
     np.testing.assert_allclose(scores, model.predict(images, verbose=0), atol=1e-5)
@@ -161,12 +161,37 @@ def test_xnnpack_placement_finds_ops_left_out(tmp_path):
     assert placement["delegated"] == placement["ops"] - 1
 
 
-def test_xnnpack_placement_of_an_int8_file(exported):
-    placement = evaluate.xnnpack_placement(exported["int8"])
-    assert evaluate.xnnpack_placement(evaluate.load_interpreter(exported["int8"])) == placement
-    # uint8 input and output are requantized by LiteRT itself.
-    assert placement["not_delegated"]["QUANTIZE"] == 2
-    assert placement["delegated"] + sum(placement["not_delegated"].values()) == placement["ops"]
+# resnet20 has option-A shortcuts: a 1x1 stride-2 MAX_POOL_2D subsamples each of the two
+# downsampling shortcuts, and XNNPACK takes no 1x1 pooling, so three partitions (one per
+# stage). Integer files also keep their uint8<->int8 QUANTIZE ends and the int8 SOFTMAX.
+_RESNET20_LEFT_OUT = {"float32": {"MAX_POOL_2D": 2}, "fp16": {"MAX_POOL_2D": 2},
+                      "dynamic": {"MAX_POOL_2D": 2},
+                      "int8": {"MAX_POOL_2D": 2, "QUANTIZE": 2, "SOFTMAX": 1},
+                      "int8_qat": {"MAX_POOL_2D": 2, "QUANTIZE": 2, "SOFTMAX": 1}}
+
+
+@pytest.mark.parametrize("variant", tflite.VARIANTS)
+def test_xnnpack_placement_of_resnet20_files(exported, variant):
+    placement = evaluate.xnnpack_placement(exported[variant])
+    assert placement["not_delegated"] == _RESNET20_LEFT_OUT[variant]
+    assert placement["partitions"] == 3
+    assert placement["ops"] == len(tflite_file.read(exported[variant]).ops)
+    if variant == "int8":
+        assert evaluate.xnnpack_placement(evaluate.load_interpreter(exported[variant])) == \
+            placement
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("resnet20", {"shortcut": "B"}),  # projection shortcuts: no pooling to leave out
+    ("resnet18", {}),  # ImageNet stem: its 3x3 MAX_POOL_2D is one XNNPACK takes
+])
+def test_xnnpack_takes_a_float32_projection_net_in_one_partition(name, kwargs, tmp_path):
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(tflite.convert(
+        rk.build_model(name, input_shape=(32, 32, 3), classes=3, **kwargs), "float32"))
+    placement = evaluate.xnnpack_placement(path)
+    assert placement["partitions"] == 1 and placement["not_delegated"] == {}
+    assert placement["delegated"] == len(tflite_file.read(path).ops)
 
 
 def test_predict_checks_image_shape(exported):

@@ -48,7 +48,7 @@ def test_every_model_builds_with_paper_structure(name):
     assert {"conv1_conv", "avg_pool", "predictions"} <= names
     if spec.stem == "imagenet":
         assert {"conv1_pad", "pool1_pad", "pool1_pool"} <= names
-    convs = [l.name for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     main_path = [c for c in convs if "_0_conv" not in c]
     assert len(main_path) + 1 == spec.depth
     for stage, blocks in enumerate(spec.depths, start=2):
@@ -56,7 +56,7 @@ def test_every_model_builds_with_paper_structure(name):
             assert f"conv{stage}_block{i}_1_conv" in names
             assert f"conv{stage}_block{i}_out" in names
             assert (f"conv{stage}_block{i}_add" in names) == (spec.residual and spec.family != "v2")
-    assert not any(isinstance(l, keras.layers.Lambda) for l in model.layers)
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
 
 
 @pytest.mark.parametrize("name", _maybe_slow(list(KERAS_APPLICATIONS_PARAMS)))
@@ -115,7 +115,7 @@ def test_option_a_shortcut_is_strided_identity_with_zero_channels():
 
 def test_option_b_projects_only_where_shape_changes():
     model = rk.build_model("resnet20", shortcut="B", classes=10)
-    names = {l.name for l in model.layers}
+    names = {layer.name for layer in model.layers}
     assert {"conv3_block1_0_conv", "conv4_block1_0_conv"} <= names
     assert "conv2_block1_0_conv" not in names
 
@@ -242,7 +242,8 @@ def test_bad_options_have_clear_messages(kwargs, match):
 def test_weights_file_that_does_not_fit_names_the_layer(tmp_path):
     path = str(tmp_path / "v1.h5")
     rk.build_model("resnet18", variant="v1", input_shape=(32, 32, 3)).save_weights(path)
-    with pytest.raises(ValueError, match=r"'conv1_conv' expects weights of shapes \[\(7, 7, 3, 64\)\]"):
+    with pytest.raises(ValueError,
+                       match=r"'conv1_conv' expects weights of shapes \[\(7, 7, 3, 64\)\]"):
         rk.build_model("resnet18", variant="v1.5", input_shape=(32, 32, 3), weights=path)
     cifar_path = str(tmp_path / "r20.h5")
     rk.build_model("resnet20").save_weights(cifar_path)

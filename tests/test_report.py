@@ -1,64 +1,18 @@
-"""Tests for export/report.py: rendering a hand-made report.json dict."""
+"""Tests for report/render.py: rendering a hand-made report.json dict (tests/conftest.py)."""
 
 import copy
 import json
+import pathlib
 import re
 
 import pytest
 
 from report import render as report_lib
+from report.decide import decide
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _latency(one, many):
-    return {"1_thread": {"median_ms": one, "min_ms": one * 0.9, "max_ms": one * 1.2},
-            "all_threads": {"median_ms": many, "min_ms": many * 0.9, "max_ms": many * 1.3}}
-
-
-def _edgetpu(compatible, first=None):
-    ops = [{"index": 0, "op": "CONV_2D", "version": 3, "output": "conv1",
-            "supported": compatible, "placement": "edgetpu" if compatible else "cpu",
-            "reason": "in the supported-operations table" if compatible
-            else "tensors not 8-bit quantized: input 'x' FLOAT32"}]
-    return {"file": "x.tflite", "compatible": compatible, "first_cpu_op": first,
-            "mapped_ops_estimate": 1 if compatible else 0, "total_ops": 1, "ops": ops,
-            "notes": ["a note"],
-            "compiler": {"available": False, "ran": False, "reason": "not on PATH",
-                         "mapped_ops": None, "total_ops": None, "path": None}}
-
-
-@pytest.fixture
-def report():
-    return {
-        "model": "resnet20", "dataset": "digits", "num_test": 360, "num_classes": 10,
-        "created": "2025-01-01T00:00:00", "machine": {"cpu_count": 2, "platform": "Linux"},
-        "variants": [
-            {"variant": "keras_float", "file": None, "size_bytes": None, "top1": 0.9750,
-             "top5": 0.9990, "top1_delta_points": 0.0, "agreement": 1.0,
-             "latency_ms": None, "edgetpu": None},
-            {"variant": "float32", "file": "runs/x/resnet20_float32.tflite",
-             "size_bytes": 1_100_000, "top1": 0.9750, "top5": 0.9990,
-             "top1_delta_points": 0.0, "agreement": 1.0, "latency_ms": _latency(2.0, 1.5),
-             "edgetpu": _edgetpu(False, first=0)},
-            {"variant": "int8", "file": "runs/x/resnet20_int8.tflite", "size_bytes": 310_000,
-             "top1": 0.9722, "top5": None, "top1_delta_points": -0.28, "agreement": 0.9917,
-             "latency_ms": _latency(1.0, 0.6), "edgetpu": _edgetpu(True),
-             "xnnpack": {"ops": 41, "delegated": 36, "partitions": 3,
-                         "not_delegated": {"MAX_POOL_2D": 2, "QUANTIZE": 2, "SOFTMAX": 1}}},
-        ],
-        "diagnosis": {
-            "layers": [{"rank": 1, "tensor_name": "resnet20/conv4_block3_out/Relu",
-                        "keras_layers": ["conv4_block3_out"], "op_name": "ADD",
-                        "tensor_index": 82, "num_elements": 64, "stddev": 0.01,
-                        "mean_error": 0.0, "max_abs_error": 0.05, "mean_squared_error": 1e-4,
-                        "rmse": 0.01, "scale": 0.02, "zero_point": -128,
-                        "rmse_per_scale": 0.5}],
-            "selective": {"denylist": ["resnet20/conv4_block3_out/Relu"], "file": "sel.tflite",
-                          "size_bytes": 330_000, "top1": 0.9750, "top5": None,
-                          "top1_delta_points": 0.0, "agreement": 0.997},
-        },
-    }
 
 
 def _table_rows(markdown):
@@ -180,3 +134,38 @@ def test_terminal_table_lines_up(report):
     lines = table.splitlines()
     assert len(lines) == 2 + len(report["variants"])
     assert re.match(r"int8\s+302\.7\s+28\.18\s+97\.22\s+—\s+-0\.28", lines[-1])
+
+
+def test_write_saves_the_decision_and_renders_the_verdict_from_it(report, tmp_path):
+    paths = report_lib.write(report, tmp_path)
+    data = json.loads(paths["json"].read_text())
+    assert data["decision"] == decide(copy.deepcopy(report))
+    assert data["decision"]["ship"] == "int8"
+    # The verdict reads the saved decision, not the variants: a stricter
+    # saved decision is what the paragraph says.
+    data["decision"] = decide(data, threshold_points=0.1)
+    text = report_lib.verdict(data)
+    assert "outside the 0.1-point budget" in text and "int8 is not good enough" in text
+
+
+def test_committed_report_renders_as_before_with_or_without_a_decision():
+    folder = ROOT / "docs" / "results" / "default_run"
+    data = json.loads((folder / "report.json").read_text())
+    # report.md was rendered from this report.json before `decision` existed.
+    before = (folder / "report.md").read_text()
+    decided = json.loads(json.dumps({**data, "decision": decide(data)}))
+    for report in (data, decided):
+        assert report_lib.render_markdown(report, chart="report.png") == before
+
+
+def test_edgetpu_status_is_the_same_in_table_section_and_verdict(report):
+    report["variants"][2]["edgetpu"]["compiler"] = {
+        "available": True, "ran": True, "ok": True, "version": "16.0", "mapped_ops": 1,
+        "total_ops": 1, "path": "/x/resnet20_int8_edgetpu.log"}
+    markdown = report_lib.render_markdown(report)
+    assert _table_rows(markdown)["int8"]["Edge TPU"] == "yes (compiler: 1/1 ops)"
+    assert "  - compiler 16.0: ok, 1 of 1 ops mapped, `resnet20_int8_edgetpu.log`" in markdown
+    assert "Its file maps fully onto the Edge TPU (edgetpu_compiler 16.0 mapped 1 of 1 ops)." \
+        in markdown
+    assert ("- **float32**: not compatible; op #0 and the 0 after it would run on the CPU, "
+            "starting with CONV_2D: tensors not 8-bit quantized") in markdown

@@ -268,8 +268,8 @@ def train(config, run, dataset) -> dict:
                 if os.path.exists(run.backup) else "No checkpoint had been saved yet.")
         raise TrainingDiverged(
             f"The loss became NaN at epoch {epoch}, step {step}; training stopped. {kept} "
-            f"Lower the learning rate (--train.learning_rate, now {cfg.learning_rate}) or add warmup "
-            f"(--train.warmup_epochs 1).")
+            f"Lower the learning rate (--train.learning_rate, now {cfg.learning_rate}) or add "
+            f"warmup (--train.warmup_epochs 1).")
     if os.path.exists(run.history):
         plot_history(run.history, run.training_curve)
 

@@ -13,6 +13,11 @@ import json
 import os
 
 
+def _file(*parts):
+    """A read-only attribute: the path of `parts` inside the run directory."""
+    return property(lambda self: os.path.join(self.root, *parts))
+
+
 @dataclasses.dataclass(frozen=True)
 class RunDir:
     """The files of one run directory.
@@ -26,41 +31,38 @@ class RunDir:
     def __post_init__(self):
         object.__setattr__(self, "root", os.fspath(self.root))
 
-    def _path(self, *parts):
-        return os.path.join(self.root, *parts)
-
     # The pipeline's own bookkeeping.
-    config = property(lambda self: self._path("config.json"))
-    state = property(lambda self: self._path("state.json"))
-    timing = property(lambda self: self._path("timing.json"))
+    config = _file("config.json")
+    state = _file("state.json")
+    timing = _file("timing.json")
     # The train stage.
-    history = property(lambda self: self._path("history.csv"))
-    training_curve = property(lambda self: self._path("training_curve.png"))
-    last_model = property(lambda self: self._path("last.keras"))
+    history = _file("history.csv")
+    training_curve = _file("training_curve.png")
+    last_model = _file("last.keras")
     # Written only when the dataset has a validation split to choose it on.
-    best_model = property(lambda self: self._path("best.keras"))
-    backup = property(lambda self: self._path("backup"))
-    logs = property(lambda self: self._path("logs"))
-    train_result = property(lambda self: self._path("train_result.json"))
+    best_model = _file("best.keras")
+    backup = _file("backup")
+    logs = _file("logs")
+    train_result = _file("train_result.json")
     # The qat stage.
-    qat_model = property(lambda self: self._path("qat.keras"))
-    qat_result = property(lambda self: self._path("qat_result.json"))
+    qat_model = _file("qat.keras")
+    qat_result = _file("qat_result.json")
     # The export stage.
-    export_dir = property(lambda self: self._path("export"))
-    manifest = property(lambda self: self._path("export", "manifest.json"))
+    export_dir = _file("export")
+    manifest = _file("export", "manifest.json")
     # The report stage.
-    report_json = property(lambda self: self._path("report.json"))
-    report_markdown = property(lambda self: self._path("report.md"))
-    report_chart = property(lambda self: self._path("report.png"))
-    android_dir = property(lambda self: self._path("android"))
+    report_json = _file("report.json")
+    report_markdown = _file("report.md")
+    report_chart = _file("report.png")
+    android_dir = _file("android")
 
     def android_bundle(self, variant):
         """The Android bundle folder of one exported variant."""
-        return self._path("android", variant)
+        return os.path.join(self.android_dir, variant)
 
     def exported_file(self, name):
         """A file inside `export_dir`, e.g. a name from the manifest."""
-        return self._path("export", name)
+        return os.path.join(self.export_dir, name)
 
     def relative(self, path):
         """`path` relative to the run directory, as messages and manifests show it."""

@@ -1,0 +1,53 @@
+"""Fixtures shared by several test modules: a hand-made report.json dict."""
+
+import pytest
+
+
+def _latency(one, many):
+    return {"1_thread": {"median_ms": one, "min_ms": one * 0.9, "max_ms": one * 1.2},
+            "all_threads": {"median_ms": many, "min_ms": many * 0.9, "max_ms": many * 1.3}}
+
+
+def _edgetpu(compatible, first=None):
+    ops = [{"index": 0, "op": "CONV_2D", "version": 3, "output": "conv1",
+            "supported": compatible, "placement": "edgetpu" if compatible else "cpu",
+            "reason": "in the supported-operations table" if compatible
+            else "tensors not 8-bit quantized: input 'x' FLOAT32"}]
+    return {"file": "x.tflite", "compatible": compatible, "first_cpu_op": first,
+            "mapped_ops_estimate": 1 if compatible else 0, "total_ops": 1, "ops": ops,
+            "notes": ["a note"],
+            "compiler": {"available": False, "ran": False, "reason": "not on PATH",
+                         "mapped_ops": None, "total_ops": None, "path": None}}
+
+
+@pytest.fixture
+def report():
+    return {
+        "model": "resnet20", "dataset": "digits", "num_test": 360, "num_classes": 10,
+        "created": "2025-01-01T00:00:00", "machine": {"cpu_count": 2, "platform": "Linux"},
+        "variants": [
+            {"variant": "keras_float", "file": None, "size_bytes": None, "top1": 0.9750,
+             "top5": 0.9990, "top1_delta_points": 0.0, "agreement": 1.0,
+             "latency_ms": None, "edgetpu": None},
+            {"variant": "float32", "file": "runs/x/resnet20_float32.tflite",
+             "size_bytes": 1_100_000, "top1": 0.9750, "top5": 0.9990,
+             "top1_delta_points": 0.0, "agreement": 1.0, "latency_ms": _latency(2.0, 1.5),
+             "edgetpu": _edgetpu(False, first=0)},
+            {"variant": "int8", "file": "runs/x/resnet20_int8.tflite", "size_bytes": 310_000,
+             "top1": 0.9722, "top5": None, "top1_delta_points": -0.28, "agreement": 0.9917,
+             "latency_ms": _latency(1.0, 0.6), "edgetpu": _edgetpu(True),
+             "xnnpack": {"ops": 41, "delegated": 36, "partitions": 3,
+                         "not_delegated": {"MAX_POOL_2D": 2, "QUANTIZE": 2, "SOFTMAX": 1}}},
+        ],
+        "diagnosis": {
+            "layers": [{"rank": 1, "tensor_name": "resnet20/conv4_block3_out/Relu",
+                        "keras_layers": ["conv4_block3_out"], "op_name": "ADD",
+                        "tensor_index": 82, "num_elements": 64, "stddev": 0.01,
+                        "mean_error": 0.0, "max_abs_error": 0.05, "mean_squared_error": 1e-4,
+                        "rmse": 0.01, "scale": 0.02, "zero_point": -128,
+                        "rmse_per_scale": 0.5}],
+            "selective": {"denylist": ["resnet20/conv4_block3_out/Relu"], "file": "sel.tflite",
+                          "size_bytes": 330_000, "top1": 0.9750, "top5": None,
+                          "top1_delta_points": 0.0, "agreement": 0.997},
+        },
+    }

@@ -1,0 +1,1 @@
+"""Maintenance commands: `python -m tools.update_readme` renders README.md from measured JSON."""
