@@ -1,4 +1,4 @@
-"""Tests for export/diagnose.py: per-layer int8 errors and selective int8."""
+"""Tests for report/diagnose.py: per-layer int8 errors and selective int8."""
 
 import math
 

@@ -1,4 +1,7 @@
-"""Tests for export/pipeline.py through train.py: all four stages over one run directory."""
+"""Tests for pipeline.py, export/run.py and report/run.py through train.py.
+
+All four stages over one run directory.
+"""
 
 import json
 import os
