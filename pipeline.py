@@ -10,6 +10,7 @@ and prints one progress line when it starts and one when it is done.
 
 import logging
 import os
+import resource
 import sys
 import time
 
@@ -113,6 +114,11 @@ def existing_run(run, overrides):
     return config
 
 
+def _peak_rss_mb():
+    """The process's peak resident memory so far, in MB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def _completed(run):
     return run.read_json(run.state)["completed"] if os.path.exists(run.state) else []
 
@@ -146,7 +152,7 @@ def run(config, run_dir, *, skip_completed=False):
     dataset = load_dataset(config.data.dataset, data_dir=config.data.data_dir,
                            image_size=config.data.image_size, val_split=config.data.val_split,
                            seed=config.train.seed)
-    summaries, timing = {}, {}
+    summaries, timing, peak_rss = {}, {}, {}
     for stage in config_lib.STAGES:
         if stage not in config.stages:
             continue
@@ -159,10 +165,13 @@ def run(config, run_dir, *, skip_completed=False):
         completed = sorted(set(completed) | {stage}, key=config_lib.STAGES.index)
         run_dir.write_json(run_dir.state, {"completed": completed})
         timing[stage] = round(time.time() - stage_start, 1)
+        peak_rss[stage] = _peak_rss_mb()
         details = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in summaries[stage].items())
         logger.info("[%s] done in %.1f s: %s", stage, time.time() - stage_start, details)
     total = time.time() - start
-    run_dir.write_json(run_dir.timing, {"stages": timing, "total_seconds": round(total, 1)})
+    # Peak memory is the process's so far: each stage's figure includes the earlier ones.
+    run_dir.write_json(run_dir.timing, {"stages": timing, "total_seconds": round(total, 1),
+                                        "peak_rss_mb": peak_rss})
     logger.info("all stages done in %.1f s; outputs in %s", total, run_dir.root)
     return summaries

@@ -148,6 +148,42 @@ def _chosen(entry, report):
             "edgetpu": edgetpu_status(entry.get("edgetpu"))}
 
 
+def qat_gain(report, *, standard_error):
+    """What quantization-aware training bought, judged fairly.
+
+    int8_qat's Δ against keras_float counts QAT's extra fine-tuning epochs as
+    if they were a quantization gain. Here the QAT Keras model (fake-quant)
+    is the reference of the int8_qat file (the conversion's fidelity), and
+    int8_qat is compared with int8 PTQ of the same float model.
+
+    Args:
+        report: the report dict, with `keras_qat` and `int8_qat` variants and
+            the report's `qat` facts.
+        standard_error: float points, the test set's standard error of a top-1.
+
+    Returns:
+        None without both variants; else a dict: `epochs` (QAT's extra
+        fine-tuning epochs), `keras_qat_top1`, `keras_qat_delta_points`
+        (against keras_float), `conversion_agreement` (int8_qat's top-1
+        agreement with the QAT Keras model), `over_int8_points` (int8_qat
+        top-1 minus int8's, or None without int8) and `within_noise`
+        (|over_int8_points| <= 2 standard errors).
+    """
+    by_name = entries(report)
+    if "keras_qat" not in by_name or "int8_qat" not in by_name:
+        return None
+    keras_qat, int8_qat = by_name["keras_qat"], by_name["int8_qat"]
+    facts = report.get("qat") or {}
+    over = (100.0 * (int8_qat["top1"] - by_name["int8"]["top1"]) if "int8" in by_name
+            else None)
+    return {"epochs": facts.get("epochs"), "keras_qat_top1": keras_qat["top1"],
+            "keras_qat_delta_points": delta(keras_qat, reference(report)),
+            "conversion_agreement": facts.get("int8_qat_agreement"),
+            "over_int8_points": over,
+            "within_noise": (over is not None and bool(standard_error)
+                             and abs(over) <= 2 * standard_error)}
+
+
 def decide(report, *, threshold_points=VERDICT_POINTS):
     """Whether int8 is good enough, which file to ship, and the numbers behind it.
 
@@ -168,7 +204,8 @@ def decide(report, *, threshold_points=VERDICT_POINTS):
         `variant`, `delta_points`, `size_vs_float32`, `speedup_vs_float32`,
         `edgetpu` from `edgetpu_status`); and when int8 is not good enough,
         `fallback` (`variant`, `delta_points`, `size_bytes` of fp16, or None)
-        and `next_step` (`int8_qat` when not measured yet, or None).
+        and `next_step` (`int8_qat` when not measured yet, or None); `qat`
+        (from `qat_gain`, or None).
 
     Raises:
         ValueError: a malformed report, or a negative threshold.
@@ -182,7 +219,7 @@ def decide(report, *, threshold_points=VERDICT_POINTS):
     decision = {"threshold_points": threshold_points, "reference": None,
                 "num_test": num_test, "one_image_points": None, "standard_error_points": None,
                 "candidates": [], "selective": None, "good_enough": None, "ship": None,
-                "chosen": None, "fallback": None, "next_step": None}
+                "chosen": None, "fallback": None, "next_step": None, "qat": None}
     if ref is None:
         return decision
     decision["reference"] = {"variant": ref["variant"], "top1": ref["top1"]}
@@ -196,6 +233,7 @@ def decide(report, *, threshold_points=VERDICT_POINTS):
         _candidate(entry, ref, threshold_points=threshold_points,
                    standard_error=decision["standard_error_points"]) for entry in int8]
     decision["selective"] = _selective(report, ref)
+    decision["qat"] = qat_gain(report, standard_error=decision["standard_error_points"])
     if not int8:
         return decision
     good = [entry for entry, candidate in zip(int8, decision["candidates"])

@@ -123,6 +123,9 @@ def verdict(report):
         if candidate["within_noise"]:
             text += "; a difference this small (≤ 2 standard errors) is noise on this test set"
         sentences.append(text + ".")
+    qat = decision.get("qat")
+    if qat:
+        sentences.append(_qat_sentence(qat))
     selective = decision["selective"]
     if selective:
         kept = selective["layers_in_float"]
@@ -152,6 +155,22 @@ def verdict(report):
                      f"thing to try")
     sentences += [text + ".", _edgetpu_sentence(chosen["variant"], chosen["edgetpu"])]
     return " ".join(sentences)
+
+
+def _qat_sentence(qat):
+    epochs = (f"{qat['epochs']} more epoch{'s' if qat['epochs'] != 1 else ''}"
+              if qat["epochs"] is not None else "more epochs")
+    text = (f"QAT fine-tuned the float model {epochs}: its Keras model (fake-quantized) "
+            f"scores {100 * qat['keras_qat_top1']:.2f}% ({qat['keras_qat_delta_points']:+.2f} "
+            f"points against Keras float)")
+    if qat["conversion_agreement"] is not None:
+        text += (f", and the int8_qat file agrees with it on "
+                 f"{100 * qat['conversion_agreement']:.2f}% of images")
+    if qat["over_int8_points"] is not None:
+        text += (f"; int8_qat is {qat['over_int8_points']:+.2f} points against int8 PTQ, "
+                 + ("within the noise: QAT's gain is not shown on this test set"
+                    if qat["within_noise"] else "beyond 2 standard errors"))
+    return text + "."
 
 
 def _edgetpu_sentence(variant, status):

@@ -14,7 +14,7 @@ import numpy as np
 
 from export import android, edgetpu
 from export.run import load_manifest
-from quantization.finetune import load_float_model
+from quantization.finetune import load_float_model, load_run_qat_model
 from report import diagnose, evaluate
 from report import render as report_lib
 
@@ -75,6 +75,17 @@ def report_run(config, run, dataset) -> dict:
     float_top1 = evaluate.classification_metrics(reference, labels)["top1"]
     entries = [_entry("keras_float", file=None, scores=reference, labels=labels,
                       reference=reference, float_top1=float_top1)]
+    qat = None
+    if "int8_qat" in paths:
+        # The QAT Keras model (fake-quantized) on its own: int8_qat's Δ against
+        # keras_float mixes QAT's extra fine-tuning with quantization, and its
+        # agreement with this model is the conversion's fidelity alone.
+        qat_scores = load_run_qat_model(run).predict(images.astype("float32"), batch_size=64,
+                                                     verbose=0)
+        entries.append(_entry("keras_qat", file=None, scores=qat_scores, labels=labels,
+                              reference=reference, float_top1=float_top1))
+        qat_result = run.read_json(run.qat_result) if os.path.exists(run.qat_result) else {}
+        qat = {"epochs": qat_result.get("epochs"), "keras_top1": entries[-1]["top1"]}
     # All files timed in the same turns, so that their ratios hold under load.
     latencies = {threads: evaluate.measure_latency(paths, num_threads=count,
                                                    runs=config.export.latency_runs)
@@ -82,11 +93,14 @@ def report_run(config, run, dataset) -> dict:
     for variant, path in paths.items():
         latency = {threads: timed[variant] for threads, timed in latencies.items()}
         interpreter = evaluate.load_interpreter(path)
-        entries.append(_entry(variant, file=path,
-                              scores=evaluate.predict_tflite(interpreter, images),
-                              labels=labels, reference=reference, float_top1=float_top1,
-                              latency=latency, check=edgetpu.check(path),
+        scores = evaluate.predict_tflite(interpreter, images)
+        entries.append(_entry(variant, file=path, scores=scores, labels=labels,
+                              reference=reference, float_top1=float_top1, latency=latency,
+                              check=edgetpu.check(path),
                               xnnpack=evaluate.xnnpack_placement(interpreter)))
+        if variant == "int8_qat":
+            qat["int8_qat_agreement"] = evaluate.classification_metrics(
+                scores, labels, reference_predictions=qat_scores)["agreement"]
         bundle_entry = entries[-1]
         android.write_bundle(path, out_dir=run.android_bundle(variant),
                              labels=list(dataset.class_names), report_entry=bundle_entry)
@@ -112,6 +126,7 @@ def report_run(config, run, dataset) -> dict:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "variants": entries,
+        "qat": qat,
         "diagnosis": diagnosis,
     }
     report_lib.write(report, run)

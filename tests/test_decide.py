@@ -90,3 +90,35 @@ def test_edgetpu_status(report):
     assert status["first_cpu_op"] == {"index": 0, "op": "CONV_2D",
                                       "reason": "tensors not 8-bit quantized: input 'x' FLOAT32"}
     assert status["mapped_ops"] is None
+
+
+def _with_qat(report, *, qat_top1, int8_qat_top1):
+    report["variants"] += [
+        {"variant": "keras_qat", "file": None, "size_bytes": None, "top1": qat_top1,
+         "top5": None, "top1_delta_points": round(100 * (qat_top1 - 0.975), 4),
+         "agreement": 0.99},
+        {"variant": "int8_qat", "file": "q.tflite", "size_bytes": 300_000,
+         "top1": int8_qat_top1, "top5": None,
+         "top1_delta_points": round(100 * (int8_qat_top1 - 0.975), 4), "agreement": 0.99}]
+    report["qat"] = {"epochs": 3, "keras_top1": qat_top1, "int8_qat_agreement": 0.995}
+    return report
+
+
+def test_qat_gain_is_judged_against_int8_ptq_and_the_noise(report):
+    # 0.28 points over int8 PTQ on 360 images: within 2 standard errors (2 x 0.82).
+    decision = decide(_with_qat(report, qat_top1=0.9778, int8_qat_top1=0.9750))
+    qat = decision["qat"]
+    assert qat["epochs"] == 3 and qat["conversion_agreement"] == 0.995
+    assert qat["keras_qat_delta_points"] == pytest.approx(0.28)
+    assert qat["over_int8_points"] == pytest.approx(0.28) and qat["within_noise"]
+    text = render.verdict({**report, "decision": decision})
+    assert "QAT fine-tuned the float model 3 more epochs" in text
+    assert "the int8_qat file agrees with it on 99.50% of images" in text
+    assert "within the noise: QAT's gain is not shown on this test set" in text
+
+
+def test_a_qat_gain_beyond_the_noise_is_called_so(report):
+    report["variants"][2].update(top1=0.90, top1_delta_points=-7.5)
+    qat = decide(_with_qat(report, qat_top1=0.975, int8_qat_top1=0.9722))["qat"]
+    assert qat["over_int8_points"] == pytest.approx(7.22) and not qat["within_noise"]
+    assert decide({**report, "variants": report["variants"][:3]})["qat"] is None

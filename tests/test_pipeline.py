@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,9 +35,25 @@ def test_all_stages_write_report_and_files(finished_run):
         assert f"[{stage}] done in" in stdout
     report = json.loads((run_dir / "report.json").read_text())
     variants = [e["variant"] for e in report["variants"]]
-    assert variants == ["keras_float", "float32", "fp16", "dynamic", "int8", "int8_qat"]
+    assert variants == ["keras_float", "keras_qat", "float32", "fp16", "dynamic", "int8",
+                        "int8_qat"]
     assert report["num_test"] == 360 and report["num_classes"] == 10
-    for entry in report["variants"][1:]:
+    # QAT judged fairly: the QAT Keras model is measured itself and int8_qat against it.
+    qat_result = json.loads((run_dir / "qat_result.json").read_text())
+    assert report["qat"]["keras_top1"] == report["variants"][1]["top1"]
+    assert report["qat"]["keras_top1"] == pytest.approx(qat_result["test_top1"], abs=1e-6)
+    assert report["qat"]["epochs"] == qat_result["epochs"] == 1
+    # The conversion's fidelity, recomputed from the files themselves.
+    from datasets import load_dataset
+    from quantization.qat import load_qat_model
+    from report import evaluate
+    images, _ = load_dataset("digits").test_arrays()
+    keras_qat = load_qat_model(run_dir / "qat.keras").predict(images.astype("float32"), verbose=0)
+    int8_qat = evaluate.predict_tflite(run_dir / "export" / "resnet20_int8_qat.tflite", images)
+    assert report["qat"]["int8_qat_agreement"] == np.mean(
+        keras_qat.argmax(-1) == int8_qat.argmax(-1))
+    assert report["decision"]["qat"]["conversion_agreement"] == report["qat"]["int8_qat_agreement"]
+    for entry in report["variants"][2:]:
         assert (run_dir / "export" / entry["file"]).stat().st_size == entry["size_bytes"]
         assert entry["latency_ms"]["1_thread"]["median_ms"] > 0
         assert entry["edgetpu"]["compatible"] == entry["variant"].startswith("int8")
@@ -48,7 +65,7 @@ def test_all_stages_write_report_and_files(finished_run):
             if entry["variant"].startswith("int8") else {"MAX_POOL_2D": 2})
         card = json.loads((run_dir / "android" / entry["variant"] / "model_card.json").read_text())
         assert card["labels"] == [str(i) for i in range(10)]
-    float32 = report["variants"][1]
+    float32 = report["variants"][2]
     assert float32["agreement"] >= 0.997
     markdown = (run_dir / "report.md").read_text()
     assert all(v in markdown for v in variants)

@@ -1,12 +1,13 @@
 """Regenerates the measured sections of README.md from the code that measures them.
 
-    python -m tools.update_readme                       # model table only
-    python -m tools.update_readme --run runs/X          # also the default run's results
+    python -m tools.update_readme                                  # render what is committed
+    python -m tools.update_readme --run runs/X                     # copy the default run first
+    python -m tools.update_readme --run runs/Y --as fashion_mnist  # or the Fashion-MNIST run
 
 Sections sit between `<!-- NAME:begin -->` and `<!-- NAME:end -->` markers;
-nothing between them is typed by hand. `--run` copies the run's report.json,
-report.md, report.png, train_result.json and training_curve.png into
-docs/results/default_run/ and renders the README's results from those files.
+nothing between them is typed by hand. `--run` copies a run's JSON, report and
+figures into docs/results/<name>/ (laid out as a run directory); each
+committed run renders into its own README section.
 """
 
 import argparse
@@ -17,10 +18,15 @@ import sys
 from training.run_dir import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The committed copy of a run is laid out as a run directory.
-RESULTS = RunDir(os.path.join(ROOT, "docs", "results", "default_run"))
+# Committed runs: {name under docs/results/: README section}.
+RUNS = {"default_run": "results", "fashion_mnist": "results-fashion-mnist"}
 COPIED = ("report_json", "report_markdown", "report_chart", "train_result", "qat_result",
           "training_curve", "config", "timing")
+
+
+def committed(name):
+    """The committed copy of run `name`, laid out as a run directory."""
+    return RunDir(os.path.join(ROOT, "docs", "results", name))
 
 
 def models_section(rows) -> str:
@@ -35,18 +41,23 @@ def models_section(rows) -> str:
         align="lllrrrr")
 
 
-def results_section() -> str:
+def results_section(run) -> str:
+    """A committed run's training line, stage times and report, from its JSON."""
     from report.render import render_markdown
-    report = RESULTS.read_json(RESULTS.report_json)
-    train_result = RESULTS.read_json(RESULTS.train_result)
+
+    report = run.read_json(run.report_json)
+    train_result = run.read_json(run.train_result)
     lines = [f"Float training: test top-1 **{100 * train_result['test_top1']:.2f}%** after "
              f"{train_result['epochs']} epochs in {train_result['seconds']:.0f} s "
              f"({train_result['images_per_second']:.0f} images/s)."]
-    if os.path.exists(RESULTS.timing):
-        timing = RESULTS.read_json(RESULTS.timing)
+    if os.path.exists(run.timing):
+        timing = run.read_json(run.timing)
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in timing["stages"].items())
-        lines.append(f"Whole job: **{timing['total_seconds']:.0f} s** ({stages}).")
-    folder = os.path.relpath(RESULTS.root, ROOT)
+        line = f"Whole job: **{timing['total_seconds']:.0f} s** ({stages})"
+        if timing.get("peak_rss_mb"):
+            line += f"; peak memory {max(timing['peak_rss_mb'].values()):,.0f} MB"
+        lines.append(line + ".")
+    folder = os.path.relpath(run.root, ROOT)
     lines += ["", render_markdown(report), "",
               f"![accuracy against size and latency]({folder}/report.png)",
               f"![training curve]({folder}/training_curve.png)"]
@@ -56,7 +67,9 @@ def results_section() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", help="a finished run directory of train.py")
+    parser.add_argument("--run", help="a finished run directory of train.py to commit")
+    parser.add_argument("--as", dest="name", default="default_run", choices=list(RUNS),
+                        help="which committed run it becomes (default %(default)s)")
     args = parser.parse_args(argv)
     from report.markdown import replace_section
     from resnet_keras.__main__ import summary_rows
@@ -66,17 +79,18 @@ def main(argv=None) -> int:
         text = f.read()
     text = replace_section(text, "models", models_section(summary_rows()))
     if args.run:
-        run = RunDir(args.run)
-        os.makedirs(RESULTS.root, exist_ok=True)
+        run, target = RunDir(args.run), committed(args.name)
+        os.makedirs(target.root, exist_ok=True)
         for name in COPIED:
             if os.path.exists(getattr(run, name)):
-                shutil.copy(getattr(run, name), getattr(RESULTS, name))
+                shutil.copy(getattr(run, name), getattr(target, name))
     paper = os.path.join(ROOT, "docs", "experiments", "README_section.md")
     if os.path.exists(paper):  # written by `python -m experiments.readme_section` from the JSON
         with open(paper) as f:
             text = replace_section(text, "paper", f.read())
-    if os.path.exists(RESULTS.report_json):
-        text = replace_section(text, "results", results_section())
+    for name, section in RUNS.items():
+        if os.path.exists(committed(name).report_json):
+            text = replace_section(text, section, results_section(committed(name)))
     with open(path, "w") as f:
         f.write(text)
     return 0
