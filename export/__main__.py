@@ -4,7 +4,9 @@
     python -m export --model runs/x/last.keras --qat-model runs/x/qat.keras \\
         --variants float32,int8,int8_qat --dataset digits --out runs/x/export
 
-Every file runs in LiteRT on the dataset's whole test split; the table gives
+Every file carries TFLite metadata with the dataset's class names as
+`labels.txt` (export/metadata.py), so MediaPipe Tasks' ImageClassifier loads it
+with no options. Every file runs in LiteRT on the dataset's whole test split; the table gives
 its size, top-1 accuracy and top-1 agreement with the Keras model. The
 float32 file must reproduce the Keras model (top-1 agreement of at least
 `FLOAT32_MIN_AGREEMENT`), else the exit status is 1. The results are also
@@ -80,7 +82,7 @@ def run(args):
     """Converts, evaluates and prints; returns the exit status."""
     _check_paths(args)
     from datasets import load_dataset
-    from export import tflite
+    from export import metadata, tflite
     from report import evaluate
 
     variants = _variants(args)
@@ -102,6 +104,10 @@ def run(args):
     paths = tflite.export_variants(model, out_dir=out_dir, variants=variants,
                                    qat_model=qat_model, calibration_images=calibration,
                                    io_dtype=args.io_dtype)
+    for path in paths.values():
+        metadata.write(path, labels=dataset.class_names,
+                       version=os.path.relpath(args.model, os.path.dirname(os.path.dirname(
+                           os.path.abspath(args.model)))))
 
     images, labels = dataset.test_arrays()
     reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)

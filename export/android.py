@@ -1,8 +1,10 @@
 """An Android bundle for a .tflite model: the model, its labels and a model card.
 
 The card is read from the file itself (input and output shapes, types and
-quantization), so the app code in docs/android.md never hard-codes them.
-Our models take raw RGB pixels: the normalization is a layer inside the model.
+quantization, its TFLite metadata), so the app code in docs/android.md never
+hard-codes them. Our models take raw RGB pixels: the normalization is a layer
+inside the model. A file without metadata gets it here (export/metadata.py),
+so MediaPipe Tasks' ImageClassifier reads the labels from the model itself.
 
     >>> bundle = android.write_bundle("runs/x/resnet20_int8.tflite", out_dir="runs/x/android",
     ...                               labels=dataset.class_names, report_entry=entry)
@@ -13,11 +15,11 @@ import json
 import pathlib
 import shutil
 
-from export import tflite_file
+from export import metadata, tflite_file
 
 PIXELS = "raw RGB 0..255, HWC, no normalization: it is inside the model"
 CARD_FILE = "model_card.json"
-LABELS_FILE = "labels.txt"
+LABELS_FILE = metadata.LABELS_FILE
 # An input scale this close to 1 with zero point 0 means a byte is the pixel.
 _RAW_BYTES_TOLERANCE = 1e-3
 _REPORT_FIELDS = ("variant", "top1", "top5", "top1_delta_points", "agreement", "size_bytes")
@@ -59,21 +61,6 @@ def _output_card(tensor):
     return card
 
 
-def _check_labels(labels, classes, path):
-    if isinstance(labels, (str, bytes, pathlib.Path)):
-        raise ValueError("labels must be a list of class names in class-index order, "
-                         f"not {type(labels).__name__} {labels!r}.")
-    labels = [str(label) for label in labels]
-    if len(labels) != classes:
-        raise ValueError(f"{len(labels)} labels given for a model with {classes} output "
-                         f"classes ({path}); pass one label per class, in class-index order.")
-    bad = [label for label in labels if not label.strip() or "\n" in label or "\r" in label]
-    if bad:
-        raise ValueError(f"labels must be non-empty and on one line (labels.txt holds one "
-                         f"per line), got {bad!r}.")
-    return labels
-
-
 def _report_card(entry, size_bytes, path):
     if entry is None:
         return None
@@ -93,6 +80,9 @@ def _report_card(entry, size_bytes, path):
 def write_bundle(tflite_path, *, out_dir, labels, report_entry=None):
     """Writes `<name>.tflite`, `labels.txt` and `model_card.json` into a folder.
 
+    The model file is a copy of `tflite_path`; where that file has no TFLite
+    metadata yet, the copy gets it (with `labels`), the original is left as is.
+
     Args:
         tflite_path: str or Path, a .tflite file (its stem names the bundle's
             model file).
@@ -105,7 +95,8 @@ def write_bundle(tflite_path, *, out_dir, labels, report_entry=None):
     Returns:
         The bundle folder as a Path. The card holds `model_file`,
         `labels_file`, `size_bytes`, `sha256`, `num_classes`, `labels`,
-        `input` (`name`, `shape`, `dtype`, `scale`, `zero_point`, `layout`,
+        `metadata` (the model file's TFLite metadata: `name`, `version`,
+        `packed_files`), `input` (`name`, `shape`, `dtype`, `scale`, `zero_point`, `layout`,
         `pixels`, `feed_raw_bytes`, `encode`), `output` (`name`, `shape`,
         `dtype`, `scale`, `zero_point`, `decode`) and `report` (the entry's
         `variant`, `top1`, `top5`, `top1_delta_points`, `agreement`,
@@ -114,24 +105,29 @@ def write_bundle(tflite_path, *, out_dir, labels, report_entry=None):
     Raises:
         FileNotFoundError: no file at `tflite_path`.
         ValueError: the file is not a TFLite model, the model has more than
-            one input or output, the labels do not match its classes, or the
-            report entry is for a file of another size.
+            one input or output, the labels do not match its classes or the
+            labels in its metadata, or the report entry is for a file of
+            another size.
     """
     source = pathlib.Path(tflite_path)
     graph = tflite_file.read(source)
-    inputs = [graph.tensors[t] for t in graph.inputs]
-    outputs = [graph.tensors[t] for t in graph.outputs]
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(f"{source} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                         f"an image classifier bundle needs one of each.")
-    classes = int(outputs[0].shape[-1])
-    labels = _check_labels(labels, classes, source)
+    image, scores = metadata.classifier_tensors(graph)
+    classes = int(scores.shape[-1])
+    labels = metadata.check_labels(labels, classes, source)
+    measured_size = source.stat().st_size  # the file report_entry describes
+    packed = metadata.read_metadata(source)
+    if packed is not None and packed["labels"] != labels:
+        raise ValueError(f"{source} carries the labels {packed['labels']!r} in its metadata, "
+                         f"not the {labels!r} given; pass the labels it was exported with.")
 
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_file = out_dir / f"{source.stem}.tflite"
     if not (model_file.exists() and model_file.samefile(source)):
         shutil.copyfile(source, model_file)
+    if packed is None:
+        metadata.write(model_file, labels=labels, version="unknown: added by the bundle")
+    packed = metadata.read_metadata(model_file)
     data = model_file.read_bytes()
     (out_dir / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
     card = {
@@ -141,9 +137,10 @@ def write_bundle(tflite_path, *, out_dir, labels, report_entry=None):
         "sha256": hashlib.sha256(data).hexdigest(),
         "num_classes": classes,
         "labels": labels,
-        "input": _input_card(inputs[0]),
-        "output": _output_card(outputs[0]),
-        "report": _report_card(report_entry, len(data), source),
+        "metadata": {key: packed[key] for key in ("name", "version", "packed_files")},
+        "input": _input_card(image),
+        "output": _output_card(scores),
+        "report": _report_card(report_entry, measured_size, source),
     }
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return out_dir

@@ -67,6 +67,35 @@ SUPPORTED_OPS = {
     "TRANSPOSE_CONV": "",
 }
 
+# The highest version of each op that edgetpu_compiler 16.0 (16.0.384591198, the
+# last release) is known to parse; a file with any op above it is refused whole
+# ("Didn't find op for builtin opcode 'CONV_2D' version '6'", then "Model could
+# not be parsed"). The compiler is closed source, so the limits are derived:
+# Coral's 2021 release of libedgetpu, which ships with it, was built against
+# TensorFlow 2.5.0, and TF Lite's op-version registry
+# (tensorflow/lite/tools/versioning/runtime_version.cc) gives the TF release
+# that introduced each op version; a limit is the highest version introduced in
+# 2.5.0 or before. The google-coral/edgetpu issues quoted in `_REFUSED` agree.
+COMPILER_VERSION = "16.0"
+_REGISTRY = ("TF Lite runtime_version.cc: newest version dated TensorFlow <= 2.5.0, "
+             "libedgetpu's TensorFlow for compiler 16.0")
+MAX_OP_VERSIONS = {
+    "ADD": 3, "AVERAGE_POOL_2D": 3, "CONCATENATION": 3, "CONV_2D": 5,
+    "DEPTHWISE_CONV_2D": 6, "DEQUANTIZE": 4, "EXPAND_DIMS": 1, "FULLY_CONNECTED": 9,
+    "L2_NORMALIZATION": 2, "LOGISTIC": 3, "MAXIMUM": 4, "MAX_POOL_2D": 3, "MEAN": 3,
+    "MINIMUM": 4, "MUL": 4, "PACK": 3, "PAD": 3, "PRELU": 1, "QUANTIZE": 2,
+    "REDUCE_MAX": 3, "REDUCE_MIN": 3, "RELU": 3, "RELU6": 3, "RELU_N1_TO_1": 1,
+    "RESHAPE": 1, "RESIZE_BILINEAR": 4, "RESIZE_NEAREST_NEIGHBOR": 4, "RSQRT": 2,
+    "SLICE": 5, "SOFTMAX": 3, "SPACE_TO_DEPTH": 2, "SPLIT": 4, "SQUARED_DIFFERENCE": 2,
+    "SQUEEZE": 2, "STRIDED_SLICE": 5, "SUB": 5, "SUM": 2, "TANH": 3, "TRANSPOSE": 5,
+    "TRANSPOSE_CONV": 3, "UNIDIRECTIONAL_SEQUENCE_LSTM": 3,
+}
+# Refusals by edgetpu_compiler 16.0.384591198 reported in google-coral/edgetpu issues.
+_REFUSED = {"CONV_2D": "#631 (version 6)", "QUANTIZE": "#879 (version 3)",
+            "TRANSPOSE_CONV": "#845 (version 4)"}
+_VERSION_FIX = ("to compile it, convert with a TFLiteConverter that writes older op "
+                "versions (TensorFlow 2.5's knows only these), or keep this file for the CPU")
+
 # The custom op that `edgetpu_compiler` writes: the file is already compiled.
 _COMPILED_OP = "edgetpu-custom-op"
 _QUANTIZED = {"INT8", "UINT8"}
@@ -299,11 +328,32 @@ _OP_CHECKS = {
 _CAVEATS = {"PAD": _pad_caveat}
 
 
+def version_limit(name):
+    """(highest version edgetpu_compiler 16.0 parses, where that number comes from).
+
+    Returns (None, None) for an op the table does not know.
+    """
+    if name not in MAX_OP_VERSIONS:
+        return None, None
+    source = _REGISTRY
+    if name in _REFUSED:
+        source += f"; a newer version refused in google-coral/edgetpu{_REFUSED[name]}"
+    return MAX_OP_VERSIONS[name], source
+
+
 def _check_op(graph, op):
     name, tensors = op.name, graph.tensors
     outputs = [t for t in op.outputs if t >= 0]
+    max_version, source = version_limit(name)
     entry = {"index": op.index, "op": name, "version": op.version,
+             "max_version": max_version, "max_version_source": source,
+             "version_refused": max_version is not None and op.version > max_version,
              "output": tensors[outputs[0]].name if outputs else None}
+    if entry["version_refused"]:
+        return {**entry, "supported": False,
+                "reason": f"{name} version {op.version} is newer than version {max_version}, "
+                          f"the highest edgetpu_compiler {COMPILER_VERSION} is known to parse: "
+                          f"it refuses the whole file; {_VERSION_FIX}"}
     if name == f"CUSTOM:{_COMPILED_OP}":
         return {**entry, "supported": True,
                 "reason": "already compiled for the Edge TPU by edgetpu_compiler"}
@@ -383,7 +433,8 @@ def _notes(graph, ops):
 def check(path, *, out_dir=None, run_compiler=True, timeout_s=300):
     """Checks a .tflite file against the Edge TPU's documented requirements.
 
-    Every op of the main subgraph is checked in execution order against the
+    Every op of the main subgraph is checked in execution order against its
+    highest version edgetpu_compiler 16.0 parses (`MAX_OP_VERSIONS`), the
     supported-operations table, its documented limitation where the file
     shows it (fused activations, dilations, constant axes, paddings, strides)
     and the general rules: 8-bit quantized tensors, static sizes, at most three
@@ -400,8 +451,12 @@ def check(path, *, out_dir=None, run_compiler=True, timeout_s=300):
     Returns:
         A dict: `compatible` (bool: every op maps by the rules, and, where the
         compiler ran, it mapped every op), `first_cpu_op` (int index of the
-        first op placed on the CPU, or None), `mapped_ops_estimate` and
-        `total_ops` (ints), `ops` (a list of dicts `index`, `op`, `version`,
+        first op the rules leave to the CPU, or None; where an op version is
+        refused, that op: the compiler then maps nothing), `mapped_ops_estimate`
+        and `total_ops` (ints), `ops` (a list of dicts `index`, `op`,
+        `version`, `max_version` (the highest version edgetpu_compiler 16.0
+        is known to parse, None where unknown), `max_version_source` (where
+        that limit comes from, None where unknown), `version_refused`,
         `output` (tensor name), `supported`, `reason`, `placement` (`edgetpu`
         or `cpu`)), `notes` (list of str), `file` (str) and `compiler`: None
         when `run_compiler` is False, else a dict with `available` and, when
@@ -415,16 +470,26 @@ def check(path, *, out_dir=None, run_compiler=True, timeout_s=300):
     """
     graph = tflite_file.read(path)
     ops = [_check_op(graph, op) for op in graph.ops]
-    first_cpu_op = next((op["index"] for op in ops if not op["supported"]), None)
+    refused = [op for op in ops if op["version_refused"]]
+    first_cpu_op = next((op["index"] for op in refused or ops if not op["supported"]), None)
+    # A refused op version stops the compiler from parsing the file: nothing maps.
+    mapped = 0 if refused else len(ops) if first_cpu_op is None else first_cpu_op
     for op in ops:
-        op["placement"] = ("edgetpu" if first_cpu_op is None or op["index"] < first_cpu_op
-                           else "cpu")
+        op["placement"] = "edgetpu" if op["index"] < mapped else "cpu"
     compiler = (edgetpu_compiler.run(path, out_dir=out_dir, timeout_s=timeout_s)
                 if run_compiler else None)
     notes = _notes(graph, ops)
+    if refused:
+        listed = ", ".join(f"#{op['index']} {op['op']} v{op['version']} (max "
+                           f"v{op['max_version']})" for op in refused[:6])
+        notes.append(f"op versions edgetpu_compiler {COMPILER_VERSION} does not know: "
+                     f"{listed}{' ...' if len(refused) > 6 else ''}; it refuses the whole "
+                     f"file; {_VERSION_FIX}")
+    unknown = sorted({op["op"] for op in ops if op["max_version"] is None})
     if compiler is not None and not compiler.get("ran"):
-        notes.append("the compiler did not run: op versions are not checked, and recent "
-                     "converters may emit op versions the last compiler release rejects")
+        notes.append(f"the compiler did not run: op versions are checked against the limits "
+                     f"known for edgetpu_compiler {COMPILER_VERSION} only"
+                     + (f" (none known for {', '.join(unknown)})" if unknown else ""))
     compatible = first_cpu_op is None and bool(ops)
     if compiler and compiler.get("ran"):
         compatible = compatible and compiler["ok"] and \
@@ -433,7 +498,7 @@ def check(path, *, out_dir=None, run_compiler=True, timeout_s=300):
         "file": str(path),
         "compatible": compatible,
         "first_cpu_op": first_cpu_op,
-        "mapped_ops_estimate": len(ops) if first_cpu_op is None else first_cpu_op,
+        "mapped_ops_estimate": mapped,
         "total_ops": len(ops),
         "ops": ops,
         "notes": notes,

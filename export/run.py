@@ -1,12 +1,13 @@
 """The `export` stage of train.py: every TFLite variant of a run's models.
 
 `export_run` converts the run's float and QAT models into the configured
-variants under the run directory's `export/` and lists them in its manifest.
+variants under the run directory's `export/`, gives each file its classifier
+metadata and labels (export/metadata.py) and lists them in its manifest.
 """
 
 import os
 
-from export import tflite
+from export import metadata, tflite
 from quantization.finetune import load_float_model, load_run_qat_model
 
 
@@ -19,8 +20,10 @@ def export_run(config, run, dataset) -> dict:
         dataset: the run's `datasets.Dataset` (calibration images).
 
     Returns:
-        dict variant -> path of the `.tflite` file (also written, as file
-        names, to the run's manifest).
+        dict variant -> path of the `.tflite` file, carrying TFLite metadata
+        and `labels.txt` (the dataset's class names; the metadata's version
+        is the run directory's name), also written, as file names, to the
+        run's manifest.
     """
     cfg = config.export
     model = load_float_model(run)
@@ -30,6 +33,9 @@ def export_run(config, run, dataset) -> dict:
     paths = tflite.export_variants(model, out_dir=run.export_dir, variants=cfg.variants,
                                    qat_model=qat_model, calibration_images=calibration,
                                    io_dtype=cfg.io_dtype)
+    for path in paths.values():
+        metadata.write(path, labels=dataset.class_names,
+                       version=os.path.basename(os.path.normpath(run.root)))
     run.write_json(run.manifest, {v: os.path.basename(p) for v, p in paths.items()})
     return paths
 

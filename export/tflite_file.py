@@ -2,7 +2,9 @@
 
 Everything that asks what a converted file holds (the integer-only check, the
 Edge TPU rules, the Android card, the report) reads it through `read` or
-`parse`; `runtime_nodes` is the one look at LiteRT's graph after delegation.
+`parse`; `runtime_nodes` is the one look at LiteRT's graph after delegation;
+`metadata_entry` and `with_metadata_entry` read and write the model's named
+metadata buffers (export/metadata.py keeps the classifier metadata there).
 
     >>> from export import tflite_file
     >>> model = tflite_file.read("runs/x/resnet20_int8.tflite")
@@ -17,6 +19,7 @@ import functools
 import os
 import struct
 
+import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
@@ -170,6 +173,60 @@ def parse(data, *, source="<bytes>"):
     return TFLiteFile(source=source, size_bytes=len(data), ops=ops, tensors=tensors,
                       inputs=_ints(graph.inputs), outputs=_ints(graph.outputs),
                       num_subgraphs=len(model.subgraphs))
+
+
+def metadata_entry(data, name):
+    """The bytes of the model's `metadata` entry `name`, or None where it has none.
+
+    Args:
+        data: bytes of a .tflite file (anything after the flatbuffer, such as
+            a zip of associated files, is ignored).
+        name: str, e.g. `TFLITE_METADATA`.
+    """
+    model = schema.Model.GetRootAs(bytes(data), 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if _text(entry.Name()) == name and 0 < entry.Buffer() < model.BuffersLength():
+            return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    return None
+
+
+def with_metadata_entry(data, name, value):
+    """A copy of a .tflite flatbuffer whose `metadata` entry `name` holds `value`.
+
+    The model is unpacked and packed again through the schema's object API,
+    so an entry of the same name is replaced, ops, tensors and constants are
+    kept, and bytes after the flatbuffer (a zip of associated files) are dropped.
+
+    Args:
+        data: bytes of a .tflite file.
+        name: str, the entry's name, e.g. `TFLITE_METADATA`.
+        value: bytes to store in the entry's buffer.
+
+    Returns:
+        bytes, the new flatbuffer.
+
+    Raises:
+        ValueError: not a TFLite flatbuffer; the message says what was found.
+    """
+    parse(data)  # one place says what is wrong with a file that is not a model
+    model = schema.ModelT.InitFromPackedBuf(bytes(data), 0)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(bytes(value), dtype=np.uint8)
+    model.buffers = model.buffers or []
+    model.metadata = model.metadata or []
+    entry = next((m for m in model.metadata if _text(m.name) == name), None)
+    if entry is None:
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(model.buffers)
+        model.metadata.append(entry)
+        model.buffers.append(buffer)
+    else:
+        model.buffers[entry.buffer] = buffer
+    builder = flatbuffers.Builder(len(data) + len(value) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=IDENTIFIER)
+    return bytes(builder.Output())
 
 
 def runtime_nodes(interpreter):

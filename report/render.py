@@ -261,7 +261,23 @@ def _edgetpu_section(report):
         else:
             lines.append(f"  - compiler: not available ({compiler.get('reason', '')})")
         lines += [f"  - {note}" for note in edgetpu.get("notes") or []]
+        versions = _op_versions(edgetpu.get("ops") or [])
+        if versions:
+            lines.append(f"  - op versions against edgetpu_compiler 16.0's limits: {versions}")
     return lines
+
+
+def _op_versions(ops):
+    """`CONV_2D v3 (max 5)` per distinct op and version; refused ones first, in bold."""
+    seen = {}
+    for op in ops:
+        if "max_version" in op:
+            seen.setdefault((op["op"], op["version"]), op)
+    cells = [(not op.get("version_refused"),
+              f"{name} v{version} (max {cell(op['max_version'], 'd')})")
+             for (name, version), op in seen.items()]
+    return ", ".join(f"**{text}: refused**" if not ok else text
+                     for ok, text in sorted(cells, key=lambda c: c[0]))
 
 
 def _diagnosis_section(report, ref):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from export import android
+from export import android, metadata
 from resnet_keras.backend import keras, tf
 
 layers = keras.layers
@@ -43,7 +43,10 @@ def test_bundle_contents_and_card(int8_file, tmp_path):
                                   report_entry=entry)
     assert sorted(p.name for p in folder.iterdir()) == [
         "labels.txt", "model_card.json", "tiny_int8.tflite"]
-    assert (folder / "tiny_int8.tflite").read_bytes() == int8_file.read_bytes()
+    bundled = folder / "tiny_int8.tflite"
+    # The file had no metadata: the copy gets it, the original is left as is.
+    assert metadata.read_metadata(int8_file) is None
+    assert metadata.read_metadata(bundled)["labels"] == LABELS
     assert (folder / "labels.txt").read_text().splitlines() == LABELS
 
     card = json.loads((folder / "model_card.json").read_text())
@@ -60,8 +63,10 @@ def test_bundle_contents_and_card(int8_file, tmp_path):
     assert card["input"]["feed_raw_bytes"] is (abs(card["input"]["scale"] - 1) < 1e-3
                                                and card["input"]["zero_point"] == 0)
     assert card["labels"] == LABELS and card["num_classes"] == len(LABELS)
-    assert card["size_bytes"] == int8_file.stat().st_size
-    assert card["sha256"] == hashlib.sha256(int8_file.read_bytes()).hexdigest()
+    assert card["size_bytes"] == bundled.stat().st_size
+    assert card["sha256"] == hashlib.sha256(bundled.read_bytes()).hexdigest()
+    assert card["metadata"]["name"] == "tiny_int8"
+    assert card["metadata"]["packed_files"] == ["labels.txt"]
     assert card["report"]["top1"] == 0.9 and card["report"]["top1_delta_points"] == -0.5
     assert card["report"]["latency_median_ms"] == {"1_thread": 0.2, "all_threads": 0.1}
     assert card["report"]["edgetpu_compatible"] is True
@@ -90,3 +95,15 @@ def test_bad_labels_and_entries(int8_file, tmp_path):
     junk.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="junk.tflite is not a TFLite model"):
         android.write_bundle(junk, out_dir=tmp_path, labels=LABELS)
+
+
+def test_bundle_keeps_the_metadata_of_an_exported_file(int8_file, tmp_path):
+    exported = tmp_path / "tiny_int8.tflite"
+    exported.write_bytes(int8_file.read_bytes())
+    metadata.write(exported, labels=LABELS, version="run-7")
+    folder = android.write_bundle(exported, out_dir=tmp_path / "bundle", labels=LABELS)
+    assert (folder / "tiny_int8.tflite").read_bytes() == exported.read_bytes()
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["metadata"]["version"] == "run-7"
+    with pytest.raises(ValueError, match="carries the labels"):
+        android.write_bundle(exported, out_dir=tmp_path / "other", labels=["a", "b", "c"])

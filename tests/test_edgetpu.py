@@ -61,6 +61,31 @@ def test_resnet20_int8_is_compatible(resnet20_files, no_compiler):
     assert "edgetpu_compiler" in result["compiler"]["reason"]
 
 
+def test_op_versions_are_checked_against_the_compiler_limits(resnet20_files, no_compiler):
+    ops = edgetpu.check(resnet20_files["int8"])["ops"]
+    # TF 2.21 writes versions edgetpu_compiler 16.0 knows for resnet20's int8 ops.
+    assert all(op["max_version"] is not None and op["version"] <= op["max_version"]
+               and not op["version_refused"] for op in ops)
+    conv = next(op for op in ops if op["op"] == "CONV_2D")
+    assert conv["max_version"] == 5 and "runtime_version.cc" in conv["max_version_source"]
+    assert "google-coral/edgetpu#631" in conv["max_version_source"]
+    assert edgetpu.version_limit("CUSTOM:Foo") == (None, None)
+
+
+def test_an_op_above_its_version_limit_is_refused(resnet20_files, no_compiler, monkeypatch):
+    monkeypatch.setitem(edgetpu.MAX_OP_VERSIONS, "CONV_2D", 0)
+    result = edgetpu.check(resnet20_files["int8"])
+    refused = [op for op in result["ops"] if op["version_refused"]]
+    assert refused and all(op["op"] == "CONV_2D" and not op["supported"] for op in refused)
+    assert "newer than version 0" in refused[0]["reason"]
+    assert "TensorFlow 2.5" in refused[0]["reason"]
+    # The compiler refuses the whole file: nothing maps.
+    assert not result["compatible"] and result["first_cpu_op"] == refused[0]["index"]
+    assert result["mapped_ops_estimate"] == 0
+    assert all(op["placement"] == "cpu" for op in result["ops"])
+    assert any("refuses the whole file" in note for note in result["notes"])
+
+
 def test_float32_is_incompatible_from_the_first_op(resnet20_files, no_compiler):
     result = edgetpu.check(resnet20_files["float32"], run_compiler=False)
     assert not result["compatible"]

@@ -11,7 +11,7 @@ import pytest
 
 import resnet_keras as rk
 from datasets import load_dataset
-from export import tflite, tflite_file
+from export import metadata, tflite, tflite_file
 from quantization import qat
 from report import evaluate
 from resnet_keras.backend import keras
@@ -71,6 +71,17 @@ def test_export_variants_writes_one_named_file_per_variant(exported):
         assert os.path.basename(path) == f"resnet20_{variant}.tflite"
         assert evaluate.load_interpreter(path).get_input_details()[0]["shape"].tolist() == [
             1, 32, 32, 3]
+
+
+def test_metadata_leaves_every_variant_unchanged_in_litert(exported, test_split, tmp_path):
+    images = test_split[0][:16]
+    for variant, path in exported.items():
+        copy = tmp_path / os.path.basename(path)
+        copy.write_bytes(open(path, "rb").read())
+        metadata.write(copy, labels=[str(i) for i in range(10)], version="test")
+        assert metadata.read_metadata(copy)["labels"][9] == "9", variant
+        np.testing.assert_array_equal(evaluate.predict_tflite(str(copy), images),
+                                      evaluate.predict_tflite(path, images), err_msg=variant)
 
 
 def test_float32_matches_keras(exported, test_split, reference):
@@ -280,6 +291,8 @@ def test_cli_end_to_end(trained, tmp_path):
     assert "float32 vs Keras" in result.stdout and ": OK" in result.stdout
     assert sorted(os.listdir(out)) == ["export.json", "resnet20_float32.tflite",
                                        "resnet20_int8.tflite"]
+    for name in ("resnet20_float32.tflite", "resnet20_int8.tflite"):
+        assert metadata.read_metadata(out / name)["labels"] == [str(i) for i in range(10)]
     report = json.loads((out / "export.json").read_text())
     assert [row["variant"] for row in report["variants"]] == ["float32", "int8"]
     assert report["variants"][0]["agreement"] >= 0.997
