@@ -24,7 +24,7 @@ _PROGRESS_LOGGERS = ("pipeline", "datasets", "training", "quantization", "export
                      "experiments")
 # What a run's model and data are: changing one makes its checkpoints unusable.
 _IDENTITY_KEYS = (("model", "name"), ("model", "variant"), ("model", "shortcut"),
-                  ("data", "dataset"))
+                  ("model", "weights"), ("data", "dataset"))
 
 
 # ---- stages: each takes (config, run, dataset) and returns a summary dict ----
@@ -150,8 +150,9 @@ def run(config, run_dir, *, skip_completed=False):
     start = time.time()
     strategy_for(config.train)  # before any other TensorFlow op (multi-worker, logical CPUs)
     dataset = load_dataset(config.data.dataset, data_dir=config.data.data_dir,
-                           image_size=config.data.image_size, val_split=config.data.val_split,
-                           seed=config.train.seed)
+                           image_size=config.data.image_size,
+                           augmentation=config.data.augmentation,
+                           val_split=config.data.val_split, seed=config.train.seed)
     summaries, timing, peak_rss = {}, {}, {}
     for stage in config_lib.STAGES:
         if stage not in config.stages:

@@ -3,9 +3,9 @@
 The archives of https://www.cs.toronto.edu/~kriz/cifar.html hold 50,000
 training and 10,000 test 32x32 images (CIFAR-100 with its 100 fine labels).
 Read from `data_dir` or from the Keras cache (`$KERAS_HOME/datasets`, default
-`~/.keras/datasets`); nothing is downloaded. Augmentation as in He et al. 2015
-(arXiv 1512.03385), sec. 4.2: zero-pad 4 pixels, random 32x32 crop, random
-horizontal flip. The paper's 45k/5k split for choosing hyper-parameters is
+`~/.keras/datasets`); nothing is downloaded. Augmentation (`auto`) as in He et
+al. 2015 (arXiv 1512.03385), sec. 4.2: zero-pad 4 pixels, random 32x32 crop,
+random horizontal flip. The paper's 45k/5k split for choosing hyper-parameters is
 `val_split=5000`.
 """
 
@@ -17,13 +17,12 @@ import tarfile
 
 import numpy as np
 
-from datasets.pipeline import Split, check_native_size, keras_datasets_dir, pad_crop
+from datasets.pipeline import Split, check_native_size, keras_datasets_dir, native_augmentation
 from resnet_keras.backend import tf
 
 URL = "https://www.cs.toronto.edu/~kriz/"
 PAD = 4
-AUGMENTATION = (f"zero-pad {PAD} + random 32x32 crop + horizontal flip "
-                "(He et al. 2015, sec. 4.2)")
+PAPER = " (He et al. 2015, sec. 4.2)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,14 +48,7 @@ FORMATS = {
 }
 
 
-def augment(image, seed):
-    """Shifts by at most `PAD` pixels, zero-filled, and flips half (a `Dataset.augment_fn`)."""
-    crop_seed, flip_seed = tf.unstack(tf.random.split(seed, 2))
-    image = pad_crop(image, crop_seed, pad=PAD)
-    return tf.image.stateless_random_flip_left_right(image, flip_seed)
-
-
-def load(name, *, data_dir, image_size):
+def load(name, *, data_dir, image_size, augmentation):
     """Reads the official train and test batches of CIFAR-10 or CIFAR-100.
 
     Args:
@@ -64,16 +56,19 @@ def load(name, *, data_dir, image_size):
         data_dir: the archive, a folder holding it or its extracted folder, or
             the extracted folder itself; None for the Keras cache.
         image_size: None or 32.
+        augmentation: str, one of `AUGMENTATIONS` but "inception".
 
     Returns:
         dict, the keyword arguments of `Dataset` but `name`.
 
     Raises:
         FileNotFoundError: no archive or extracted folder where it was looked for.
-        ValueError: an `image_size` other than 32, or a malformed archive.
+        ValueError: an `image_size` other than 32, `augmentation="inception"`,
+            or a malformed archive.
     """
     fmt = FORMATS[name]
     check_native_size(name, image_size)
+    augment, words = native_augmentation(name, augmentation, pad=PAD, flip=True, cite=PAPER)
     path, searched = _find(fmt, data_dir)
     if path is None:
         raise FileNotFoundError(
@@ -93,7 +88,7 @@ def load(name, *, data_dir, image_size):
         if labels.size and (labels.min() < 0 or labels.max() >= len(class_names)):
             raise ValueError(f"{path} has labels outside 0..{len(class_names) - 1}; "
                              f"download the archive again.")
-    return dict(class_names=class_names, image_shape=(32, 32, 3), augmentation=AUGMENTATION,
+    return dict(class_names=class_names, image_shape=(32, 32, 3), augmentation=words,
                 train=Split(y_train, images=x_train), test=Split(y_test, images=x_test),
                 augment_fn=augment, eval_fn=tf.identity)
 

@@ -3,18 +3,26 @@
 The tree is `data_dir/train/<class>/*` and `data_dir/val/<class>/*`, `val`
 being the test split; class names are the sorted folder names under `train`.
 Every file is checked once up front and those TensorFlow cannot decode are
-skipped and logged. Training, as He et al. 2015 (arXiv 1512.03385), sec. 3.4:
-random crop of 8%-100% of the area with aspect ratio 3/4-4/3, resized to
-`image_size` (default 224), random horizontal flip. Evaluation: resize the
-shorter side to `image_size * 256 / 224`, center crop `image_size`, round to
+skipped and logged. Evaluation: resize the shorter side to
+`image_size * 256 / 224`, center crop `image_size` (default 224), round to
 whole pixel values (so `test()` sees exactly the pixels of `test_arrays()`).
+
+Training augmentation, one of `AUGMENTATIONS`: `inception` as He et al. 2015
+(arXiv 1512.03385), sec. 3.4, a random crop of 8%-100% of the area with aspect
+ratio 3/4-4/3 resized to `image_size`, and a random horizontal flip;
+`pad_crop_flip` and `pad_crop` shift the evaluation image by at most
+`image_size / 8` pixels, zero-filled, with or without a flip (the CIFAR recipe,
+sec. 4.2); `none` trains on the evaluation images. `auto` is `inception` from
+`INCEPTION_MIN_SIZE` up (ImageNet-like images) and `pad_crop_flip` below: a
+crop of 8% of a small image's area leaves too little of the object (a
+Fashion-MNIST folder at 32x32 reached 86.5% after 3 epochs with `inception`).
 """
 
 import concurrent.futures
 import logging
 import os
 
-from datasets.pipeline import Split, check_count
+from datasets.pipeline import NO_AUGMENTATION, Split, check_count, shift_augmentation
 from resnet_keras.backend import tf
 
 LAYOUT = ("data_dir/train/<class name>/<image files>  and  "
@@ -22,7 +30,8 @@ LAYOUT = ("data_dir/train/<class name>/<image files>  and  "
 # What tf.io.decode_image reads (MPO is a multi-picture JPEG from cameras).
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP")
 DEFAULT_SIZE = 224
-AUGMENTATION = "random-resized crop (area 0.08-1, aspect 3/4-4/3) + horizontal flip"
+INCEPTION_MIN_SIZE = 128
+INCEPTION = "random-resized crop (area 0.08-1, aspect 3/4-4/3) + horizontal flip"
 
 _RESIZE_RATIO = 256 / 224  # ImageNet evaluation: resize to 256, center crop 224.
 _LOG_FIRST_SKIPPED = 5
@@ -76,13 +85,35 @@ def resize_center_crop(image, *, size):
     return tf.clip_by_value(tf.round(image), 0.0, 255.0)
 
 
-def load(name, *, data_dir, image_size):
+def training_augmentation(augmentation, *, size):
+    """What `augmentation` means for images of side `size`.
+
+    Args:
+        augmentation: str, one of `AUGMENTATIONS`.
+        size: int, side of the square images.
+
+    Returns:
+        `(augment_fn, words, after_eval)`: the `Dataset.augment_fn`, what it
+        does, and whether it takes the evaluation image (`augment_after_eval`).
+    """
+    if augmentation == "auto":
+        augmentation = "inception" if size >= INCEPTION_MIN_SIZE else "pad_crop_flip"
+    if augmentation == "inception":
+        return (lambda image, seed: augment(image, seed, size=size)), INCEPTION, False
+    if augmentation == "none":
+        return (lambda image, seed: image), NO_AUGMENTATION, True
+    shift, words = shift_augmentation(size=size, flip=augmentation == "pad_crop_flip")
+    return shift, f"evaluation resize and center crop, then {words}", True
+
+
+def load(name, *, data_dir, image_size, augmentation):
     """Lists the decodable images of the train and val trees under `data_dir`.
 
     Args:
         name: str, "folder".
         data_dir: str or path, the root of the train/val tree.
         image_size: int, side of the square images; None for `DEFAULT_SIZE`.
+        augmentation: str, one of `AUGMENTATIONS` (see the module docstring).
 
     Returns:
         dict, the keyword arguments of `Dataset` but `name`.
@@ -98,6 +129,7 @@ def load(name, *, data_dir, image_size):
     root = os.fspath(data_dir)
     size = DEFAULT_SIZE if image_size is None else image_size
     check_count("image_size", size)
+    augment_fn, words, after_eval = training_augmentation(augmentation, size=size)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"data_dir {root} does not exist or is not a folder; "
                                 f"expected {LAYOUT}.")
@@ -129,10 +161,10 @@ def load(name, *, data_dir, image_size):
         logger.warning("%s dataset %s: skipped %d of %d files that are not decodable "
                        "images: %s%s", name, root, len(skipped), total, first, more)
     return dict(class_names=class_names, image_shape=(size, size, 3),
-                augmentation=AUGMENTATION,
+                augmentation=words,
                 train=Split(train_labels, paths=train_paths),
                 test=Split(val_labels, paths=val_paths),
-                augment_fn=lambda image, seed: augment(image, seed, size=size),
+                augment_fn=augment_fn, augment_after_eval=after_eval,
                 eval_fn=lambda image: resize_center_crop(image, size=size),
                 skipped_files=[p for p, _ in skipped])
 

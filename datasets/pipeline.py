@@ -1,9 +1,10 @@
 """Seeded tf.data pipelines over a dataset's splits, and what its sources share.
 
-A source module (`datasets.digits`, `datasets.cifar`, `datasets.folder`) reads
-its images into one `Split` per part; `Dataset` serves them as pipelines of
-float32 RGB pixels in [0, 255] (the models normalize inside) and int32 labels,
-augmented as in He et al. 2015 (arXiv 1512.03385), sec. 4.2 for CIFAR.
+A source module (`datasets.digits`, `datasets.cifar`, `datasets.idx`,
+`datasets.folder`) reads its images into one `Split` per part; `Dataset` serves
+them as pipelines of float32 RGB pixels in [0, 255] (the models normalize
+inside) and int32 labels, augmented as in He et al. 2015 (arXiv 1512.03385),
+sec. 4.2 for CIFAR.
 """
 
 import os
@@ -11,6 +12,15 @@ import os
 import numpy as np
 
 from resnet_keras.backend import tf
+
+# The training augmentations `load_dataset` accepts. `auto` is each source's
+# own; the others mean the same for every source (see `shift_augmentation`).
+AUGMENTATIONS = ("auto", "inception", "pad_crop_flip", "pad_crop", "none")
+NO_AUGMENTATION = "none (trains on the evaluation images)"
+# A split of image files whose decoded evaluation-size uint8 images take at
+# most this is decoded once and kept in memory; a larger one is decoded every
+# epoch (50,000 ImageNet images at 224x224 take 7.5 GB).
+DECODED_CACHE_BYTES = 2 * 2**30
 
 
 class Split:
@@ -60,9 +70,16 @@ class Dataset:
     Built by `load_dataset` from the keyword arguments a source's `load`
     returns. Pipelines yield `(images, labels)` batches: float32
     `(batch, H, W, 3)` RGB in [0, 255] and int32 `(batch,)`. A source's
-    `augment_fn(image, seed)` and `eval_fn(image)` take one uint8 image
-    tensor `(h, w, 3)` (any size for files) and, for augmentation, a stateless
-    seed `(2,)`; they return it as `image_shape`.
+    `eval_fn(image)` takes one uint8 image tensor `(h, w, 3)` (any size for
+    files) and returns it as `image_shape`, whole pixel values in [0, 255].
+    `augment_fn(image, seed)` takes the same image, or with
+    `augment_after_eval` the output of `eval_fn`, and a stateless seed `(2,)`,
+    and returns it as `image_shape`.
+
+    The evaluation images of a split of files are decoded once and kept in
+    memory (uint8) when they take at most `DECODED_CACHE_BYTES`, for
+    evaluation and for an augmentation `augment_after_eval`; otherwise they
+    are decoded again every epoch.
 
     Attributes:
         name: str, one of `datasets.DATASETS`.
@@ -72,13 +89,13 @@ class Dataset:
         num_train: int, training images (after holding out `val_split`).
         num_val: int, held-out validation images (0 without `val_split`).
         num_test: int, test images.
-        augmentation: str, the training augmentation, in words.
+        augmentation: str, the training augmentation applied, in words.
         skipped_files: tuple of str, files of a `folder` dataset left out
             because they are not decodable images.
     """
 
     def __init__(self, *, name, class_names, image_shape, augmentation, train, test,
-                 val=None, augment_fn, eval_fn, skipped_files=()):
+                 val=None, augment_fn, eval_fn, augment_after_eval=False, skipped_files=()):
         self.name = name
         self.class_names = tuple(class_names)
         self.num_classes = len(self.class_names)
@@ -87,6 +104,7 @@ class Dataset:
         self.skipped_files = tuple(skipped_files)
         self._train, self._val, self._test = train, val, test
         self._augment_fn, self._eval_fn = augment_fn, eval_fn
+        self._augment_after_eval = augment_after_eval
 
     num_train = property(lambda self: len(self._train))
     num_val = property(lambda self: 0 if self._val is None else len(self._val))
@@ -114,6 +132,8 @@ class Dataset:
 
         A `folder` file that passed the up-front check but still fails to
         decode is dropped from the stream, so training does not stop mid-epoch.
+        Files are decoded once if their images fit `DECODED_CACHE_BYTES` (see
+        the class docstring).
 
         Returns:
             A `tf.data.Dataset` of `(float32 images, int32 labels)` batches.
@@ -131,34 +151,31 @@ class Dataset:
                 f"batch_size={batch_size} is larger than the {self.name} training split "
                 f"({self.num_train} images{held_out}); use batch_size <= {self.num_train}.")
         split = self._train
-        indices = tf.data.Dataset.range(len(split))
+        examples, read = self._examples(split,
+                                        evaluated=not augment or self._augment_after_eval)
         if shuffle:
-            indices = indices.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+            examples = examples.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
         if repeat:
-            indices = indices.repeat()
-        labels = tf.constant(split.labels)
+            examples = examples.repeat()
         if augment:
             # Stateless ops with a per-element seed drawn from a seeded stream:
             # reproducible whatever the parallelism, different every epoch.
             random = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
             base_seed = tf.constant(seed, tf.int64)
 
-            def prepare(i, r):
-                image = self._augment_fn(split.load(i), tf.stack([base_seed, r]))
-                return self._finish(image), tf.gather(labels, i)
+            def prepare(example, r):
+                source, label = example
+                image = self._augment_fn(read(source), tf.stack([base_seed, r]))
+                return self._finish(image), label
 
-            elements = tf.data.Dataset.zip((indices, random))
+            examples = tf.data.Dataset.zip((examples, random))
         else:
-            def prepare(i):
-                return self._finish(self._eval_fn(split.load(i))), tf.gather(labels, i)
+            def prepare(source, label):
+                return self._finish(read(source)), label
 
-            elements = indices
-        elements = elements.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-        if split.paths is not None:
-            # Files passed the up-front check; one that still fails to decode
-            # (e.g. a JPEG truncated past its header) is dropped, not fatal.
-            elements = elements.ignore_errors(log_warning=True)
-        return elements.batch(batch_size, drop_remainder=drop_remainder).prefetch(
+        examples = _drop_undecodable(
+            examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE), split)
+        return examples.batch(batch_size, drop_remainder=drop_remainder).prefetch(
             tf.data.AUTOTUNE)
 
     def test(self, batch_size):
@@ -227,14 +244,33 @@ class Dataset:
 
     def _eval_batches(self, split, batch_size):
         check_count("batch_size", batch_size)
+        examples, read = self._examples(split, evaluated=True)
+        examples = _drop_undecodable(
+            examples.map(lambda source, label: (self._finish(read(source)), label),
+                         num_parallel_calls=tf.data.AUTOTUNE), split)
+        return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def _examples(self, split, *, evaluated):
+        """`(source, label)` pairs of `split` in order, and `read(source)` -> its image.
+
+        The image is loaded, and prepared by `eval_fn` if `evaluated`. Evaluated
+        images of files that fit `DECODED_CACHE_BYTES` are decoded on the first
+        pass and cached (uint8) for the next ones, which then read no file.
+        """
         labels = tf.constant(split.labels)
+        indices = tf.data.Dataset.range(len(split))
+        size = len(split) * int(np.prod(self.image_shape))
+        if split.paths is None or not evaluated or size > DECODED_CACHE_BYTES:
+            load = (lambda i: self._eval_fn(split.load(i))) if evaluated else split.load
+            return indices.map(lambda i: (i, tf.gather(labels, i))), load
 
-        def prepare(i):
-            return self._finish(self._eval_fn(split.load(i))), tf.gather(labels, i)
+        def decode(i):
+            # eval_fn yields whole pixel values: uint8 keeps them exactly.
+            return tf.cast(self._eval_fn(split.load(i)), tf.uint8), tf.gather(labels, i)
 
-        return (tf.data.Dataset.range(len(split))
-                .map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-                .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+        decoded = _drop_undecodable(indices.map(decode, num_parallel_calls=tf.data.AUTOTUNE),
+                                    split)
+        return decoded.cache(), tf.identity
 
     def _arrays(self, split):
         if split.paths is None:
@@ -248,6 +284,12 @@ class Dataset:
         image = tf.cast(image, tf.float32)
         image.set_shape(self.image_shape)
         return image
+
+
+def _drop_undecodable(examples, split):
+    # Files passed the up-front check; one that still fails to decode (e.g. a
+    # JPEG truncated past its header) is dropped, not fatal.
+    return examples if split.paths is None else examples.ignore_errors(log_warning=True)
 
 
 def check_count(name, value):
@@ -267,7 +309,8 @@ def check_native_size(name, image_size):
         ValueError: `image_size` is neither None nor 32.
     """
     if image_size not in (None, 32):
-        raise ValueError(f"The {name} images are 32x32; image_size={image_size!r} applies to "
+        raise ValueError(f"The {name} dataset serves 32x32 images; image_size={image_size!r} "
+                         "applies to "
                          "the 'folder' dataset only. Leave it unset for this dataset.")
 
 
@@ -290,3 +333,58 @@ def pad_crop(image, seed, *, pad):
     """
     padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
     return tf.image.stateless_random_crop(padded, tf.shape(image), seed=seed)
+
+
+def shift_augmentation(*, size, flip, pad=None):
+    """A random shift, zero-filled, and optionally a random horizontal flip.
+
+    Args:
+        size: int, side of the square images it augments.
+        flip: bool, flip half the images left-right.
+        pad: int, the largest shift in pixels; default `size / 8`, the CIFAR
+            recipe's 4 pixels at 32 (arXiv 1512.03385, sec. 4.2).
+
+    Returns:
+        `(augment_fn, words)`: a `Dataset.augment_fn` and what it does.
+    """
+    pad = max(1, round(size / 8)) if pad is None else pad
+
+    def augment(image, seed):
+        if not flip:
+            return pad_crop(image, seed, pad=pad)
+        crop_seed, flip_seed = tf.unstack(tf.random.split(seed, 2))
+        return tf.image.stateless_random_flip_left_right(pad_crop(image, crop_seed, pad=pad),
+                                                         flip_seed)
+
+    flip_words = " + horizontal flip" if flip else " (no flip)"
+    return augment, f"zero-pad {pad} + random {size}x{size} crop{flip_words}"
+
+
+def native_augmentation(name, augmentation, *, pad, flip, cite=""):
+    """The augmentation of an in-memory 32x32 dataset, whose `auto` is its own recipe.
+
+    Args:
+        name: str, the dataset, for messages.
+        augmentation: str, one of `AUGMENTATIONS`.
+        pad: int, `auto`'s largest shift in pixels.
+        flip: bool, whether `auto` flips left-right.
+        cite: str, appended to `auto`'s words (where the recipe comes from).
+
+    Returns:
+        `(augment_fn, words)`, as `shift_augmentation`.
+
+    Raises:
+        ValueError: `inception`, which is for larger images of a `folder`.
+    """
+    if augmentation == "inception":
+        others = ", ".join(repr(a) for a in AUGMENTATIONS if a != "inception")
+        raise ValueError(
+            f"augmentation='inception' (a random crop of 8%-100% of the area, resized) is "
+            f"for the 'folder' dataset; on the 32x32 {name} images it crops the object "
+            f"away. Use one of {others}.")
+    if augmentation == "none":
+        return (lambda image, seed: image), NO_AUGMENTATION
+    if augmentation == "auto":
+        augment, words = shift_augmentation(size=32, flip=flip, pad=pad)
+        return augment, words + cite
+    return shift_augmentation(size=32, flip=augmentation == "pad_crop_flip")

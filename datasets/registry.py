@@ -1,38 +1,51 @@
 """The datasets the nets train and are evaluated on, by name, and `load_dataset`.
 
-    ds = load_dataset("digits")  # or "cifar10", "cifar100", "folder" + data_dir
+    ds = load_dataset("digits")  # or "cifar10", "fashion_mnist", "folder" + data_dir, ...
     model.fit(ds.train(128, repeat=True), steps_per_epoch=ds.num_train // 128,
               epochs=30, validation_data=ds.test(256))
 
 Each name is read by one source module whose docstring gives its protocol:
 `datasets.digits` (the default; offline), `datasets.cifar` (`cifar10`,
-`cifar100`) and `datasets.folder` (an ImageNet-style tree). `val_split` (all
-datasets) holds out a stratified part of the training split, served by
-`Dataset.val()`; `test()` is always the official test split.
+`cifar100`), `datasets.idx` (`mnist`, `fashion_mnist`) and `datasets.folder`
+(an ImageNet-style tree). `val_split` (all datasets) holds out a stratified
+part of the training split, served by `Dataset.val()`; `test()` is always the
+official test split.
 """
 
 import numpy as np
 
-from datasets import cifar, digits, folder
-from datasets.pipeline import Dataset
+from datasets import cifar, digits, folder, idx
+from datasets.pipeline import AUGMENTATIONS, Dataset
 
-# A source is a module with `load(name, *, data_dir, image_size)` returning the
-# keyword arguments of `Dataset`; a new one is one more row.
-_SOURCES = {"digits": digits, "cifar10": cifar, "cifar100": cifar, "folder": folder}
+# A source is a module with `load(name, *, data_dir, image_size, augmentation)`
+# returning the keyword arguments of `Dataset`; a new one is one more row.
+_SOURCES = {"digits": digits, "cifar10": cifar, "cifar100": cifar, "mnist": idx,
+            "fashion_mnist": idx, "folder": folder}
 DATASETS = tuple(_SOURCES)
 
 
-def load_dataset(name, *, data_dir=None, image_size=None, val_split=0, seed=0):
+def load_dataset(name, *, data_dir=None, image_size=None, augmentation="auto", val_split=0,
+                 seed=0):
     """Loads a dataset by name (see its source module for the protocol).
 
     Args:
         name: str, one of `DATASETS`.
         data_dir: for `cifar10`/`cifar100`, the archive, a folder holding it
             or its extracted folder, or the extracted folder itself; default
-            the Keras cache. For `folder`, the root of the train/val tree.
-            `digits` takes none.
+            the Keras cache. For `mnist`/`fashion_mnist`, the folder of the
+            four IDX files (or, for `mnist`, Keras's `mnist.npz` or its
+            folder); default the Keras cache, then for `fashion_mnist`
+            `/usr/share/datasets/fashion-mnist`. For `folder`, the root of the
+            train/val tree. `digits` takes none.
         image_size: int, side of the square images of a `folder` dataset
             (default 224). The other datasets are 32x32 and take None or 32.
+        augmentation: str, one of `AUGMENTATIONS`, the training augmentation:
+            `auto` is the dataset's own (the paper's for CIFAR; for `folder`,
+            `inception` from 128 pixels up, `pad_crop_flip` below);
+            `inception` (a random-resized crop and flip, `folder` only),
+            `pad_crop_flip`/`pad_crop` (a shift by at most `image_size / 8`
+            pixels, zero-filled, with/without a horizontal flip) or `none`.
+            `Dataset.augmentation` says in words what is applied.
         val_split: 0 (no validation split), a float fraction in (0, 1) or an
             int count of training images to hold out, stratified by class,
             as `Dataset.val()`. The paper's CIFAR protocol is 5000 (45k/5k);
@@ -56,7 +69,11 @@ def load_dataset(name, *, data_dir=None, image_size=None, val_split=0, seed=0):
     """
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}; valid: {', '.join(DATASETS)}.")
-    parts = _SOURCES[name].load(name, data_dir=data_dir, image_size=image_size)
+    if augmentation not in AUGMENTATIONS:
+        raise ValueError(f"Unknown augmentation {augmentation!r}; valid: "
+                         f"{', '.join(AUGMENTATIONS)}.")
+    parts = _SOURCES[name].load(name, data_dir=data_dir, image_size=image_size,
+                                augmentation=augmentation)
     if val_split:
         parts["train"], parts["val"] = _hold_out(parts["train"], val_split, seed, name)
     return Dataset(name=name, **parts)

@@ -22,6 +22,7 @@ import numpy as np
 from resnet_keras.backend import keras
 from resnet_keras.models import PREPROCESSING, build_model
 from resnet_keras.registry import REGISTRY, get_spec
+from resnet_keras.weights import check_skip
 
 # The registry rows torchvision publishes: the residual v1 ImageNet nets.
 TORCHVISION_MODELS = tuple(name for name, spec in REGISTRY.items()
@@ -140,24 +141,45 @@ def _check_torchvision_layout(model):
             f"preprocessing).")
 
 
-def convert_torchvision_state_dict(state_dict, model) -> None:
+def top_kernel_shape(state_dict):
+    """The Keras shape of the checkpoint's classifier kernel, `(features, classes)`.
+
+    Compare it with `model.get_layer("predictions").kernel.shape` to decide
+    whether the checkpoint's top fits or must be skipped.
+
+    Args:
+        state_dict: a torchvision state dict, e.g. from `read_state_dict`.
+
+    Returns:
+        tuple of int, or None if the checkpoint has no `fc.weight`.
+    """
+    fc_weight = state_dict.get("fc.weight")
+    return None if fc_weight is None else tuple(reversed(fc_weight.shape))
+
+
+def convert_torchvision_state_dict(state_dict, model, *, skip=()) -> None:
     """Loads a torchvision ResNet state dict into a Keras model, checking everything.
 
     Every key must land in a layer and every weighted layer must be filled, so
     a checkpoint of another depth, width or class count fails instead of
     loading half-way. `fc.*` is skipped when the model has no top
-    (`include_top=False`). The model is changed only if the whole state dict fits.
+    (`include_top=False`), and the keys of every layer named in `skip`, whose
+    weights stay as initialized. The model is changed only if the whole state
+    dict fits.
 
     Args:
         state_dict: mapping of torchvision parameter names (`conv1.weight`,
             `layer1.0.bn1.running_mean`, `fc.bias`, ...) to numpy arrays or
             torch tensors, e.g. from `read_state_dict`.
         model: a model from `build_model(name, variant="v1.5")`.
+        skip: names of the model's layers not to load, e.g. `("predictions",)`
+            to put a new top for other classes on torchvision's features.
 
     Raises:
-        ValueError: the model is not in the torchvision layout, a key has no
-            counterpart in the model, a layer has no weights in the state dict,
-            or a shape differs; the message names the key or layer and shapes.
+        ValueError: the model is not in the torchvision layout, a name in
+            `skip` is not one of its layers, a key has no counterpart in the
+            model, a layer has no weights in the state dict, or a shape
+            differs; the message names the key or layer and shapes.
 
     Example:
 
@@ -165,6 +187,7 @@ def convert_torchvision_state_dict(state_dict, model) -> None:
     >>> convert_torchvision_state_dict(read_state_dict("resnet18.safetensors"), model)
     """
     _check_torchvision_layout(model)
+    check_skip(model, skip)
     layers_by_name = {layer.name: layer for layer in model.layers}
     groups = {}  # Keras layer name -> {torch param: (key, array)}
     for key, value in state_dict.items():
@@ -175,7 +198,7 @@ def convert_torchvision_state_dict(state_dict, model) -> None:
                              f"(expected conv1.*, bn1.*, layerN.i.*, fc.*): the checkpoint "
                              f"is of another architecture, or its keys carry a prefix "
                              f"other than 'module.'; strip it.")
-        if param in _IGNORED_PARAMS:
+        if param in _IGNORED_PARAMS or layer_name in skip:
             continue
         if layer_name == "predictions" and layer_name not in layers_by_name:
             continue  # include_top=False: the classifier is dropped on purpose.
@@ -187,7 +210,7 @@ def convert_torchvision_state_dict(state_dict, model) -> None:
 
     assignments = []  # (Keras variable, value)
     for layer in model.layers:
-        if not layer.weights:
+        if not layer.weights or layer.name in skip:
             continue
         module = _torch_module_name(layer.name)
         if module is None:

@@ -178,6 +178,24 @@ def test_include_top_false_skips_fc():
     assert diff < TOLERANCE
 
 
+def test_skip_loads_all_but_a_new_top():
+    """A 1000-class checkpoint into a 10-class model: the features load, the top stays new."""
+    state_dict = _state_dict("resnet18")
+    assert convert.top_kernel_shape(state_dict) == (512, 1000)
+    model = _keras_model("resnet18", classes=10)
+    initial = model.get_layer("predictions").get_weights()
+    convert.convert_torchvision_state_dict(state_dict, model, skip=("predictions",))
+    pixels = _pixels(2, seed=3)
+    features = keras.Model(model.input, model.get_layer("avg_pool").output)
+    diff = np.abs(features.predict(pixels, verbose=0)
+                  - _torch_features(_reference("resnet18"), pixels)).max()
+    assert diff < TOLERANCE
+    for a, b in zip(model.get_layer("predictions").get_weights(), initial):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="'fc', which is not a layer"):
+        convert.convert_torchvision_state_dict(state_dict, model, skip=("fc",))
+
+
 def test_safetensors_read_without_torch(tmp_path, monkeypatch):
     path = tmp_path / "resnet18.safetensors"
     state_dict = _state_dict("resnet18")

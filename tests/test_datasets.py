@@ -1,20 +1,23 @@
 """Tests for datasets/: splits, pipelines, augmentation and error messages.
 
-CIFAR is tested on tiny archives in the real format written here; nothing is
-downloaded.
+CIFAR, MNIST and Fashion-MNIST are tested on tiny files in the real formats
+written here; nothing is downloaded.
 """
 
+import dataclasses
+import gzip
 import io
 import logging
 import os
 import pickle
+import shutil
 import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from datasets import DATASETS, cifar, folder, load_dataset
+from datasets import AUGMENTATIONS, DATASETS, cifar, folder, idx, load_dataset, pipeline
 
 CIFAR_PER_BATCH = 20
 
@@ -140,8 +143,9 @@ def test_float_val_split_is_a_fraction_never_a_count(val_split, hint):
 
 
 def test_user_errors_have_clear_messages(digits):
-    with pytest.raises(ValueError, match="Unknown dataset 'mnist'; valid: " + ", ".join(DATASETS)):
-        load_dataset("mnist")
+    with pytest.raises(ValueError, match="Unknown dataset 'imagenet'; valid: "
+                                         + ", ".join(DATASETS)):
+        load_dataset("imagenet")
     with pytest.raises(ValueError, match=r"batch_size=2000 is larger than the digits training "
                                          r"split \(1437 images\); use batch_size <= 1437"):
         digits.train(2000)
@@ -387,3 +391,287 @@ def test_folder_training_survives_files_that_fail_to_decode(tmp_path, monkeypatc
     images, _ = all_batches(ds.train(3, seed=0))
     assert images.shape == (6, 16, 16, 3)
 
+
+
+# --- augmentation choices ---
+
+@pytest.mark.parametrize("augmentation", ["bogus", "Inception", None])
+def test_unknown_augmentation_lists_the_valid_ones(augmentation):
+    with pytest.raises(ValueError, match=f"Unknown augmentation {augmentation!r}; valid: "
+                                         + ", ".join(AUGMENTATIONS)):
+        load_dataset("digits", augmentation=augmentation)
+
+
+def test_builtin_datasets_take_an_explicit_augmentation(digits):
+    assert digits.augmentation == "zero-pad 2 + random 32x32 crop (no flip)"
+    originals, _ = first_batch(digits.train(64, shuffle=False, augment=False))
+    flipping = load_dataset("digits", augmentation="pad_crop_flip")
+    assert flipping.augmentation == "zero-pad 4 + random 32x32 crop + horizontal flip"
+    images, _ = first_batch(flipping.train(64, shuffle=False, seed=1))
+    assert any(matches_any(image, shifted(original[:, ::-1], 4))
+               and not matches_any(image, shifted(original, 4))
+               for original, image in zip(originals, images))
+    plain = load_dataset("digits", augmentation="none")
+    assert plain.augmentation.startswith("none")
+    np.testing.assert_array_equal(first_batch(plain.train(64, shuffle=False, seed=1))[0],
+                                  originals)
+    with pytest.raises(ValueError, match="'inception' .* is for the 'folder' dataset; .*32x32 "
+                                         "digits.*'auto', 'pad_crop_flip', 'pad_crop', 'none'"):
+        load_dataset("digits", augmentation="inception")
+
+
+# --- MNIST and Fashion-MNIST, from tiny IDX files ---
+
+def idx_bytes(array, magic):
+    header = np.array([magic, *array.shape], ">u4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(folder, *, gz, num_train=30, num_test=10, seed=0):
+    """Writes the four IDX files of a tiny dataset; returns {split: (images, labels)}."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    for split, n in (("train", num_train), ("test", num_test)):
+        images = rng.integers(1, 256, (n, 28, 28), dtype=np.uint8)  # no 0: borders stand out
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        image_name, label_name = idx.FILES[split]
+        for name, content in ((image_name, idx_bytes(images, 2051)),
+                              (label_name, idx_bytes(labels, 2049))):
+            path = folder / (name + ".gz" if gz else name)
+            path.write_bytes(gzip.compress(content) if gz else content)
+        expected[split] = images, labels
+    return expected
+
+
+def assert_padded(images, originals):
+    """32x32x3 images holding the 28x28 originals unchanged at [2:30, 2:30], zeros around."""
+    assert images.shape == (len(originals), 32, 32, 3) and images.dtype == np.uint8
+    for c in range(3):
+        np.testing.assert_array_equal(images[:, 2:30, 2:30, c], originals)
+    border = images.copy()
+    border[:, 2:30, 2:30] = 0
+    assert not border.any()
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_round_trips_padded_not_resampled(tmp_path, name, gz):
+    expected = write_idx(tmp_path, gz=gz)
+    ds = load_dataset(name, data_dir=tmp_path)
+    assert (ds.num_train, ds.num_test, ds.image_shape) == (30, 10, (32, 32, 3))
+    assert ds.class_names == idx.SOURCES[name].class_names and ds.num_classes == 10
+    assert all("\n" not in n for n in ds.class_names)
+    images, labels = ds.test_arrays()
+    assert_padded(images, expected["test"][0])
+    np.testing.assert_array_equal(labels, expected["test"][1])
+    train_images, train_labels = all_batches(ds.train(8, shuffle=False, augment=False))
+    assert_padded(train_images.astype(np.uint8), expected["train"][0])
+    np.testing.assert_array_equal(train_labels, expected["train"][1])
+
+
+def test_fashion_mnist_names_and_mnist_digits():
+    assert idx.SOURCES["mnist"].class_names == tuple("0123456789")
+    assert idx.SOURCES["fashion_mnist"].class_names == (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+        "Bag", "Ankle boot")
+
+
+def test_mnist_npz_as_keras_saves_it(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    arrays = {"x_train": rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
+              "y_train": np.arange(12, dtype=np.uint8) % 10,
+              "x_test": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+              "y_test": np.arange(5, dtype=np.uint8)}
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    for data_dir in (tmp_path / "mnist.npz", tmp_path):
+        ds = load_dataset("mnist", data_dir=data_dir)
+        assert (ds.num_train, ds.num_test) == (12, 5)
+        images, labels = ds.test_arrays()
+        assert_padded(images, arrays["x_test"])
+        np.testing.assert_array_equal(labels, arrays["y_test"])
+    # The Keras cache: mnist.npz in it, Fashion-MNIST in its fashion-mnist/ folder.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "datasets").mkdir()
+    shutil.copy(tmp_path / "mnist.npz", tmp_path / "datasets")
+    assert load_dataset("mnist").num_train == 12
+    write_idx(tmp_path / "datasets" / "fashion-mnist", gz=True, num_train=7)
+    assert load_dataset("fashion_mnist").num_train == 7
+    np.savez(tmp_path / "objects.npz", x_train=np.array([None]), y_train=arrays["y_train"])
+    with pytest.raises(ValueError, match="objects.npz is not a readable mnist.npz"):
+        load_dataset("mnist", data_dir=tmp_path / "objects.npz")
+
+
+@pytest.mark.parametrize("name, flips", [("mnist", False), ("fashion_mnist", True)])
+def test_idx_augmentation_shifts_and_flips_only_clothes(tmp_path, name, flips):
+    write_idx(tmp_path, gz=True, num_train=60)
+    ds = load_dataset(name, data_dir=tmp_path)
+    flip_words = " + horizontal flip" if flips else " (no flip)"
+    assert ds.augmentation.startswith("zero-pad 4 + random 32x32 crop" + flip_words)
+    originals, _ = all_batches(ds.train(60, shuffle=False, augment=False))
+    augmented, _ = all_batches(ds.train(60, shuffle=False, seed=2))
+    flipped = 0
+    for original, image in zip(originals, augmented):
+        straight = matches_any(image, shifted(original, 4))
+        mirrored = matches_any(image, shifted(original[:, ::-1], 4))
+        assert straight or mirrored
+        flipped += mirrored and not straight
+    assert (flipped > 10) if flips else (flipped == 0)
+
+
+def test_idx_not_found_says_where_and_how(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    nowhere = tmp_path / "system"
+    monkeypatch.setitem(idx.SOURCES, "fashion_mnist", dataclasses.replace(
+        idx.SOURCES["fashion_mnist"], system_folder=str(nowhere)))
+    with pytest.raises(FileNotFoundError) as info:
+        load_dataset("fashion_mnist")
+    message = str(info.value)
+    assert "\n" not in message
+    for part in ("Fashion-MNIST not found", "train-images-idx3-ubyte[.gz]",
+                 str(tmp_path / "keras" / "datasets" / "fashion-mnist"), str(nowhere),
+                 "downloads nothing", "apt-get install dataset-fashion-mnist", "data_dir=",
+                 "KERAS_HOME"):
+        assert part in message
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=f"MNIST not found: looked for mnist.npz .* in "
+                                                f"{tmp_path / 'empty'}\\. ") as info:
+        load_dataset("mnist", data_dir=tmp_path / "empty")
+    assert "apt-get" not in str(info.value)
+
+
+def test_idx_malformed_files_are_named(tmp_path):
+    write_idx(tmp_path, gz=False)
+    images = tmp_path / "train-images-idx3-ubyte"
+    content = images.read_bytes()
+    images.write_bytes(np.array([2049], ">u4").tobytes() + content[4:])
+    with pytest.raises(ValueError, match=f"{images} is not an IDX images file: magic number "
+                                         f"2049, expected 2051"):
+        load_dataset("mnist", data_dir=tmp_path)
+    images.write_bytes(content[:-100])
+    with pytest.raises(ValueError, match=f"{images} is truncated or corrupt: its header "
+                                         f"promises 30 images"):
+        load_dataset("mnist", data_dir=tmp_path)
+    images.write_bytes(content[:10])
+    with pytest.raises(ValueError, match="shorter than its 16-byte header"):
+        load_dataset("mnist", data_dir=tmp_path)
+    images.write_bytes(content)
+    labels = tmp_path / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(idx_bytes(np.zeros(9, np.uint8), 2049))
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte holds 10 images but "
+                                         f"{labels} holds 9 labels"):
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+    labels.write_bytes(idx_bytes(np.full(10, 10, np.uint8), 2049))
+    with pytest.raises(ValueError, match="labels outside 0..9"):
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+    labels.rename(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="incomplete MNIST folder: t10k-labels-idx1-ubyte"):
+        load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_idx_truncated_gzip_is_named(tmp_path):
+    write_idx(tmp_path, gz=True)
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-20])
+    with pytest.raises(ValueError, match=f"{labels} is not a readable gzip file, truncated"):
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+
+
+def test_idx_takes_only_native_size(tmp_path):
+    write_idx(tmp_path, gz=True)
+    with pytest.raises(ValueError, match="image_size=28 applies to the 'folder' dataset only"):
+        load_dataset("mnist", data_dir=tmp_path, image_size=28)
+
+
+def test_real_fashion_mnist_when_installed():
+    folder_ = idx.SOURCES["fashion_mnist"].system_folder
+    if not os.path.isfile(os.path.join(folder_, "train-images-idx3-ubyte.gz")):
+        pytest.skip(f"Fashion-MNIST is not installed in {folder_} "
+                    "(apt-get install dataset-fashion-mnist)")
+    ds = load_dataset("fashion_mnist", data_dir=folder_)
+    assert (ds.num_train, ds.num_test, ds.num_classes) == (60_000, 10_000, 10)
+    assert ds.class_names[0] == "T-shirt/top" and ds.class_names[9] == "Ankle boot"
+    images, labels = ds.test_arrays()
+    assert np.bincount(labels).tolist() == [1000] * 10
+    assert not images[:, :2].any() and not images[:, 30:].any()
+    assert images.max() == 255
+
+
+# --- folder: augmentation choices and decoding once ---
+
+def write_small_folder(root, n=6, side=20):
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        save(root / f"train/{'ab'[i % 2]}/{i}.png",
+             rng.integers(0, 256, (side, side + 3, 3), dtype=np.uint8), "PNG")
+    save(root / "val/a/v.png", rng.integers(0, 256, (side, side, 3), dtype=np.uint8), "PNG")
+
+
+@pytest.mark.parametrize("augmentation, image_size, words", [
+    ("auto", 32, "evaluation resize and center crop, then zero-pad 4 + random 32x32 crop + "
+                 "horizontal flip"),
+    ("auto", 128, folder.INCEPTION),
+    ("auto", None, folder.INCEPTION),
+    ("inception", 32, folder.INCEPTION),
+    ("pad_crop", 64, "evaluation resize and center crop, then zero-pad 8 + random 64x64 crop "
+                     "(no flip)"),
+    ("none", 32, "none (trains on the evaluation images)"),
+])
+def test_folder_augmentation_words(tmp_path, augmentation, image_size, words):
+    write_small_folder(tmp_path)
+    ds = load_dataset("folder", data_dir=tmp_path, image_size=image_size,
+                      augmentation=augmentation)
+    assert ds.augmentation == words
+
+
+@pytest.mark.parametrize("augmentation, flips", [("pad_crop_flip", True), ("pad_crop", False),
+                                                 ("none", False)])
+def test_folder_shift_augmentations_act_on_the_evaluation_image(tmp_path, augmentation, flips):
+    write_small_folder(tmp_path, n=40)
+    ds = load_dataset("folder", data_dir=tmp_path, image_size=16, augmentation=augmentation)
+    originals, _ = all_batches(ds.train(40, shuffle=False, augment=False))
+    augmented, _ = all_batches(ds.train(40, shuffle=False, seed=4))
+    if augmentation == "none":
+        np.testing.assert_array_equal(augmented, originals)
+        return
+    flipped = 0
+    for original, image in zip(originals, augmented):
+        straight = matches_any(image, shifted(original, 2))  # 16 / 8
+        mirrored = matches_any(image, shifted(original[:, ::-1], 2))
+        assert straight or mirrored
+        flipped += mirrored and not straight
+    assert (flipped > 5) if flips else (flipped == 0)
+
+
+def remove_images(root):
+    for path in root.rglob("*.png"):
+        path.unlink()
+
+
+def test_folder_decodes_small_images_once(tmp_path):
+    write_small_folder(tmp_path)
+    ds = load_dataset("folder", data_dir=tmp_path, image_size=16)
+    plain = ds.train(3, shuffle=False, augment=False)
+    augmented = ds.train(3, shuffle=False, seed=0)
+    test = ds.test(1)
+    first = [all_batches(p)[0] for p in (plain, augmented, test)]
+    remove_images(tmp_path)
+    second = [all_batches(p)[0] for p in (plain, augmented, test)]
+    np.testing.assert_array_equal(second[0], first[0])
+    np.testing.assert_array_equal(second[2], first[2])
+    # Augmented afresh every pass, from the images kept in memory.
+    assert second[1].shape == first[1].shape == (6, 16, 16, 3)
+    assert not np.array_equal(second[1], first[1])
+    for original, image in zip(first[0], second[1]):
+        assert matches_any(image, shifted(original, 2) + shifted(original[:, ::-1], 2))
+
+
+def test_folder_above_the_memory_budget_decodes_every_epoch(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "DECODED_CACHE_BYTES", 16 * 16 * 3 * 5)  # 5 of 6 images
+    write_small_folder(tmp_path)
+    ds = load_dataset("folder", data_dir=tmp_path, image_size=16, augmentation="pad_crop")
+    train, test = ds.train(2, shuffle=False, augment=False), ds.test(1)
+    assert len(all_batches(train)[1]) == 6 and len(all_batches(test)[1]) == 1
+    remove_images(tmp_path)
+    assert len(list(train)) == 0  # read again, and gone
+    assert len(all_batches(test)[1]) == 1  # 1 image fits: kept

@@ -196,6 +196,7 @@ def test_caffe_preprocessing_reorders_to_bgr():
 
 
 def test_fold_channel_reversal_keeps_outputs_and_drops_the_reordering():
+    keras.utils.set_random_seed(0)
     model = rk.build_model("resnet18", input_shape=(32, 32, 3), classes=5,
                            kernel_regularizer=keras.regularizers.L2(1e-4))
     weights = [w.copy() for w in model.get_weights()]
@@ -206,8 +207,10 @@ def test_fold_channel_reversal_keeps_outputs_and_drops_the_reordering():
     np.testing.assert_array_equal(folded.get_layer("conv1_conv").get_weights()[0],
                                   model.get_layer("conv1_conv").get_weights()[0][:, :, ::-1])
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    # Summing conv1's products in the other channel order rounds float32 differently:
+    # probabilities move by about 1e-6, far below any class change.
     np.testing.assert_allclose(folded.predict(x, verbose=0), model.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+                               rtol=1e-5, atol=1e-5)
     assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
     plain_input = rk.build_model("resnet20")  # `tf` preprocessing: nothing to fold
     assert fold_channel_reversal(plain_input) is plain_input

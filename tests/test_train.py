@@ -135,7 +135,8 @@ def test_run_dir_names_every_file_once(tmp_path):
     run = RunDir(tmp_path / "r")
     paths = [run.config, run.state, run.timing, run.history, run.training_curve,
              run.last_model, run.best_model, run.backup, run.logs, run.train_result,
-             run.qat_model, run.qat_result, run.export_dir, run.manifest, run.report_json,
+             run.head_model, run.qat_model, run.qat_result, run.export_dir, run.manifest,
+             run.report_json,
              run.report_markdown, run.report_chart, run.android_dir]
     assert len(set(paths)) == len(paths)
     assert all(p.startswith(str(tmp_path / "r")) for p in paths)
@@ -145,6 +146,16 @@ def test_run_dir_names_every_file_once(tmp_path):
     run.write_json(run.manifest, {"int8": "m_int8.tflite"})
     assert run.read_json(run.manifest) == {"int8": "m_int8.tflite"}
     assert not os.path.exists(run.manifest + ".partial")
+
+
+def test_a_resumed_run_drops_the_rows_of_epochs_it_trains_again(tmp_path):
+    from training.loop import _keep_history_before
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,accuracy,loss\n0,0.5,1.0\n1,0.6,0.9\n2,0.7,0.8\n")
+    _keep_history_before(str(history), 2)  # the backup is from inside epoch 2 (0-based)
+    assert history.read_text() == "epoch,accuracy,loss\n0,0.5,1.0\n1,0.6,0.9\n"
+    _keep_history_before(str(history), 0)  # no backup: the run starts over
+    assert history.read_text() == "epoch,accuracy,loss\n"
 
 
 def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypatch):

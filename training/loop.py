@@ -3,8 +3,11 @@
 The recipe is the paper's (arXiv 1512.03385 sec. 3.4 and 4.2): SGD with
 momentum, weight decay on kernels only, a step (or cosine) learning-rate
 schedule. A killed run resumes from its last backup, mid-epoch included.
+Fine-tuning pretrained weights (`model.weights`) may first train only the new
+top on the frozen backbone (`train.head_epochs`).
 """
 
+import contextlib
 import csv
 import logging
 import os
@@ -14,7 +17,7 @@ import numpy as np
 
 from resnet_keras.backend import keras, tf
 from resnet_keras.models import build_model
-from training import distribute
+from training import distribute, pretrained
 from training.plan import TrainingPlan
 
 logger = logging.getLogger(__name__)
@@ -32,25 +35,31 @@ class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     """`BackupAndRestore` that never backs up weights a non-finite loss produced.
 
     It also says where a resumed run picks up, so a log shows what was kept:
-    the restored optimizer's iteration count is the position in the plan.
+    the restored optimizer's iteration count is the position in the plan. The
+    epochs the run will train again lose their rows in `history`, so a kill
+    between a row and the next backup does not leave that epoch twice.
 
     Args:
         backup_dir: str, the backup folder.
         steps_per_epoch: int, to turn the iteration count into epoch and step.
+        history: str, the CSV file `keras.callbacks.CSVLogger` appends to; this
+            callback must come before the logger.
         **kwargs: as `keras.callbacks.BackupAndRestore`.
     """
 
-    def __init__(self, backup_dir, *, steps_per_epoch, **kwargs):
+    def __init__(self, backup_dir, *, steps_per_epoch, history, **kwargs):
         super().__init__(backup_dir, **kwargs)
         self.steps_per_epoch = steps_per_epoch
+        self.history = history
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         iteration = int(self.model.optimizer.iterations.numpy())
+        epoch, step = divmod(iteration, self.steps_per_epoch)
         if iteration:
-            epoch, step = divmod(iteration, self.steps_per_epoch)
             logger.info("  resumed from %s: epoch %d, step %d, optimizer iteration %d",
                         self.backup_dir, epoch + 1, step + 1, iteration)
+        _keep_history_before(self.history, epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         if _finite(logs):
@@ -59,6 +68,21 @@ class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
             super().on_epoch_end(epoch, logs)
+
+
+def _keep_history_before(path, epoch):
+    """Drops the rows of `epoch` and later from the history CSV, atomically."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epoch]
+    if len(kept) == len(rows):
+        return
+    partial = path + ".partial"
+    with open(partial, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(partial, path)
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -108,18 +132,20 @@ class StageProgress(keras.callbacks.Callback):
     Args:
         total_epochs: int.
         held_out: str, what `fit`'s validation data is: "val" or "test".
+        label: str, what the line counts, e.g. "head epoch" for fine-tuning's head phase.
     """
 
-    def __init__(self, total_epochs, *, held_out="test"):
+    def __init__(self, total_epochs, *, held_out="test", label="epoch"):
         super().__init__()
         self.total_epochs = total_epochs
         self.held_out = held_out
+        self.label = label
         self.start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        logger.info("  epoch %d/%d  loss %.4f  top-1 %.4f  %s top-1 %.4f  lr %.4g  [%.0f s]",
-                    epoch + 1, self.total_epochs, logs.get("loss", float("nan")),
+        logger.info("  %s %d/%d  loss %.4f  top-1 %.4f  %s top-1 %.4f  lr %.4g  [%.0f s]",
+                    self.label, epoch + 1, self.total_epochs, logs.get("loss", float("nan")),
                     logs.get("accuracy", float("nan")), self.held_out,
                     logs.get("val_accuracy", float("nan")),
                     current_learning_rate(self.model.optimizer), time.time() - self.start)
@@ -132,16 +158,37 @@ def current_learning_rate(optimizer) -> float:
     return float(keras.backend.get_value(lr))
 
 
-def build_training_model(config, *, num_classes, image_shape):
-    """The float model for `config.model`, with weight decay as an L2 penalty on kernels."""
+def training_model(config, *, num_classes, image_shape):
+    """The float model for `config.model` and what was loaded into it.
+
+    Weight decay is an L2 penalty on kernels. With `model.weights` the model is
+    built in the variant the weights need and loaded from them; a top that does
+    not fit `num_classes` stays new (`training.pretrained`).
+
+    Returns:
+        (model, `training.pretrained.PretrainedWeights` or None without weights).
+
+    Raises:
+        FileNotFoundError, ValueError: the weights file is missing, unreadable
+            or does not fit; the variant conflicts with the weights.
+    """
     cfg = config.model
+    weights = pretrained.resolve(cfg)
     wd = config.train.weight_decay
-    return build_model(
-        cfg.name, variant=cfg.variant, shortcut=cfg.shortcut, classes=num_classes,
-        input_shape=image_shape, bn_momentum=cfg.bn_momentum,
+    model = build_model(
+        cfg.name, variant=weights.variant if weights else cfg.variant, shortcut=cfg.shortcut,
+        classes=num_classes, input_shape=image_shape, bn_momentum=cfg.bn_momentum,
         zero_init_last_bn=cfg.zero_init_last_bn,
         # SGD weight decay wd adds wd * w to the gradient: an L2 loss of wd / 2 * |w|^2.
         kernel_regularizer=keras.regularizers.L2(wd / 2) if wd > 0 else None)
+    if weights:
+        weights = pretrained.load(model, weights)
+    return model, weights
+
+
+def build_training_model(config, *, num_classes, image_shape):
+    """The model of `training_model`, pretrained weights loaded, without their record."""
+    return training_model(config, num_classes=num_classes, image_shape=image_shape)[0]
 
 
 def compile_model(model, *, optimizer, num_classes, label_smoothing, jit_compile):
@@ -159,15 +206,102 @@ def compile_model(model, *, optimizer, num_classes, label_smoothing, jit_compile
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
 
 
-def compiled_training_model(config, *, dataset, plan, jit_compile):
-    """`build_training_model` compiled with SGD + momentum on `plan`'s schedule."""
-    model = build_training_model(config, num_classes=dataset.num_classes,
-                                 image_shape=dataset.image_shape)
+def compile_for_plan(model, config, *, dataset, plan, jit_compile):
+    """Compiles `model` with SGD + momentum on `plan`'s schedule, the run's loss and metrics."""
     optimizer = keras.optimizers.SGD(plan.learning_rate_schedule(),
                                      momentum=config.train.momentum)
     compile_model(model, optimizer=optimizer, num_classes=dataset.num_classes,
                   label_smoothing=config.train.label_smoothing, jit_compile=jit_compile)
+
+
+def compiled_training_model(config, *, dataset, plan, jit_compile):
+    """`build_training_model` compiled with SGD + momentum on `plan`'s schedule."""
+    model = build_training_model(config, num_classes=dataset.num_classes,
+                                 image_shape=dataset.image_shape)
+    compile_for_plan(model, config, dataset=dataset, plan=plan, jit_compile=jit_compile)
     return model
+
+
+@contextlib.contextmanager
+def frozen_backbone(model):
+    """Freezes every layer but `predictions` for the block, then restores the flags.
+
+    In tf_keras a BatchNormalization with `trainable=False` runs in inference
+    mode, so the backbone's moving statistics stay those of the pretrained
+    weights too, as the Keras transfer-learning guide requires. Compile inside
+    the block: a change of `trainable` takes effect at `compile`.
+    """
+    flags = {layer.name: layer.trainable for layer in model.layers}
+    for layer in model.layers:
+        layer.trainable = layer.name == pretrained.TOP
+    try:
+        yield model
+    finally:
+        for layer in model.layers:
+            layer.trainable = flags[layer.name]
+
+
+def _save_whole(model, path):
+    """`model.save(path)`, all or nothing: a kill midway leaves no partial `path`."""
+    partial = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
+    model.save(partial)
+    os.replace(partial, path)
+
+
+def train_head(model, *, config, run, dataset, plan, strategy, inputs, jit_compile):
+    """Fine-tuning's head phase: trains only the new top, then saves `run.head_model`.
+
+    A run that already has `run.head_model` loads it and skips the phase, so a
+    resumed run never trains the head twice; a phase killed midway starts
+    over (it is short, and has no backup of its own).
+
+    Args:
+        model: the built, uncompiled model with its pretrained weights.
+        config: a resolved `training.config.Config`.
+        run: the `training.run_dir.RunDir`.
+        dataset: a `datasets.Dataset`.
+        plan: the head phase's `TrainingPlan` (`TrainingPlan.for_head`).
+        strategy: the `tf.distribute` strategy the model was built under.
+        inputs: (training, held-out) pipelines from `fit_inputs`.
+        jit_compile: bool.
+
+    Returns:
+        float, seconds spent training the head (0 when skipped).
+
+    Raises:
+        TrainingDiverged: the loss became NaN; nothing is saved.
+    """
+    if os.path.exists(run.head_model):
+        model.load_weights(run.head_model)
+        logger.info("  head phase already done (%s loaded), skipped",
+                    run.relative(run.head_model))
+        return 0.0
+    logger.info("  head phase: only %s trains, the backbone frozen; %s", pretrained.TOP,
+                plan.describe())
+    train_ds, held_out_ds = inputs
+    guard = NaNGuard()
+    start = time.time()
+    with frozen_backbone(model):
+        with strategy.scope():
+            compile_for_plan(model, config, dataset=dataset, plan=plan, jit_compile=jit_compile)
+        model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                  validation_data=held_out_ds,
+                  callbacks=[guard, StageProgress(plan.epochs, held_out=_held_out(dataset),
+                                                  label="head epoch")],
+                  verbose=config.train.verbose if config.train.verbose != 2 else 0)
+        if guard.diverged_at:
+            epoch, step = guard.diverged_at
+            raise TrainingDiverged(
+                f"The loss became NaN in the head phase at epoch {epoch}, step {step}; "
+                f"training stopped, nothing saved. Lower --train.head_learning_rate "
+                f"(now {plan.learning_rate:g} for the global batch).")
+        _save_whole(model, run.head_model)
+    return time.time() - start
+
+
+def _held_out(dataset):
+    """What `fit`'s validation data is, in words for the progress lines."""
+    return "val" if dataset.num_val else "test"
 
 
 def fit_inputs(dataset, *, batch_size, label_smoothing, seed, augment, val=False):
@@ -220,10 +354,15 @@ def train(config, run, dataset) -> dict:
 
     Returns:
         dict written as `train_result.json`: test top-1/top-5, loss, epochs,
-        steps, seconds, training images per second.
+        steps, seconds, training images per second; the pretrained weights
+        loaded, the variant, whether the top was replaced (see
+        `training.pretrained.record`), and the head phase's epochs, rate and
+        seconds.
 
     Raises:
-        ValueError: the batch does not fit the training set.
+        ValueError: the batch does not fit the training set, or the pretrained
+            weights do not fit the model.
+        FileNotFoundError: the pretrained weights file does not exist.
         TrainingDiverged: the loss became NaN; the last good checkpoint is kept.
     """
     cfg = config.train
@@ -231,8 +370,9 @@ def train(config, run, dataset) -> dict:
     distribute.set_mixed_precision(distribute.resolve_switch(cfg.mixed_precision))
     strategy = distribute.strategy_for(cfg)
     plan = TrainingPlan.for_training(config, dataset, replicas=strategy.num_replicas_in_sync)
+    head_plan = TrainingPlan.for_head(config, dataset, replicas=strategy.num_replicas_in_sync)
     jit = distribute.resolve_switch(cfg.xla)
-    held_out = "val" if dataset.num_val else "test"
+    held_out = _held_out(dataset)
     logger.info("  %s on %s: %d train / %d %s images, %d replica(s) (%s), global batch %d, "
                 "lr %g, %d epochs x %d steps, mixed precision %s, XLA %s", config.model.name,
                 dataset.name, dataset.num_train, dataset.num_val or dataset.num_test, held_out,
@@ -241,15 +381,26 @@ def train(config, run, dataset) -> dict:
                 keras.mixed_precision.global_policy().name, "on" if jit else "off")
 
     with strategy.scope():
-        model = compiled_training_model(config, dataset=dataset, plan=plan, jit_compile=jit)
+        model, weights = training_model(config, num_classes=dataset.num_classes,
+                                        image_shape=dataset.image_shape)
+    if weights:
+        logger.info("  %s", weights.describe())
     train_ds, held_out_ds = fit_inputs(dataset, batch_size=plan.global_batch,
                                        label_smoothing=cfg.label_smoothing, seed=cfg.seed,
                                        augment=config.data.augment, val=True)
+    head_seconds = 0.0
+    if head_plan:
+        head_seconds = train_head(model, config=config, run=run, dataset=dataset,
+                                  plan=head_plan, strategy=strategy,
+                                  inputs=(train_ds, held_out_ds), jit_compile=jit)
+    with strategy.scope():
+        compile_for_plan(model, config, dataset=dataset, plan=plan, jit_compile=jit)
 
     guard = NaNGuard()
     callbacks = [
         guard,
         NaNSafeBackupAndRestore(run.backup, steps_per_epoch=plan.steps_per_epoch,
+                                history=run.history,
                                 save_freq=cfg.save_every_steps, delete_checkpoint=False),
         keras.callbacks.CSVLogger(run.history, append=True),
         keras.callbacks.TensorBoard(run.logs, profile_batch=0),
@@ -294,6 +445,10 @@ def train(config, run, dataset) -> dict:
         "seconds": round(seconds, 2),
         "images_per_second": (round(steps_run * plan.global_batch / seconds, 1)
                               if steps_run else None),
+        **pretrained.record(weights, variant=config.model.variant),
+        "head_epochs": head_plan.epochs if head_plan else 0,
+        "head_learning_rate": head_plan.learning_rate if head_plan else None,
+        "head_seconds": round(head_seconds, 2),
     }
     run.write_json(run.train_result, result)
     return result

@@ -88,6 +88,25 @@ class TrainingPlan:
                          dataset_name=dataset.name)
 
     @classmethod
+    def for_head(cls, config, dataset, *, replicas):
+        """The head phase of fine-tuning: only the new top trains, backbone frozen.
+
+        `train.head_epochs` at `train.head_learning_rate` (default: the
+        `train.learning_rate`), scaled with the global batch like it, cosine
+        decay without warmup; batch and steps per epoch as the main phase.
+        Returns None when `train.head_epochs` is 0 (no head phase).
+        """
+        cfg = config.train
+        if not cfg.head_epochs:
+            return None
+        rate = cfg.learning_rate if cfg.head_learning_rate is None else cfg.head_learning_rate
+        return cls.build(batch_size=cfg.batch_size, replicas=replicas,
+                         num_train=dataset.num_train, epochs=cfg.head_epochs,
+                         learning_rate=rate, reference_batch_size=cfg.reference_batch_size,
+                         steps_per_epoch=cfg.steps_per_epoch, schedule="cosine",
+                         dataset_name=dataset.name)
+
+    @classmethod
     def for_qat(cls, config, dataset, *, replicas):
         """The QAT fine-tuning plan: the `qat` section, cosine decay, no warmup.
 

@@ -44,6 +44,8 @@ class RunDir:
     backup = _file("backup")
     logs = _file("logs")
     train_result = _file("train_result.json")
+    # Fine-tuning's head phase (train.head_epochs): once it exists, the phase is done.
+    head_model = _file("head.keras")
     # The qat stage.
     qat_model = _file("qat.keras")
     qat_result = _file("qat_result.json")

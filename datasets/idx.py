@@ -1,0 +1,241 @@
+"""The `mnist` and `fashion_mnist` datasets, read from their IDX files (or Keras's mnist.npz).
+
+Both hold 60,000 training and 10,000 test 28x28 gray images in the IDX format
+of http://yann.lecun.com/exdb/mnist/ (`train-images-idx3-ubyte`, ... gzipped
+as keras.datasets downloads them, or not). Read from `data_dir`, else the Keras
+cache (`$KERAS_HOME/datasets/fashion-mnist/` as keras.datasets lays it out;
+`mnist.npz` or `mnist/` for MNIST), else for Fashion-MNIST the Debian/Ubuntu
+package `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist`);
+nothing is downloaded.
+
+The images are zero-padded by 2 pixels a side to 32x32, not resampled: every
+pixel keeps the value recorded, and 32x32 is the native input of the CIFAR
+nets (He et al. 2015, arXiv 1512.03385, sec. 4.2), whose recipe then applies
+as is. Gray is replicated to 3 channels; 60,000 images take 184 MB (uint8).
+Augmentation (`auto`), CIFAR-style: zero-pad 4, random 32x32 crop, and for
+Fashion-MNIST a random horizontal flip (a mirrored garment is the same
+garment); none for MNIST, where a mirrored digit is another symbol or none.
+"""
+
+import dataclasses
+import gzip
+import os
+import zlib
+
+import numpy as np
+
+from datasets.pipeline import Split, check_native_size, keras_datasets_dir, native_augmentation
+from resnet_keras.backend import tf
+
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # unsigned bytes, 3 and 1 dimensions
+SIDE = 28
+BORDER = (32 - SIDE) // 2
+PAD = 4
+URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+# (images, labels) of each split, without the .gz the downloads have.
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where one dataset in the IDX format is looked for, and how it is augmented."""
+
+    title: str
+    class_names: tuple
+    cache_folder: str  # under the Keras cache, as keras.datasets lays it out
+    flip: bool
+    npz: str | None = None  # Keras's single-file copy, in the Keras cache itself
+    system_folder: str | None = None
+    package: str | None = None  # the Debian/Ubuntu package that installs it
+
+
+SOURCES = {
+    "mnist": Source("MNIST", tuple(str(d) for d in range(10)), "mnist", flip=False,
+                    npz="mnist.npz"),
+    "fashion_mnist": Source(
+        "Fashion-MNIST", ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                          "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        "fashion-mnist", flip=True, system_folder="/usr/share/datasets/fashion-mnist",
+        package="dataset-fashion-mnist"),
+}
+
+
+def load(name, *, data_dir, image_size, augmentation):
+    """Reads the official train and test splits of MNIST or Fashion-MNIST.
+
+    Args:
+        name: str, a key of `SOURCES`.
+        data_dir: a folder holding the four IDX files (`.gz` or not), or for
+            `mnist` also `mnist.npz` or that file; None to look in the Keras
+            cache, then in `Source.system_folder`.
+        image_size: None or 32.
+        augmentation: str, one of `AUGMENTATIONS` but "inception".
+
+    Returns:
+        dict, the keyword arguments of `Dataset` but `name`.
+
+    Raises:
+        FileNotFoundError: the files are not where they were looked for.
+        ValueError: an `image_size` other than 32, `augmentation="inception"`,
+            or a malformed or incomplete file (the message names it).
+    """
+    source = SOURCES[name]
+    check_native_size(name, image_size)
+    augment, words = native_augmentation(name, augmentation, pad=PAD, flip=source.flip,
+                                         cite=" (CIFAR-style, He et al. 2015, sec. 4.2)")
+    found, searched = _find(source, data_dir)
+    if found is None:
+        raise FileNotFoundError(_not_found(source, searched))
+    if isinstance(found, str):
+        splits = _read_npz(found, source)
+    else:
+        splits = {split: _read_split(found[images], found[labels], source)
+                  for split, (images, labels) in FILES.items()}
+    (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
+    return dict(class_names=source.class_names, image_shape=(32, 32, 3), augmentation=words,
+                train=Split(y_train, images=_to_rgb32(x_train)),
+                test=Split(y_test, images=_to_rgb32(x_test)),
+                augment_fn=augment, eval_fn=tf.identity)
+
+
+def _to_rgb32(images):
+    """`(N, 28, 28)` gray -> `(N, 32, 32, 3)`, zero border, every pixel unchanged."""
+    out = np.zeros((len(images), 32, 32, 3), np.uint8)
+    out[:, BORDER:BORDER + SIDE, BORDER:BORDER + SIDE, :] = images[..., None]
+    return out
+
+
+def _find(source, data_dir):
+    """The `mnist.npz` path or `{IDX name: path}` of the first place holding the data
+    (None if none), and the places searched."""
+    if data_dir is not None:
+        root = os.fspath(data_dir)
+        if source.npz and os.path.isfile(root):
+            return root, [root]
+        places = [(root, True)]
+    else:
+        cache = keras_datasets_dir()
+        places = [(os.path.join(cache, source.cache_folder), True)]
+        if source.npz:
+            # Only the .npz: IDX files there could be either dataset's.
+            places.append((cache, False))
+        if source.system_folder:
+            places.append((source.system_folder, True))
+    for folder, idx_files in places:
+        files = _idx_files(folder, source) if idx_files else {}
+        if files:
+            return files, None
+        if source.npz and os.path.isfile(os.path.join(folder, source.npz)):
+            return os.path.join(folder, source.npz), None
+    return None, [folder for folder, _ in places]
+
+
+def _idx_files(folder, source):
+    """`{IDX name: path}` of the four files in `folder`, `.gz` or not; {} if it has none.
+
+    Raises:
+        ValueError: `folder` holds some of the files but not all.
+    """
+    names = [n for pair in FILES.values() for n in pair]
+    found = {}
+    for n in names:
+        for path in (os.path.join(folder, n + ".gz"), os.path.join(folder, n)):
+            if os.path.isfile(path):
+                found[n] = path
+                break
+    missing = [n for n in names if n not in found]
+    if found and missing:
+        raise ValueError(f"{folder} is an incomplete {source.title} folder: "
+                         f"{', '.join(n + '[.gz]' for n in missing)} missing. Copy all four "
+                         f"IDX files there.")
+    return found
+
+
+def _not_found(source, searched):
+    """The one-line message of a dataset that is nowhere it was looked for."""
+    looked_for = " or ".join(filter(None, [
+        source.npz, "the four IDX files (" + ", ".join(
+            n + "[.gz]" for pair in FILES.values() for n in pair) + ")"]))
+    cache_folder = os.path.join(keras_datasets_dir(), source.cache_folder)
+    apt = (f"on Debian/Ubuntu run `apt-get install {source.package}` (it installs them in "
+           f"{source.system_folder}), or " if source.package else "")
+    if source.npz:
+        get, data_dir = f"{URL}{source.npz}", "<the file or its folder>"
+        put = f"put {source.npz} in {keras_datasets_dir()} or the IDX files in {cache_folder}"
+    else:
+        get, data_dir = f"the four .gz files from {URL}", "<their folder>"
+        put = f"put them in {cache_folder}"
+    return (f"{source.title} not found: looked for {looked_for} in {', '.join(searched)}. "
+            f"This code downloads nothing: {apt}get {get} and either pass "
+            f"data_dir={data_dir} or {put} (the Keras cache; set KERAS_HOME to move it).")
+
+
+def _read_split(images_path, labels_path, source):
+    """uint8 images `(N, 28, 28)` and int32 labels `(N,)` of one split's IDX files."""
+    images = _read_idx(images_path, IMAGE_MAGIC, "images")
+    labels = _read_idx(labels_path, LABEL_MAGIC, "labels")
+    return _checked(images, labels, images_path, labels_path, source)
+
+
+def _read_idx(path, magic, kind):
+    """The uint8 array of an IDX file, gzipped or not, after checking its header."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if data[:2] == b"\x1f\x8b":  # the gzip magic, whatever the file is named
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path} is not a readable gzip file, truncated or corrupt ({e}); "
+                         f"download it again.") from None
+    ndim = 3 if magic == IMAGE_MAGIC else 1
+    header = 4 * (1 + ndim)
+    if len(data) < header:
+        raise ValueError(f"{path} is not an IDX {kind} file: {len(data)} bytes, shorter than "
+                         f"its {header}-byte header; download it again.")
+    found, *dims = np.frombuffer(data[:header], ">u4").tolist()
+    if found != magic:
+        raise ValueError(f"{path} is not an IDX {kind} file: magic number {found}, expected "
+                         f"{magic}; download it again.")
+    if ndim == 3 and dims[1:] != [SIDE, SIDE]:
+        raise ValueError(f"{path} holds {dims[1]}x{dims[2]} images, not {SIDE}x{SIDE}.")
+    expected = header + int(np.prod(dims))
+    if len(data) != expected:
+        raise ValueError(f"{path} is truncated or corrupt: its header promises {dims[0]} "
+                         f"{kind} ({expected} bytes), the file has {len(data)} bytes; "
+                         f"download it again.")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
+
+
+def _read_npz(path, source):
+    """{split: (images, labels)} of Keras's `mnist.npz` (`x_train`, `y_train`, ...)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError) as e:
+        # ValueError also covers object arrays, which would need unpickling.
+        raise ValueError(f"{path} is not a readable {source.npz} ({e}); download it "
+                         f"again.") from None
+    missing = [k for s in ("train", "test") for k in (f"x_{s}", f"y_{s}") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} is not Keras's {source.npz}: {', '.join(missing)} missing.")
+    splits = {}
+    for split in ("train", "test"):
+        images = arrays[f"x_{split}"]
+        if images.dtype != np.uint8 or images.shape[1:] != (SIDE, SIDE):
+            raise ValueError(f"x_{split} in {path} is {images.dtype} {images.shape}; expected "
+                             f"uint8 (N, {SIDE}, {SIDE}).")
+        splits[split] = _checked(images, arrays[f"y_{split}"], f"x_{split} in {path}",
+                                 f"y_{split} in {path}", source)
+    return splits
+
+
+def _checked(images, labels, images_name, labels_name, source):
+    """`(images, int32 labels)` once their counts match and the labels are classes."""
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(f"{images_name} holds {len(images)} images but {labels_name} holds "
+                         f"{labels.size} labels; both files must be from the same split.")
+    num_classes = len(source.class_names)
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{labels_name} has labels outside 0..{num_classes - 1}.")
+    return images, labels.astype(np.int32)

@@ -1,0 +1,204 @@
+"""Pretrained weights for training: which file, which variant, which layers to load.
+
+`model.weights` names keras.applications' ImageNet file (`imagenet`), an `.h5`
+of this package's layout, or a torchvision checkpoint. The variant (and so the
+preprocessing) follows the weights, and a top for other classes is replaced by
+a new one: transfer learning of the features (Yosinski et al., arXiv 1411.1792).
+"""
+
+import dataclasses
+import os
+
+from resnet_keras import convert
+from resnet_keras import weights as weights_lib
+from resnet_keras.registry import REGISTRY, get_spec
+
+IMAGENET = "imagenet"
+H5_SUFFIXES = (".h5", ".hdf5")
+# The classifier: the one layer whose shape depends on the classes.
+TOP = "predictions"
+# Each kind of weights, in words for the progress line.
+KINDS = {"imagenet": "keras.applications ImageNet weights", "h5": "Keras .h5 weights",
+         "torchvision": "torchvision checkpoint"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedWeights:
+    """What `model.weights` resolved to, and (after `load`) what was loaded.
+
+    Attributes:
+        source: str, `model.weights` as configured.
+        kind: `imagenet`, `h5` or `torchvision` (a key of `KINDS`).
+        path: str, the file read.
+        variant: str or None, the layout the weights hold (`v1`, `v1.5`,
+            `v2`); the model is built in it. None when the file does not tell
+            (an `.h5` of a CIFAR net): then `model.variant` applies.
+        variant_from_weights: bool, `model.variant` was unset and the weights set it.
+        top_replaced: bool, or None before `load`: the file's `predictions`
+            does not fit the model's, which keeps its new, initialized top.
+        file_top: tuple, the file's `predictions` kernel shape (None: no top,
+            or not loaded yet).
+    """
+
+    source: str
+    kind: str
+    path: str
+    variant: str | None
+    variant_from_weights: bool
+    top_replaced: bool | None = None
+    file_top: tuple[int, ...] | None = None
+
+    def describe(self) -> str:
+        """One line for the train stage's progress output."""
+        variant = (f"variant {self.variant}" + (" (set from the weights; model.variant was "
+                                                "unset)" if self.variant_from_weights else "")
+                   if self.variant else "variant as configured")
+        if self.top_replaced is None:
+            top = "not loaded yet"
+        elif not self.top_replaced:
+            top = f"{TOP} loaded from the file"
+        else:
+            top = (f"new {TOP} for the dataset's classes (the file's kernel "
+                   f"{'is ' + str(self.file_top) if self.file_top else 'is absent'})")
+        return f"weights: {KINDS[self.kind]} {self.path}; {variant}; {top}"
+
+
+def resolve(model_config) -> PretrainedWeights | None:
+    """Decides the kind, file and variant of `model_config.weights`, before building.
+
+    `imagenet` holds keras.applications' layout (`v1`, `v2` for the v2 nets),
+    a torchvision checkpoint `v1.5`, an `.h5` of this package's layout what its
+    `conv1_conv` says (a bias: `v1`; none: `v1.5`).
+
+    Args:
+        model_config: a `training.config.ModelConfig`.
+
+    Returns:
+        `PretrainedWeights` (`top_replaced` still None), or None without weights.
+
+    Raises:
+        FileNotFoundError: the file does not exist; for `imagenet`, the message
+            names the file and where to put it.
+        ValueError: an unsupported kind of file, a net the weights are not
+            published for, a corrupt `.h5`, or a `model.variant` that
+            conflicts with the weights' (the message names both).
+    """
+    source = model_config.weights
+    if not source:
+        return None
+    spec = get_spec(model_config.name)
+    kind = _kind(source)
+    if kind == "imagenet":
+        if spec.keras_applications is None:
+            published = [name for name, row in REGISTRY.items() if row.keras_applications]
+            raise ValueError(f"model.weights=imagenet: keras.applications publishes ImageNet "
+                             f"weights for {', '.join(published)}, not {spec.name}. For the "
+                             f"torchvision nets give their checkpoint, e.g. --model.weights "
+                             f"{spec.name}.pth.")
+        variant = "v2" if spec.family == "v2" else "v1"
+        _check_variant(model_config, variant)
+        path = _imagenet_file(spec, variant)
+    else:
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"model.weights: weights file {path} does not exist.")
+        if kind == "torchvision" and spec.name not in convert.TORCHVISION_MODELS:
+            raise ValueError(f"model.weights={source!r} is a torchvision checkpoint, but "
+                             f"torchvision has no {spec.name}; it publishes "
+                             f"{', '.join(convert.TORCHVISION_MODELS)}.")
+        variant = "v1.5" if kind == "torchvision" else _h5_variant(spec, path)
+        _check_variant(model_config, variant)
+    return PretrainedWeights(
+        source=source, kind=kind, path=path, variant=variant or model_config.variant,
+        variant_from_weights=bool(variant) and model_config.variant is None)
+
+
+def load(model, weights) -> PretrainedWeights:
+    """Loads `weights` into `model`, leaving its top new where the file's does not fit.
+
+    Whether the top is loaded is decided by comparing the file's `predictions`
+    kernel shape with the model's: a file for other classes, or without a top,
+    loads everything else. Every other layer must be in the file.
+
+    Args:
+        model: built by `build_model` with `weights.variant` and a top.
+        weights: from `resolve`.
+
+    Returns:
+        `weights` with `top_replaced` set.
+
+    Raises:
+        FileNotFoundError, ValueError: the file is missing, unreadable, or
+            does not fit the model; the message names the file or the layer.
+    """
+    model_top = tuple(model.get_layer(TOP).kernel.shape)
+    if weights.kind == "torchvision":
+        state_dict = convert.read_state_dict(weights.path)
+        file_top = convert.top_kernel_shape(state_dict)
+        replaced = file_top != model_top
+        convert.convert_torchvision_state_dict(state_dict, model,
+                                               skip=(TOP,) if replaced else ())
+    else:
+        file_top = (weights_lib.weight_shapes(weights.path).get(TOP) or [None])[0]
+        replaced = file_top != model_top
+        weights_lib.load_weights(model, weights.path, skip=(TOP,) if replaced else ())
+    return dataclasses.replace(weights, top_replaced=replaced, file_top=file_top)
+
+
+def record(weights, *, variant) -> dict:
+    """The fields `train_result.json` keeps of the weights (all None without any).
+
+    Args:
+        weights: `PretrainedWeights` after `load`, or None.
+        variant: `model.variant` as configured, recorded when there are no weights.
+    """
+    if weights is None:
+        return {"weights": None, "weights_file": None, "variant": variant,
+                "variant_from_weights": False, "top_replaced": None}
+    return {"weights": weights.source, "weights_file": os.path.abspath(weights.path),
+            "variant": weights.variant, "variant_from_weights": weights.variant_from_weights,
+            "top_replaced": weights.top_replaced}
+
+
+def _kind(source):
+    if source == IMAGENET:
+        return "imagenet"
+    suffix = os.path.splitext(source)[1].lower()
+    if suffix in H5_SUFFIXES:
+        return "h5"
+    if suffix in convert.SAFETENSORS_SUFFIXES + convert.TORCH_SUFFIXES:
+        return "torchvision"
+    suffixes = ", ".join(H5_SUFFIXES + convert.SAFETENSORS_SUFFIXES + convert.TORCH_SUFFIXES)
+    hint = (" For a .keras model, write its weights with model.save_weights('FILE.h5')."
+            if suffix == ".keras" else "")
+    raise ValueError(f"model.weights={source!r} is not valid: give imagenet or a weights "
+                     f"file ending in {suffixes}.{hint}")
+
+
+def _check_variant(model_config, variant):
+    if variant and model_config.variant and model_config.variant != variant:
+        raise ValueError(f"model.variant={model_config.variant!r} conflicts with "
+                         f"model.weights={model_config.weights!r}, which holds the "
+                         f"{variant!r} layout; leave model.variant unset (the weights set "
+                         f"it) or set it to {variant!r}.")
+
+
+def _imagenet_file(spec, variant):
+    """The full keras.applications file, else the `_notop` one (its top is new anyway)."""
+    try:
+        return weights_lib.imagenet_weights_path(spec, variant=variant, include_top=True)
+    except FileNotFoundError as missing:
+        try:
+            return weights_lib.imagenet_weights_path(spec, variant=variant, include_top=False)
+        except FileNotFoundError:
+            raise missing from None
+
+
+def _h5_variant(spec, path):
+    """`v1` or `v1.5` from the file's `conv1_conv` (keras.applications convs have biases)."""
+    if spec.family != "v1":
+        return None  # the v2 and CIFAR nets have one layout each
+    conv1 = weights_lib.weight_shapes(path).get("conv1_conv")
+    if conv1 is None:
+        return None  # not this package's layout: loading names the missing layer
+    return "v1" if len(conv1) == 2 else "v1.5"
