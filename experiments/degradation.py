@@ -1,6 +1,8 @@
 """Degradation: deeper plain nets train worse, ResNets do not (arXiv 1512.03385, sec. 4.2, Fig. 6).
 
     python -m experiments.degradation                      # digits, 4 nets, ~7 min on 2 CPU cores
+    python -m experiments.degradation --dataset fashion_mnist --train-subset 12000 \
+        --out docs/experiments/degradation_fashion_mnist    # ~1 hour on 2 CPU cores
     python -m experiments.degradation --dataset cifar10 --data-dir ~/cifar-10-python.tar.gz
     python -m experiments.degradation --models plain20,plain32,plain44,plain56 --epochs 30
 
@@ -44,7 +46,8 @@ DEFAULT_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 logger = logging.getLogger(__name__)
 
 # The recipe of each dataset is a preset of training/config.py.
-PRESETS = {"digits": "degradation-digits", "cifar10": "degradation-cifar10"}
+PRESETS = {"digits": "degradation-digits", "fashion_mnist": "degradation-fashion-mnist",
+           "cifar10": "degradation-cifar10"}
 DATASETS = tuple(PRESETS)
 
 
@@ -215,8 +218,30 @@ def _relation(a, b):
     return "higher" if a > b else "lower" if a < b else "equal"
 
 
-def _pair(curves, shallow, deep, *, expect, key="train_error"):
-    """How `deep` ends against `shallow` on `key`; None entries when a net has no epoch."""
+def standard_error(error_percent, count):
+    """Binomial standard error, in points, of an error rate measured on `count` images."""
+    p = error_percent / 100.0
+    return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / count)
+
+
+def _beyond_noise(a, b, count):
+    """Whether errors `a` and `b` (%) on `count` images differ by more than 2 standard errors.
+
+    None without a count. The two errors are treated as independent measurements,
+    so the gap's standard error is the root sum of squares of theirs.
+    """
+    if not count:
+        return None
+    return abs(a - b) > 2 * math.hypot(standard_error(a, count), standard_error(b, count))
+
+
+def _pair(curves, shallow, deep, *, expect, num_train=None, num_test=None,
+          key="train_error"):
+    """How `deep` ends against `shallow` on `key`; None entries when a net has no epoch.
+
+    A relation is "reproduced" only when its gap is also beyond the noise of
+    the images it was measured on (when their count is known).
+    """
     result = {"shallow": shallow, "deep": deep, "expected": expect}
     missing = [n for n in (shallow, deep) if not curves[n][key]]
     if missing:
@@ -228,8 +253,12 @@ def _pair(curves, shallow, deep, *, expect, key="train_error"):
         shallow_final=s[key][-1], deep_final=d[key][-1],
         shallow_mean=sum(s[key]) / len(s[key]), deep_mean=sum(d[key]) / len(d[key]),
         shallow_test=s["test_error"][-1], deep_test=d["test_error"][-1],
-        relation=_relation(d[key][-1], s[key][-1]))
-    result["reproduced"] = result["relation"] == expect
+        relation=_relation(d[key][-1], s[key][-1]),
+        beyond_noise=_beyond_noise(d[key][-1], s[key][-1], num_train),
+        test_relation=_relation(d["test_error"][-1], s["test_error"][-1]),
+        test_beyond_noise=_beyond_noise(d["test_error"][-1], s["test_error"][-1], num_test))
+    result["reproduced"] = (result["relation"] == expect
+                            and result["beyond_noise"] is not False)
     return result
 
 
@@ -243,17 +272,21 @@ def _sentence(title, check):
                 "lower": "a lower training error than",
                 "equal": "the same training error as"}[check["relation"]]
     outcome = "reproduced" if check["reproduced"] else "not reproduced"
+    if check["relation"] == check["expected"] and check["beyond_noise"] is False:
+        outcome += " (the gap is within two standard errors: noise)"
+    test = {True: "beyond the noise", False: "within the noise"}.get(check["test_beyond_noise"])
     sentence = (f"{title}: {outcome}. {deep} ends with {relation} {shallow} "
                 f"({check['deep_final']:.2f}% vs {check['shallow_final']:.2f}%; averaged over "
                 f"all epochs {check['deep_mean']:.2f}% vs {check['shallow_mean']:.2f}%; final "
-                f"test error {check['deep_test']:.2f}% vs {check['shallow_test']:.2f}%).")
+                f"test error {check['deep_test']:.2f}% vs {check['shallow_test']:.2f}%"
+                f"{', ' + check['test_relation'] + ', ' + test if test else ''}).")
     if check["expected"] == "lower" and check["shallow_final"] == 0:
         sentence += (f" {shallow} already fits every training image, so no net can end "
                      f"lower: this run cannot show that claim.")
     return sentence
 
 
-def verdict(curves, *, num_train=None):
+def verdict(curves, *, num_train=None, num_test=None):
     """Judges the paper's Fig. 6 claims from the final training errors.
 
     Plain nets: does the deepest end with a higher training error than the
@@ -264,7 +297,9 @@ def verdict(curves, *, num_train=None):
     Args:
         curves: {model name: dict with per-epoch `train_error` and `test_error`
             lists in %}, as `train_net` returns; names must be registered.
-        num_train: training images, to say what one image is worth.
+        num_train: training images the training error is measured on: what one
+            image is worth, and the noise a gap must exceed to count.
+        num_test: test images, for the noise of the test-error gaps.
 
     Returns:
         dict with `degradation`, `residual` and `plain_vs_residual` checks
@@ -277,10 +312,11 @@ def verdict(curves, *, num_train=None):
                       key=lambda n: get_spec(n).depth)
 
     plain, residual = by_depth(False), by_depth(True)
+    counts = {"num_train": num_train, "num_test": num_test}
     checks = {
-        "degradation": (_pair(curves, plain[0], plain[-1], expect="higher")
+        "degradation": (_pair(curves, plain[0], plain[-1], expect="higher", **counts)
                         if len(plain) > 1 else None),
-        "residual": (_pair(curves, residual[0], residual[-1], expect="lower")
+        "residual": (_pair(curves, residual[0], residual[-1], expect="lower", **counts)
                      if len(residual) > 1 else None),
     }
     shared = sorted({get_spec(n).depth for n in plain} & {get_spec(n).depth for n in residual})
@@ -289,7 +325,7 @@ def verdict(curves, *, num_train=None):
         depth = shared[-1]
         pick = {get_spec(n).residual: n for n in curves if get_spec(n).depth == depth}
         # Here "shallow" is the plain net and "deep" the residual one, same depth.
-        plain_vs = _pair(curves, pick[False], pick[True], expect="lower")
+        plain_vs = _pair(curves, pick[False], pick[True], expect="lower", **counts)
     checks["plain_vs_residual"] = plain_vs
     sentences = [_sentence("Degradation (Fig. 6 left: the deeper plain net trains worse)",
                            checks["degradation"]),
@@ -312,7 +348,10 @@ def verdict(curves, *, num_train=None):
         sentences.append("Neither of Fig. 6's two claims holds in this run.")
     if num_train:
         sentences.append(f"One seed only; one training image is {100 / num_train:.3f} points "
-                         f"of training error, so differences of a few images can be chance.")
+                         f"of training error, so differences of a few images can be chance: "
+                         f"a gap counts only beyond two standard errors of the two errors "
+                         f"(binomial, on the {num_train:,} training"
+                         + (f" and {num_test:,} test" if num_test else "") + " images).")
     return {**checks, "text": " ".join(sentences)}
 
 
@@ -335,7 +374,8 @@ def write_curves(curves, run_dir):
                 writer.writerow([name] + [c[k][i] for k in CSV_COLUMNS[1:]])
 
 
-def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds):
+def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds,
+              train_subset=None):
     """The summary.json dict: final errors per net, the paper's, the verdict."""
     nets = []
     for name, c in curves.items():
@@ -348,17 +388,23 @@ def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds):
                                  if dataset == "cifar10" else None),
             "seconds": c["seconds"][-1] if c["seconds"] else None,
             "diverged_at": c["diverged_at"],
+            # The binomial noise of each final error on the images it was measured on.
+            "train_error_se": (standard_error(c["train_error"][-1], num_train)
+                               if c["train_error"] else None),
+            "test_error_se": (standard_error(c["test_error"][-1], num_test)
+                              if c["test_error"] else None),
         })
     return {
         "experiment": "degradation (arXiv 1512.03385, sec. 4.2, Fig. 6)",
         "dataset": dataset, "num_train": num_train, "num_test": num_test,
+        "train_subset": train_subset,
         "recipe": recipe(config), "seed": config.train.seed,
         "lr_decay_epochs": list(config.train.lr_decay_epochs),
         "warmup_epochs": config.train.warmup_epochs,
         "training_error": "whole training split, not augmented, inference mode, after "
                           "each epoch",
         "nets": nets,
-        "verdict": verdict(curves, num_train=num_train),
+        "verdict": verdict(curves, num_train=num_train, num_test=num_test),
         "wall_seconds": round(wall_seconds, 1),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
@@ -373,9 +419,14 @@ def results_table(summary):
     headers = ["net", "shortcuts", "layers", "params", "epochs", "training error %",
                "test error %", *(["paper test error % (Table 6)"] if paper_column else []),
                "seconds"]
+    def error(net, key):
+        # Runs before the noise was recorded show the error alone.
+        se = net.get(f"{key}_se")
+        return cell(net[key], ".2f") + ("" if se is None else f" ± {se:.2f}")
+
     rows = [[net["model"], "identity (A)" if net["residual"] else "none (plain)",
              net["depth"], cell(net["params"], ","), net["epochs"],
-             cell(net["train_error"], ".2f"), cell(net["test_error"], ".2f"),
+             error(net, "train_error"), error(net, "test_error"),
              *([cell(net["paper_test_error"], ".2f")] if paper_column else []),
              cell(net["seconds"], ".0f")]
             for net in summary["nets"]]
@@ -465,8 +516,24 @@ def plot(curves, path, *, title):
     fig.savefig(path, dpi=110)
 
 
+def load_training_subset(dataset_name, *, data_dir=None, train_subset=None, seed=0):
+    """The dataset, its training split cut to a stratified `train_subset` images.
+
+    The images left out are held out as the (unused) validation split, by the
+    same stratified split `load_dataset(val_split=...)` makes, so every class
+    keeps its share.
+    """
+    from datasets import load_dataset
+
+    dataset = load_dataset(dataset_name, data_dir=data_dir, seed=seed)
+    if train_subset is None or train_subset >= dataset.num_train:
+        return dataset
+    return load_dataset(dataset_name, data_dir=data_dir, seed=seed,
+                        val_split=dataset.num_train - train_subset)
+
+
 def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_size=None,
-        learning_rate=None, steps_per_epoch=None):
+        learning_rate=None, steps_per_epoch=None, train_subset=None):
     """Trains each net with the dataset's preset and writes every output into `out`.
 
     Args:
@@ -477,6 +544,8 @@ def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_
         seed: seeds everything random.
         epochs, batch_size, learning_rate, steps_per_epoch: override the
             preset for every net alike (see `net_config`).
+        train_subset: int, train on this many training images (stratified),
+            or None for all of them.
 
     Returns:
         The summary dict written as summary.json.
@@ -484,7 +553,6 @@ def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_
     Raises:
         FileNotFoundError, ValueError: the dataset is missing or malformed.
     """
-    from datasets import load_dataset
     from training import config as config_lib
 
     start = time.time()
@@ -492,7 +560,8 @@ def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_
                              batch_size=batch_size, learning_rate=learning_rate,
                              steps_per_epoch=steps_per_epoch) for m in models}
     shared = configs[models[0]]
-    dataset = load_dataset(dataset_name, data_dir=data_dir, seed=seed)
+    dataset = load_training_subset(dataset_name, data_dir=data_dir, train_subset=train_subset,
+                                   seed=seed)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump({"models": list(models), "recipe": recipe(shared),
@@ -509,7 +578,8 @@ def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_
          title=f"{dataset_name}: training error (thin) and test error (bold)")
     summary = summarize(curves, dataset=dataset_name, num_train=dataset.num_train,
                         num_test=dataset.num_test, config=shared,
-                        wall_seconds=time.time() - start)
+                        wall_seconds=time.time() - start,
+                        train_subset=dataset.num_train if train_subset else None)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(out, "results.md"), "w") as f:
@@ -547,6 +617,9 @@ def main(argv=None) -> int:
                         "cifar10 0.1)")
     parser.add_argument("--steps-per-epoch", type=int,
                         help="default: one pass over the training split")
+    parser.add_argument("--train-subset", type=int,
+                        help="train on this many training images, a stratified subset "
+                        "(default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="run directory (default runs/degradation-<dataset>-<time>)")
     args = parser.parse_args(argv)
@@ -560,7 +633,8 @@ def main(argv=None) -> int:
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
         _check_models(models)
         for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
-                            ("--steps-per-epoch", args.steps_per_epoch)):
+                            ("--steps-per-epoch", args.steps_per_epoch),
+                            ("--train-subset", args.train_subset)):
             if value is not None and value < 1:
                 raise ValueError(f"{flag} must be >= 1, got {value}.")
         if args.lr is not None and not args.lr > 0:
@@ -569,7 +643,7 @@ def main(argv=None) -> int:
             "runs", f"degradation-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
         run(models, dataset_name=args.dataset, out=out, data_dir=args.data_dir, seed=args.seed,
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-            steps_per_epoch=args.steps_per_epoch)
+            steps_per_epoch=args.steps_per_epoch, train_subset=args.train_subset)
 
     return pipeline.command_line(body)
 

@@ -27,26 +27,62 @@ def _load(path):
         return json.load(f)
 
 
-def degradation_part(summary, *, folder):
-    """The degradation subsection from a degradation summary.json."""
-    from experiments.degradation import results_table
+# The degradation runs shown side by side: {folder under docs: dataset in words}.
+DEGRADATION_RUNS = {"degradation": "digits", "degradation_fashion_mnist": "Fashion-MNIST"}
 
-    r = summary["recipe"]
+
+def _error(net, key):
+    se = net.get(f"{key}_se")
+    return cell(net[key], ".2f") + ("" if se is None else f" ± {se:.2f}")
+
+
+def side_by_side(summaries):
+    """One row per net, the final training and test errors of each dataset's run."""
+    names = list(summaries)
+    nets = {net["model"]: {} for summary in summaries.values() for net in summary["nets"]}
+    for name, summary in summaries.items():
+        for net in summary["nets"]:
+            nets[net["model"]][name] = net
+    headers = ["net"] + [f"{name} {kind} error %" for name in names
+                         for kind in ("training", "test")]
+    rows = [[model] + [_error(by[name], key) if name in by else cell(None)
+                       for name in names for key in ("train_error", "test_error")]
+            for model, by in nets.items()]
+    return md_table(headers, rows, align="l" + "r" * (2 * len(names)))
+
+
+def degradation_part(summaries, *, docs):
+    """The degradation subsection from each dataset's summary.json, side by side.
+
+    Args:
+        summaries: {folder under `docs`: summary dict}, in `DEGRADATION_RUNS` order.
+        docs: the experiments' output folder.
+    """
     lines = [
         "### Degradation (sec. 4.1-4.2, Fig. 4 and 6)", "",
         "**Paper.** Deeper plain nets have *higher training error* than shallower ones "
         "(plain-56 above plain-20 on CIFAR-10 throughout training), an optimization "
         "difficulty rather than overfitting; with identity shortcuts the deeper net trains "
         "to a lower error (ResNet-56 below ResNet-20).", "",
-        f"**Measured here** (`python -m experiments.degradation --out {folder}`, "
-        f"{summary['wall_seconds']:.0f} s on {summary['machine']}): {summary['dataset']}, "
-        f"{summary['num_train']:,} training images, {r['epochs']} epochs per net, one "
-        f"recipe for all, augmentation {'on' if r['augment'] else 'off'}; training error on "
-        f"the {summary['training_error']}.", "",
-        results_table(summary), "",
-        summary["verdict"]["text"], "",
-        f"![training (thin) and test (bold) error]({folder}/degradation.png)", "",
+        "**Measured here**, final errors after the last epoch (± the binomial standard "
+        "error where the run recorded it):", "",
+        side_by_side({DEGRADATION_RUNS[f]: s for f, s in summaries.items()}), "",
     ]
+    for folder, summary in summaries.items():
+        r = summary["recipe"]
+        flag = f" --train-subset {summary['num_train']}" if summary.get("train_subset") else ""
+        subset = " (a stratified subset)" if flag else ""
+        lines += [
+            f"**{DEGRADATION_RUNS[folder]}** (`python -m experiments.degradation --dataset "
+            f"{summary['dataset']}{flag} --out {docs}/{folder}`, "
+            f"{summary['wall_seconds']:.0f} s on {summary['machine']}): "
+            f"{summary['num_train']:,} training images{subset}, {summary['num_test']:,} test "
+            f"images, {r['epochs']} epochs per net, one recipe for all, augmentation "
+            f"{'on' if r['augment'] else 'off'}; training error on the "
+            f"{summary['training_error']}.", "",
+            summary["verdict"]["text"], "",
+            f"![training (thin) and test (bold) error]({docs}/{folder}/degradation.png)", "",
+        ]
     return lines
 
 
@@ -96,10 +132,11 @@ def render(*, docs=DOCS):
     Raises:
         FileNotFoundError: the degradation or block-table outputs are missing.
     """
-    degradation = _load(os.path.join(docs, "degradation", "summary.json"))
+    degradation = {folder: summary for folder in DEGRADATION_RUNS
+                   if (summary := _load(os.path.join(docs, folder, "summary.json")))}
     blocks = _load(os.path.join(docs, "block_table", "block_table.json"))
     for name, value, command in (
-            ("degradation/summary.json", degradation,
+            ("degradation/summary.json", degradation.get("degradation"),
              f"python -m experiments.degradation --out {docs}/degradation"),
             ("block_table/block_table.json", blocks,
              f"python -m experiments.block_table --out {docs}/block_table")):
@@ -110,7 +147,7 @@ def render(*, docs=DOCS):
     lines = ["## What the paper says, and what this project measured", "",
              "Rendered by `python -m experiments.readme_section` from the JSON the "
              f"experiments wrote under `{docs}/`.", ""]
-    lines += degradation_part(degradation, folder=f"{docs}/degradation")
+    lines += degradation_part(degradation, docs=docs)
     lines += cifar10_part(cifar, folder=f"{docs}/cifar10_table")
     lines += block_part(blocks, folder=f"{docs}/block_table")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from test_datasets import write_cifar  # tests/ is on sys.path under pytest
+from test_datasets import write_cifar, write_idx  # tests/ is on sys.path under pytest
 
 from experiments import block_table, cifar10_table, degradation, paper, readme_section
 
@@ -69,7 +69,10 @@ def test_degradation_writes_consistent_files(tiny_degradation):
         assert net["test_error"] == c["test_error"][-1]
         assert 0 <= net["train_error"] <= 100 and 0 <= net["test_error"] <= 100
         cells = table[net["model"]]
-        assert cells[5] == f"{net['train_error']:.2f}" and cells[6] == f"{net['test_error']:.2f}"
+        assert cells[5] == f"{net['train_error']:.2f} ± {net['train_error_se']:.2f}"
+        assert cells[6] == f"{net['test_error']:.2f} ± {net['test_error_se']:.2f}"
+        assert net["test_error_se"] == pytest.approx(degradation.standard_error(
+            net["test_error"], summary["num_test"]))
         assert cells[3] == f"{net['params']:,}"
     # digits has no paper column; the verdict in results.md is summary.json's.
     assert "paper test error" not in results
@@ -121,6 +124,46 @@ def test_verdict_follows_the_numbers_both_ways():
     assert "cannot be judged: plain56 diverged" in diverged["text"]
 
 
+def test_a_gap_within_the_noise_is_not_called_reproduced():
+    close = {"plain20": curve([20, 10.0]), "plain56": curve([30, 10.5]),
+             "resnet20": curve([20, 5.0]), "resnet56": curve([30, 1.0])}
+    # 0.5 points on 1,000 images is within 2 x 1.36 points; 4 points is beyond 2 x 0.77.
+    checks = degradation.verdict(close, num_train=1000, num_test=1000)
+    assert checks["degradation"]["relation"] == "higher"
+    assert checks["degradation"]["beyond_noise"] is False
+    assert checks["degradation"]["reproduced"] is False
+    assert "(the gap is within two standard errors: noise)" in checks["text"]
+    assert checks["residual"]["beyond_noise"] and checks["residual"]["reproduced"]
+    assert degradation.verdict(close)["degradation"]["reproduced"]  # no count: no noise test
+    assert degradation.standard_error(10.0, 1000) == pytest.approx(100 * (0.09 / 1000) ** 0.5)
+
+
+def test_degradation_trains_on_a_stratified_subset(tmp_path):
+    write_idx(tmp_path, gz=True, num_train=60)
+    dataset = degradation.load_training_subset("fashion_mnist", data_dir=str(tmp_path),
+                                               train_subset=30)
+    assert (dataset.num_train, dataset.num_test) == (30, 10)
+    _, labels = next(iter(dataset.train(30, shuffle=False, augment=False)))
+    assert sorted(labels.numpy().tolist()) == sorted(list(range(10)) * 3)  # every class kept
+
+
+def test_degradation_on_tiny_fashion_mnist_with_a_subset(tmp_path):
+    write_idx(tmp_path / "data", gz=True, num_train=60, num_test=20)
+    out = tmp_path / "run"
+    assert degradation.main(["--dataset", "fashion_mnist", "--data-dir", str(tmp_path / "data"),
+                             "--train-subset", "40", "--models", "plain20,resnet20",
+                             "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "8",
+                             "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["num_train"], summary["train_subset"], summary["num_test"]) == (40, 40, 20)
+    assert summary["recipe"]["preset"] == "degradation-fashion-mnist"
+    assert summary["recipe"]["augment"] and summary["recipe"]["weight_decay"] == 1e-4
+    for net in summary["nets"]:
+        assert net["train_error_se"] == pytest.approx(
+            degradation.standard_error(net["train_error"], 40))
+    assert "two standard errors" in summary["verdict"]["text"]
+
+
 def test_degradation_on_a_tiny_cifar10_archive_shows_the_papers_column(tmp_path):
     archive, _, _ = write_cifar(tmp_path, "cifar10", layout="archive_file")
     out = tmp_path / "run"
@@ -138,7 +181,8 @@ def test_degradation_on_a_tiny_cifar10_archive_shows_the_papers_column(tmp_path)
 @pytest.mark.parametrize("args, match", [
     (["--models", "resnet50"], "resnet50 is an ImageNet net"),
     (["--models", "resnet21"], "Unknown model name 'resnet21'"),
-    (["--dataset", "mnist"], "--dataset 'mnist' is not valid; valid: digits, cifar10"),
+    (["--dataset", "mnist"], "--dataset 'mnist' is not valid; valid: digits, fashion_mnist, "
+                             "cifar10"),
     (["--epochs", "0"], "--epochs must be >= 1"),
 ])
 def test_degradation_bad_arguments_get_one_line(args, match, capsys, tmp_path):
@@ -245,13 +289,24 @@ def test_readme_section_renders_from_the_json(tiny_degradation, blocks, tmp_path
         (docs / "degradation" / name).write_text((tiny_degradation / name).read_text())
     (docs / "block_table" / "block_table.json").write_text(
         (blocks / "block_table.json").read_text())
+    summary = json.loads((docs / "degradation" / "summary.json").read_text())
+    # A second dataset's run stands beside the first, column by column.
+    fashion = {**summary, "dataset": "fashion_mnist", "train_subset": summary["num_train"],
+               "nets": [{**net, "train_error": 50.0, "train_error_se": 1.5}
+                        for net in summary["nets"]],
+               "verdict": {**summary["verdict"], "text": "The Fashion-MNIST verdict."}}
+    (docs / "degradation_fashion_mnist").mkdir()
+    (docs / "degradation_fashion_mnist" / "summary.json").write_text(json.dumps(fashion))
     assert readme_section.main(["--docs", str(docs)]) == 0
     text = (docs / "README_section.md").read_text()
-    summary = json.loads((docs / "degradation" / "summary.json").read_text())
-    assert summary["verdict"]["text"] in text
+    assert summary["verdict"]["text"] in text and "The Fashion-MNIST verdict." in text
     assert "Not measured here" in text and "8.75%" in text
-    resnet20 = table_rows(text, "net")["resnet20"]
-    assert resnet20[5] == f"{summary['nets'][1]['train_error']:.2f}"
+    resnet20 = summary["nets"][1]
+    assert table_rows(text, "net")["resnet20"][1:] == [
+        f"{resnet20['train_error']:.2f} ± {resnet20['train_error_se']:.2f}",
+        f"{resnet20['test_error']:.2f} ± {resnet20['test_error_se']:.2f}",
+        "50.00 ± 1.50", f"{resnet20['test_error']:.2f} ± {resnet20['test_error_se']:.2f}"]
+    assert f"--dataset fashion_mnist --train-subset {summary['num_train']}" in text
     assert readme_section.main(["--docs", str(tmp_path / "empty")]) == 2
 
 
