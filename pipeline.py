@@ -20,8 +20,9 @@ from training.run_dir import RunDir
 logger = logging.getLogger(__name__)
 
 # The packages whose progress lines a command-line user sees.
+# "__main__" is a module run with `python -m` (an experiment's own lines).
 _PROGRESS_LOGGERS = ("pipeline", "datasets", "training", "quantization", "export", "report",
-                     "experiments")
+                     "experiments", "__main__")
 # What a run's model and data are: changing one makes its checkpoints unusable.
 _IDENTITY_KEYS = (("model", "name"), ("model", "variant"), ("model", "shortcut"),
                   ("model", "weights"), ("data", "dataset"))
@@ -62,6 +63,10 @@ STAGE_FUNCTIONS = {"train": stage_train, "qat": stage_qat, "export": stage_expor
 def command_line(body):
     """Runs a command's `body()`; an error the user can fix becomes one line and exit status 2.
 
+    Errors the user can fix: `ValueError` (configuration, data, a model file),
+    `OSError` (a file or folder that is missing, unwritable or on a full disk;
+    the message names it) and `training.loop.TrainingDiverged`.
+
     Returns:
         int, the exit status: 0, or 2 after printing `error: <message>` to stderr.
     """
@@ -69,10 +74,15 @@ def command_line(body):
 
     try:
         body()
-    except (ValueError, FileNotFoundError, TrainingDiverged) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    return 0
+    except (ValueError, TrainingDiverged) as e:
+        message = str(e)
+    except OSError as e:  # FileNotFoundError, PermissionError, no space left, ...
+        message = (f"{e.strerror}: {e.filename}" if e.filename and e.strerror
+                   else e.strerror or str(e))
+    else:
+        return 0
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 def configure_logging(level=logging.INFO):
@@ -120,7 +130,30 @@ def _peak_rss_mb():
 
 
 def _completed(run):
-    return run.read_json(run.state)["completed"] if os.path.exists(run.state) else []
+    if not os.path.exists(run.state):
+        return []
+    completed = run.read_json(run.state).get("completed")
+    if not isinstance(completed, list) or not set(completed) <= set(config_lib.STAGES):
+        raise ValueError(f"{run.state} is corrupt: 'completed' should list stages of "
+                         f"{', '.join(config_lib.STAGES)}, got {completed!r}.")
+    return completed
+
+
+def check_inputs(config, run):
+    """Refuses, before any stage runs, a stage whose input no earlier stage will make.
+
+    Raises:
+        ValueError: export's int8_qat needs the qat stage's model.
+    """
+    if ("export" in config.stages and "int8_qat" in config.export.variants
+            and "qat" not in config.stages and not os.path.exists(run.qat_model)):
+        stages = ",".join(s for s in config_lib.STAGES if s in config.stages or s == "qat")
+        others = ",".join(v for v in config.export.variants if v != "int8_qat")
+        raise ValueError(
+            f"export.variants includes int8_qat, which needs the qat stage's "
+            f"{run.relative(run.qat_model)}, but stages={','.join(config.stages)} has no qat. "
+            f"Add it (--stages {stages})"
+            + (f" or leave int8_qat out (--export.variants {others})." if others else "."))
 
 
 def run(config, run_dir, *, skip_completed=False):
@@ -138,14 +171,21 @@ def run(config, run_dir, *, skip_completed=False):
     Raises:
         ValueError, FileNotFoundError: bad data or configuration, or a stage's
             input missing; `training.loop.TrainingDiverged`.
+        OSError: the run directory is in use by another process, or cannot
+            be written.
     """
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    check_inputs(config, run_dir)
+    with run_dir.locked():
+        return _run_stages(config, run_dir, skip_completed=skip_completed)
+
+
+def _run_stages(config, run_dir, *, skip_completed):
     from datasets import load_dataset
     from training.distribute import strategy_for
 
-    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    os.makedirs(run_dir.root, exist_ok=True)
-    run_dir.write_json(run_dir.config, config_lib.to_dict(config))
     completed = _completed(run_dir)
+    run_dir.write_json(run_dir.config, config_lib.to_dict(config))
     logger.info("run directory: %s", run_dir.root)
     start = time.time()
     strategy_for(config.train)  # before any other TensorFlow op (multi-worker, logical CPUs)

@@ -18,6 +18,7 @@ import sys
 
 import pipeline
 from training import config as config_lib
+from training import model_files
 from training.run_dir import RunDir
 
 
@@ -31,6 +32,9 @@ def parse_args(argv):
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its last checkpoint")
     parser.add_argument("--stages", help=f"comma-separated subset of {','.join(config_lib.STAGES)}")
+    parser.add_argument("--allow-unsafe-model-files", action="store_true",
+                        help="also load HDF5 models and models with Lambda layers, which run "
+                        "code when loaded; only for files you trust (README, 'Resuming')")
     defaults = config_lib.to_dict(config_lib.Config())
     for key in config_lib.all_keys():
         if key in ("preset", "stages"):
@@ -72,10 +76,13 @@ def resolve_run(args, overrides):
 def main(argv=None) -> int:
     args, overrides = parse_args(argv)
     pipeline.configure_logging()
+    if args.allow_unsafe_model_files:
+        os.environ[model_files.ALLOW_UNSAFE_ENV] = "1"
 
     def body():
         config, run = resolve_run(args, overrides)
-        pipeline.run(config, run, skip_completed=bool(args.resume) and not args.stages)
+        # A resume never redoes a finished stage, --stages or not: `--run-dir` redoes one.
+        pipeline.run(config, run, skip_completed=bool(args.resume))
 
     return pipeline.command_line(body)
 

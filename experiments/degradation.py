@@ -1,8 +1,8 @@
 """Degradation: deeper plain nets train worse, ResNets do not (arXiv 1512.03385, sec. 4.2, Fig. 6).
 
     python -m experiments.degradation                      # digits, 4 nets, ~7 min on 2 CPU cores
-    python -m experiments.degradation --dataset fashion_mnist --train-subset 8000 \
-        --out docs/experiments/degradation_fashion_mnist    # ~40 min on 2 CPU cores
+    python -m experiments.degradation --dataset fashion_mnist --train-subset 5000 \
+        --out docs/experiments/degradation_fashion_mnist    # ~20 min on 2 CPU cores
     python -m experiments.degradation --dataset cifar10 --data-dir ~/cifar-10-python.tar.gz
     python -m experiments.degradation --models plain20,plain32,plain44,plain56 --epochs 30
 

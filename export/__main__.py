@@ -11,6 +11,8 @@ its size, top-1 accuracy and top-1 agreement with the Keras model. The
 float32 file must reproduce the Keras model (top-1 agreement of at least
 `FLOAT32_MIN_AGREEMENT`), else the exit status is 1. The results are also
 written as `export.json` next to the files. Errors print one line and exit 2.
+Models load through training/model_files.py: a whole `.keras` without `Lambda`
+layers, unless `--allow-unsafe-model-files` (HDF5 runs code when loaded).
 """
 
 import argparse
@@ -21,6 +23,7 @@ import sys
 # export.tflite is imported only after the paths are checked: importing
 # TensorFlow takes seconds, a typo in a path should not. The configuration's
 # closed sets import no TensorFlow.
+from training import model_files
 from training.config import EXPORT_VARIANTS, IO_DTYPES
 
 _VARIANTS_HELP = ", ".join(EXPORT_VARIANTS)
@@ -44,6 +47,9 @@ def _parse_args(argv):
     parser.add_argument("--calibration-size", type=int,
                         help="training images for int8 calibration (default "
                         "export.tflite.DEFAULT_CALIBRATION_SIZE, 256)")
+    parser.add_argument("--allow-unsafe-model-files", action="store_true",
+                        help="also load HDF5 models and models with Lambda layers, which run "
+                        "code when loaded; only for files you trust")
     parser.add_argument("--io-dtype", default="uint8", help="integer variants' input/output "
                         "type: uint8 or int8 (default %(default)s)")
     return parser.parse_args(argv)
@@ -64,6 +70,8 @@ def _check_paths(args):
     for flag, path in (("--model", args.model), ("--qat-model", args.qat_model)):
         if path is not None and not os.path.isfile(path):
             raise FileNotFoundError(f"{flag} {path} does not exist.")
+        if path is not None:
+            model_files.check_model_file(path)
     if args.calibration_size is not None and args.calibration_size < 1:
         raise ValueError(f"--calibration-size must be positive, got {args.calibration_size}.")
 
@@ -73,9 +81,7 @@ def _load_model(path, *, qat=False):
         from quantization.qat import load_qat_model
 
         return load_qat_model(path)
-    from resnet_keras.backend import keras
-
-    return keras.models.load_model(path, safe_mode=True)
+    return model_files.load_model(path)
 
 
 def run(args):
@@ -141,6 +147,8 @@ def run(args):
 
 def main(argv=None):
     args = _parse_args(argv)
+    if args.allow_unsafe_model_files:
+        os.environ[model_files.ALLOW_UNSAFE_ENV] = "1"
     try:
         return run(args)
     except (ValueError, FileNotFoundError, OSError) as e:

@@ -10,7 +10,7 @@ import time
 
 from quantization.qat import load_qat_model, quantize_model
 from resnet_keras.backend import keras, tf
-from training import distribute
+from training import distribute, model_files
 from training.loop import StageProgress, compile_model, fit_inputs
 from training.plan import TrainingPlan
 
@@ -25,9 +25,11 @@ def load_float_model(run):
 
     Raises:
         FileNotFoundError: the run has no trained model; says which stage makes it.
+        ValueError: the file is not a whole, safe `.keras` model
+            (`training.model_files.load_model`).
     """
     path = run.require(run.last_model, what="trained model", stage="train")
-    return keras.models.load_model(path, safe_mode=True)
+    return model_files.load_model(path)
 
 
 def load_run_qat_model(run):
@@ -71,7 +73,7 @@ def fine_tune(config, run, dataset) -> dict:
     qat_model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
                   validation_data=test_ds, callbacks=[StageProgress(plan.epochs)], verbose=0)
     seconds = time.time() - start
-    qat_model.save(run.qat_model)
+    model_files.save_model(qat_model, run.qat_model)
     metrics = qat_model.evaluate(test_ds, verbose=0, return_dict=True)
     result = {"test_top1": float(metrics["accuracy"]),
               "test_top5": float(metrics["top5"]) if "top5" in metrics else None,

@@ -238,12 +238,16 @@ def load_qat_model(path):
 
     Raises:
         FileNotFoundError: `path` does not exist.
+        ValueError: the file is not a whole, safe `.keras` model
+            (`training.model_files.load_model`).
     """
+    from training import model_files
+
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"QAT model file {path} does not exist.")
     with quantize_scope():
-        return keras.models.load_model(path, safe_mode=True)
+        return model_files.load_model(path)
 
 
 def _producers(model):

@@ -15,6 +15,7 @@ import pytest
 
 import pipeline
 from training import config as config_lib
+from training import model_files
 from training.plan import TrainingPlan
 from training.run_dir import RunDir
 
@@ -133,7 +134,7 @@ def test_learning_rate_schedules():
 
 def test_run_dir_names_every_file_once(tmp_path):
     run = RunDir(tmp_path / "r")
-    paths = [run.config, run.state, run.timing, run.history, run.training_curve,
+    paths = [run.lock, run.config, run.state, run.timing, run.history, run.training_curve,
              run.last_model, run.best_model, run.backup, run.logs, run.train_result,
              run.head_model, run.qat_model, run.qat_result, run.export_dir, run.manifest,
              run.report_json,
@@ -207,7 +208,6 @@ def _wait_for(predicate, process, timeout):
 
 
 def test_killed_run_resumes_from_last_checkpoint(tmp_path):
-    from resnet_keras.backend import keras
     run_dir = tmp_path / "run"
     args = ["--stages", "train", "--run-dir", str(run_dir), "--train.epochs", "3",
             "--train.steps_per_epoch", "12", "--train.batch_size", "16",
@@ -232,7 +232,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     assert resumed, result.stdout[-3000:]
     iteration = int(resumed[0].rsplit("iteration", 1)[1])
     assert iteration >= 12, "the optimizer state of the killed run was restored"
-    model = keras.models.load_model(str(run_dir / "last.keras"))
+    model = model_files.load_model(run_dir / "last.keras")
     assert int(model.optimizer.iterations.numpy()) == 3 * 12
     with open(run_dir / "history.csv") as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
@@ -249,20 +249,20 @@ def test_best_model_is_chosen_on_the_validation_split(tmp_path):
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_good_weights(tmp_path):
-    from resnet_keras.backend import keras
     run_dir = tmp_path / "run"
     args = ["--stages", "train", "--run-dir", str(run_dir), "--train.steps_per_epoch", "4",
             "--train.batch_size", "16", "--train.save_every_steps", "1"]
     result = run_train([*args, "--train.epochs", "1"])
     assert result.returncode == 0, result.stderr[-3000:]
-    good = keras.models.load_model(str(run_dir / "last.keras")).get_weights()
+    good = model_files.load_model(run_dir / "last.keras").get_weights()
     # The same run continued for two more epochs at a rate that diverges at once.
     result = run_train([*args, "--train.epochs", "3", "--train.learning_rate", "1e12"])
     assert result.returncode == 2
-    assert "The loss became NaN at epoch 2" in result.stderr
+    # At 1e12 the BatchNorm moving variances overflow before the loss does.
+    assert "error: Training diverged at epoch 2, step " in result.stderr
     assert "Lower the learning rate" in result.stderr
     assert "Traceback" not in result.stderr
-    kept = keras.models.load_model(str(run_dir / "last.keras")).get_weights()
+    kept = model_files.load_model(run_dir / "last.keras").get_weights()
     assert all(np.isfinite(w).all() for w in kept)
     for a, b in zip(good, kept):
         np.testing.assert_array_equal(a, b)
@@ -328,7 +328,6 @@ def _free_ports(n):
 
 @pytest.mark.slow
 def test_multi_worker_mirrored_two_local_workers_end_identical(tmp_path):
-    from resnet_keras.backend import keras
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     processes = []
     for index in range(2):
@@ -342,7 +341,7 @@ def test_multi_worker_mirrored_two_local_workers_end_identical(tmp_path):
     for p, out in zip(processes, outputs):
         assert p.returncode == 0, out[-3000:]
         assert "2 replica(s) (MultiWorkerMirroredStrategy)" in out
-    weights = [keras.models.load_model(str(tmp_path / f"worker{i}" / "last.keras")).get_weights()
+    weights = [model_files.load_model(tmp_path / f"worker{i}" / "last.keras").get_weights()
                for i in range(2)]
     for a, b in zip(*weights):
         np.testing.assert_array_equal(a, b)

@@ -17,22 +17,68 @@ import numpy as np
 
 from resnet_keras.backend import keras, tf
 from resnet_keras.models import build_model
-from training import distribute, pretrained
+from training import distribute, model_files, pretrained
 from training.plan import TrainingPlan
+from training.run_dir import replacing
 
 logger = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss or a variable became NaN or infinite."""
 
 
 def _finite(logs) -> bool:
     return logs is not None and np.isfinite(logs.get("loss", 0.0))
 
 
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss or variable and remembers where.
+
+    The loss is checked every step; the variables at every epoch's end and
+    whenever a checkpoint asks (`weights_finite`). A finite loss does not
+    prove finite weights: at a huge rate the BatchNorm moving variances
+    overflow while the loss, computed with batch statistics, stays finite.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.diverged_at = None
+        self.reason = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _stop(self, batch, reason):
+        if self.diverged_at is None:
+            self.diverged_at = (self._epoch + 1, batch + 1)
+            self.reason = reason
+        self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not _finite(logs):
+            self._stop(batch, f"the loss became {(logs or {}).get('loss')}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights_finite(batch=((self.params or {}).get("steps") or 1) - 1)
+
+    def weights_finite(self, *, batch) -> bool:
+        """Whether training is sound so far; checks every variable of the model and optimizer."""
+        if self.diverged_at is None:
+            bad = model_files.non_finite_variables(self.model)
+            if bad:
+                self._stop(batch, f"{len(bad)} variable(s) became NaN or inf (first: {bad[0]})")
+        return self.diverged_at is None
+
+
 class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` that never backs up weights a non-finite loss produced.
+    """`BackupAndRestore` that backs up only sound weights, and an epoch only once it is logged.
+
+    Mid-epoch backups come every `save_freq` steps, checked by `guard`. The
+    backup of an epoch's end is left to `back_up_epoch`, which `EpochEndBackup`
+    calls after the epoch's history row and `last.keras` are written: a kill
+    before it resumes inside that epoch and writes its row again, once.
 
     It also says where a resumed run picks up, so a log shows what was kept:
     the restored optimizer's iteration count is the position in the plan. The
@@ -41,14 +87,16 @@ class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Args:
         backup_dir: str, the backup folder.
+        guard: the run's `NaNGuard`.
         steps_per_epoch: int, to turn the iteration count into epoch and step.
         history: str, the CSV file `keras.callbacks.CSVLogger` appends to; this
             callback must come before the logger.
-        **kwargs: as `keras.callbacks.BackupAndRestore`.
+        **kwargs: as `keras.callbacks.BackupAndRestore` (`save_freq` an int).
     """
 
-    def __init__(self, backup_dir, *, steps_per_epoch, history, **kwargs):
+    def __init__(self, backup_dir, *, guard, steps_per_epoch, history, **kwargs):
         super().__init__(backup_dir, **kwargs)
+        self.guard = guard
         self.steps_per_epoch = steps_per_epoch
         self.history = history
 
@@ -62,68 +110,99 @@ class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         _keep_history_before(self.history, epoch)
 
     def on_train_batch_end(self, batch, logs=None):
-        if _finite(logs):
-            super().on_train_batch_end(batch, logs)
+        self._batches_count += 1
+        if (self._batches_count >= self.save_freq and batch + 1 < self.steps_per_epoch
+                and self.guard.weights_finite(batch=batch)):
+            self._batches_count = 0
+            self._backup(epoch=self._current_epoch, batch=batch)
 
     def on_epoch_end(self, epoch, logs=None):
-        if _finite(logs):
-            super().on_epoch_end(epoch, logs)
+        pass  # `back_up_epoch`, later in the callback list
+
+    def back_up_epoch(self, epoch):
+        """Backs up the finished `epoch`, unless training diverged."""
+        if self.guard.diverged_at is None:
+            self._batches_count = 0
+            self._backup(epoch=epoch, batch=self.steps_per_epoch - 1)
+
+    def _backup(self, epoch, batch=0):
+        try:
+            super()._backup(epoch, batch)
+        except tf.errors.OpError as e:
+            raise OSError(f"Could not write the backup in {self.backup_dir}: {e.message}; "
+                          f"the previous backup is kept.") from None
+
+
+class EpochEndBackup(keras.callbacks.Callback):
+    """Calls `NaNSafeBackupAndRestore.back_up_epoch`; it goes last in the callback list."""
+
+    def __init__(self, backup):
+        super().__init__()
+        self.backup = backup
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.backup.back_up_epoch(epoch)
+
+
+def _history_rows(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
 
 
 def _keep_history_before(path, epoch):
     """Drops the rows of `epoch` and later from the history CSV, atomically."""
-    if not os.path.exists(path):
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = _history_rows(path)
     kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epoch]
     if len(kept) == len(rows):
         return
-    partial = path + ".partial"
-    with open(partial, "w", newline="") as f:
+    with replacing(path) as partial, open(partial, "w", newline="") as f:
         csv.writer(f).writerows(kept)
-    os.replace(partial, path)
 
 
-class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss and remembers where."""
-
-    def __init__(self):
-        super().__init__()
-        self.diverged_at = None
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if not _finite(logs):
-            self.diverged_at = (self._epoch + 1, batch + 1)
-            self.model.stop_training = True
+def best_before(path, epoch, key="val_accuracy"):
+    """The best `key` in the history CSV over the epochs before `epoch`; -1 without any."""
+    rows = _history_rows(path)
+    if not rows or key not in rows[0]:
+        return -1.0
+    column = rows[0].index(key)
+    return max((float(row[column]) for row in rows[1:] if row and int(row[0]) < epoch),
+               default=-1.0)
 
 
 class RunCheckpoints(keras.callbacks.Callback):
     """Saves the last model every epoch and, given a validation split, the best one.
 
     The best model is chosen on validation top-1 only: choosing it on the test
-    split would make its test accuracy an optimistic estimate. Skips epochs
-    whose loss is not finite, so both files always hold usable weights.
+    split would make its test accuracy an optimistic estimate. The best so far
+    is read from the history, so it survives a restart. Skips epochs after a
+    divergence (`guard`), so both files always hold usable weights.
     """
 
-    def __init__(self, run, *, keep_best):
+    def __init__(self, run, *, guard, keep_best):
         super().__init__()
         self.run = run
+        self.guard = guard
         self.keep_best = keep_best
-        self.best = -1.0
 
     def on_epoch_end(self, epoch, logs=None):
-        if not _finite(logs):
+        if self.guard.diverged_at is not None or not _finite(logs):
             return
-        self.model.save(self.run.last_model)
+        model_files.save_model(self.model, self.run.last_model)
         accuracy = logs.get("val_accuracy", -1.0)
-        if self.keep_best and accuracy > self.best:
-            self.best = accuracy
-            self.model.save(self.run.best_model)
+        if self.keep_best and accuracy > best_before(self.run.history, epoch):
+            model_files.save_model(self.model, self.run.best_model)
+
+
+class _TestKill(keras.callbacks.Callback):
+    """Test-only kill points (`model_files.TEST_KILL_ENV`) at an epoch's boundaries."""
+
+    def on_test_begin(self, logs=None):
+        model_files.kill_point("during_evaluation")
+
+    def on_epoch_end(self, epoch, logs=None):
+        model_files.kill_point("after_history_row")
 
 
 class StageProgress(keras.callbacks.Callback):
@@ -241,13 +320,6 @@ def frozen_backbone(model):
             layer.trainable = flags[layer.name]
 
 
-def _save_whole(model, path):
-    """`model.save(path)`, all or nothing: a kill midway leaves no partial `path`."""
-    partial = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
-    model.save(partial)
-    os.replace(partial, path)
-
-
 def train_head(model, *, config, run, dataset, plan, strategy, inputs, jit_compile):
     """Fine-tuning's head phase: trains only the new top, then saves `run.head_model`.
 
@@ -269,7 +341,7 @@ def train_head(model, *, config, run, dataset, plan, strategy, inputs, jit_compi
         float, seconds spent training the head (0 when skipped).
 
     Raises:
-        TrainingDiverged: the loss became NaN; nothing is saved.
+        TrainingDiverged: the loss or a weight became NaN or inf; nothing is saved.
     """
     if os.path.exists(run.head_model):
         model.load_weights(run.head_model)
@@ -289,13 +361,13 @@ def train_head(model, *, config, run, dataset, plan, strategy, inputs, jit_compi
                   callbacks=[guard, StageProgress(plan.epochs, held_out=_held_out(dataset),
                                                   label="head epoch")],
                   verbose=config.train.verbose if config.train.verbose != 2 else 0)
-        if guard.diverged_at:
+        if not guard.weights_finite(batch=plan.steps_per_epoch - 1):
             epoch, step = guard.diverged_at
             raise TrainingDiverged(
-                f"The loss became NaN in the head phase at epoch {epoch}, step {step}; "
-                f"training stopped, nothing saved. Lower --train.head_learning_rate "
-                f"(now {plan.learning_rate:g} for the global batch).")
-        _save_whole(model, run.head_model)
+                f"Training diverged in the head phase at epoch {epoch}, step {step}: "
+                f"{guard.reason}; training stopped, nothing saved. Lower "
+                f"--train.head_learning_rate (now {plan.learning_rate:g} for the global batch).")
+        model_files.save_model(model, run.head_model)
     return time.time() - start
 
 
@@ -363,7 +435,9 @@ def train(config, run, dataset) -> dict:
         ValueError: the batch does not fit the training set, or the pretrained
             weights do not fit the model.
         FileNotFoundError: the pretrained weights file does not exist.
-        TrainingDiverged: the loss became NaN; the last good checkpoint is kept.
+        TrainingDiverged: the loss or a variable became NaN or inf; the last
+            good checkpoint is kept.
+        OSError: a checkpoint could not be written; the previous one is kept.
     """
     cfg = config.train
     tf.keras.utils.set_random_seed(cfg.seed)
@@ -397,15 +471,18 @@ def train(config, run, dataset) -> dict:
         compile_for_plan(model, config, dataset=dataset, plan=plan, jit_compile=jit)
 
     guard = NaNGuard()
+    backup = NaNSafeBackupAndRestore(run.backup, guard=guard,
+                                     steps_per_epoch=plan.steps_per_epoch, history=run.history,
+                                     save_freq=cfg.save_every_steps, delete_checkpoint=False)
     callbacks = [
         guard,
-        NaNSafeBackupAndRestore(run.backup, steps_per_epoch=plan.steps_per_epoch,
-                                history=run.history,
-                                save_freq=cfg.save_every_steps, delete_checkpoint=False),
+        backup,
         keras.callbacks.CSVLogger(run.history, append=True),
+        *([_TestKill()] if os.environ.get(model_files.TEST_KILL_ENV) else []),
         keras.callbacks.TensorBoard(run.logs, profile_batch=0),
-        RunCheckpoints(run, keep_best=bool(dataset.num_val)),
+        RunCheckpoints(run, guard=guard, keep_best=bool(dataset.num_val)),
         StageProgress(plan.epochs, held_out=held_out),
+        EpochEndBackup(backup),
     ]
     start = time.time()
     history = model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
@@ -416,15 +493,20 @@ def train(config, run, dataset) -> dict:
         epoch, step = guard.diverged_at
         kept = ("The last good weights are in " + (f"{run.last_model} and " if os.path.exists(
             run.last_model) else "") + f"{run.backup}."
-                if os.path.exists(run.backup) else "No checkpoint had been saved yet.")
+                # BackupAndRestore keeps its checkpoint in a subfolder ("chief").
+                if tf.io.gfile.glob(os.path.join(run.backup, "*", "checkpoint"))
+                else "No checkpoint had been saved yet.")
         raise TrainingDiverged(
-            f"The loss became NaN at epoch {epoch}, step {step}; training stopped. {kept} "
-            f"Lower the learning rate (--train.learning_rate, now {cfg.learning_rate}) or add "
-            f"warmup (--train.warmup_epochs 1).")
+            f"Training diverged at epoch {epoch}, step {step}: {guard.reason}; training "
+            f"stopped. {kept} Lower the learning rate (--train.learning_rate, now "
+            f"{cfg.learning_rate}) or add warmup (--train.warmup_epochs 1).")
+    if not history.history.get("loss"):
+        logger.info("  training was already complete (%s); evaluating %s", run.relative(
+            run.backup), run.relative(run.last_model))
     if os.path.exists(run.history):
         plot_history(run.history, run.training_curve)
 
-    last = keras.models.load_model(run.last_model, safe_mode=True)
+    last = model_files.load_model(run.last_model)
     compile_model(last, optimizer="sgd", num_classes=dataset.num_classes,
                   label_smoothing=cfg.label_smoothing, jit_compile=False)
     _, test_ds = fit_inputs(dataset, batch_size=plan.global_batch,

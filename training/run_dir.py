@@ -8,9 +8,35 @@ training, QAT, export, the report, the experiments and the README tool agree:
     'runs/resnet20-digits-20261129-120000/last.keras'
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+
+
+@contextlib.contextmanager
+def replacing(path):
+    """Yields a temporary path next to `path` to write; on success it replaces `path`.
+
+    The one way this project writes a file whole or not at all: a kill or a
+    full disk midway leaves the previous `path` as it was. The temporary name
+    keeps `path`'s suffix (`.partial-last.keras`), which `model.save` needs.
+
+    Raises:
+        OSError: the write failed (e.g. no space left); the message names
+            `path` and says the previous file is unchanged.
+    """
+    path = os.fspath(path)
+    partial = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
+    try:
+        yield partial
+        os.replace(partial, path)
+    except OSError as e:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise OSError(e.errno, f"Could not write {path}: {e.strerror or e}; the previous "
+                               f"{os.path.basename(path)} is unchanged") from None
 
 
 def _file(*parts):
@@ -32,6 +58,7 @@ class RunDir:
         object.__setattr__(self, "root", os.fspath(self.root))
 
     # The pipeline's own bookkeeping.
+    lock = _file("lock")  # the pid of the process using the run directory
     config = _file("config.json")
     state = _file("state.json")
     timing = _file("timing.json")
@@ -88,16 +115,81 @@ class RunDir:
                 f"first: python train.py --stages {stage} --run-dir {self.root}{hint}")
         return path
 
+    def create(self):
+        """Creates the folder if missing.
+
+        Raises:
+            OSError: it is a file, lies under a file, or cannot be created
+                (read-only, no permission, disk full); the message names it.
+        """
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise NotADirectoryError(f"The run directory {self.root} is a file, not a folder; "
+                                     f"give another --run-dir.")
+        try:
+            os.makedirs(self.root, exist_ok=True)
+        except OSError as e:
+            raise OSError(e.errno, f"Cannot create the run directory {self.root}: "
+                                   f"{e.strerror} (give another --run-dir)") from None
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Holds the run directory for one process; a second one is refused at once.
+
+        The lock is an advisory `flock` on `lock`, which holds the owner's pid
+        for the message. The kernel drops the lock when its process dies, so a
+        lock file left by a crash is taken over, never trusted.
+
+        Raises:
+            OSError: another live process holds the run directory (the message
+                names its pid), or the lock file cannot be written.
+        """
+        self.create()
+        try:
+            f = open(self.lock, "a+")
+        except OSError as e:
+            raise OSError(e.errno, f"Cannot write {self.lock}: {e.strerror}") from None
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                owner = f.read().strip() or "unknown"
+                raise OSError(f"{self.root} is in use by another train.py (process {owner}, see "
+                              f"{self.lock}); wait for it to finish or stop it, or give another "
+                              f"--run-dir.") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            try:
+                yield self
+            finally:
+                f.seek(0)
+                f.truncate()
+
     def read_json(self, path):
-        """The JSON document at `path` (one of this run's paths)."""
-        with open(path) as f:
-            return json.load(f)
+        """The JSON object at `path` (one of this run's paths).
+
+        Raises:
+            ValueError: the file is truncated or corrupt; the message names it.
+        """
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{path} is truncated or corrupt (not valid JSON: {e}).") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is corrupt: it holds a {type(data).__name__}, not a JSON "
+                             f"object.")
+        return data
 
     def write_json(self, path, data):
-        """Writes `data` as indented JSON to `path`, whole or not at all."""
+        """Writes `data` as indented JSON to `path`, whole or not at all.
+
+        Raises:
+            OSError: as `replacing`.
+        """
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        partial = path + ".partial"
-        with open(partial, "w") as f:
+        with replacing(path) as partial, open(partial, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
-        os.replace(partial, path)

@@ -1,0 +1,176 @@
+"""Whole-model files: the one place a Keras model is loaded from or saved to a file.
+
+tf_keras honours `safe_mode` only inside a `.keras` zip: an HDF5 model (or a
+SavedModel folder) runs the Python of its `Lambda` layers when loaded, whatever
+`safe_mode` says. So `load_model` opens nothing but a real `.keras` zip whose
+configuration has no `Lambda`, checked before anything is deserialized, unless
+the user opts in (`--allow-unsafe-model-files`, or `ALLOW_UNSAFE_ENV=1`).
+`save_model` writes a file whole or not at all, and never one with a
+non-finite value.
+"""
+
+import json
+import os
+import signal
+import zipfile
+
+import numpy as np
+
+from training.run_dir import replacing
+
+# The opt-in that every loader honours; the commands' --allow-unsafe-model-files sets it.
+ALLOW_UNSAFE_ENV = "RESNET_KERAS_ALLOW_UNSAFE_MODEL_FILES"
+# Test-only: "<point>" or "<point>@<n>" makes the process kill -9 itself the
+# n-th time it reaches `kill_point(point)` (tests/test_reliability.py).
+TEST_KILL_ENV = "RESNET_KERAS_TEST_KILL_AT"
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_TFLITE_IDENTIFIER = b"TFL3"
+_UNSAFE_OPT_IN = (f"pass --allow-unsafe-model-files (or set {ALLOW_UNSAFE_ENV}=1) only if you "
+                  f"trust whoever made the file")
+_kill_counts = {}
+
+
+class NonFiniteWeights(ValueError):
+    """A model holds NaN or infinite values."""
+
+
+def kill_point(point):
+    """Test-only: kills this process with SIGKILL here if `TEST_KILL_ENV` names `point`."""
+    wanted = os.environ.get(TEST_KILL_ENV)
+    if not wanted or wanted.split("@")[0] != point:
+        return
+    _kill_counts[point] = _kill_counts.get(point, 0) + 1
+    if _kill_counts[point] == int(wanted.partition("@")[2] or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _unsafe_allowed(allow_unsafe):
+    return os.environ.get(ALLOW_UNSAFE_ENV) == "1" if allow_unsafe is None else allow_unsafe
+
+
+def _has_lambda(node):
+    if isinstance(node, dict):
+        if node.get("class_name") in ("Lambda", "__lambda__"):
+            return True
+        return any(_has_lambda(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_lambda(v) for v in node)
+    return False
+
+
+def check_model_file(path, *, allow_unsafe=None):
+    """Refuses a file that is not a safe, whole `.keras` model; imports no TensorFlow.
+
+    Args:
+        path: str or path-like.
+        allow_unsafe: bool, accept HDF5, SavedModel folders and `Lambda`
+            layers; None: `ALLOW_UNSAFE_ENV` decides.
+
+    Returns:
+        str, `path`.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: a `.tflite`, an HDF5 model, a folder, a model with a
+            `Lambda`, or a truncated or corrupt `.keras`; the message names the file.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Model file {path} does not exist.")
+    unsafe = _unsafe_allowed(allow_unsafe)
+    if os.path.isdir(path):
+        if unsafe:
+            return path
+        raise ValueError(f"{path} is a folder (a SavedModel?); only .keras model files are "
+                         f"loaded, since a SavedModel can run code when loaded: "
+                         f"{_UNSAFE_OPT_IN}.")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] == _TFLITE_IDENTIFIER or path.endswith(".tflite"):
+        raise ValueError(f"{path} is a TFLite file; this takes the Keras model (.keras) it was "
+                         f"converted from. A .tflite is already an export: measure it with "
+                         f"report.evaluate.evaluate_tflite, or give the run's last.keras.")
+    if head == _HDF5_SIGNATURE:
+        if unsafe:
+            return path
+        raise ValueError(f"{path} is an HDF5 model file, which runs the code of its Lambda "
+                         f"layers when loaded (tf_keras ignores safe_mode for HDF5). Re-save "
+                         f"it as .keras where you trust it, or {_UNSAFE_OPT_IN}.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a whole .keras model file (not a zip archive): it is "
+                         f"truncated or corrupt.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
+        raise ValueError(f"{path} is not a whole .keras model file ({e}): it is truncated or "
+                         f"corrupt.") from None
+    if _has_lambda(config) and not unsafe:
+        raise ValueError(f"{path} holds a Lambda layer, whose Python code would run when it "
+                         f"is loaded; refused: {_UNSAFE_OPT_IN}.")
+    return path
+
+
+def load_model(path, *, allow_unsafe=None, compile=True):
+    """Loads a whole model after `check_model_file`, then checks its values are finite.
+
+    Custom objects (e.g. the QAT layers) come from the caller's
+    `keras.utils.custom_object_scope`.
+
+    Args:
+        path: str or path-like, a `.keras` file.
+        allow_unsafe: as `check_model_file`.
+        compile: bool, as `keras.models.load_model`.
+
+    Returns:
+        The tf_keras model.
+
+    Raises:
+        FileNotFoundError, ValueError: as `check_model_file`; the file does not
+            load; `NonFiniteWeights`: it holds NaN or inf.
+    """
+    from resnet_keras.backend import keras
+
+    path = check_model_file(path, allow_unsafe=allow_unsafe)
+    try:
+        model = keras.models.load_model(path, compile=compile,
+                                        safe_mode=not _unsafe_allowed(allow_unsafe))
+    except (zipfile.BadZipFile, OSError, KeyError, EOFError, ValueError) as e:
+        raise ValueError(f"{path} could not be loaded: {' '.join(str(e).split())[:300]}") from e
+    bad = non_finite_variables(model)
+    if bad:
+        raise NonFiniteWeights(f"{path} holds NaN or inf in {len(bad)} variable(s) (first: "
+                               f"{bad[0]}): it was saved from a diverged model; refused.")
+    return model
+
+
+def non_finite_variables(model):
+    """Names of the model's (and its optimizer's) variables holding NaN or inf."""
+    variables = list(model.variables)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and hasattr(optimizer, "variables"):
+        variables += list(optimizer.variables() if callable(optimizer.variables)
+                          else optimizer.variables)
+    return [v.name for v in variables
+            if v.dtype.is_floating and not np.isfinite(v.numpy()).all()]
+
+
+def save_model(model, path):
+    """`model.save(path)`, all or nothing, and never with a non-finite value.
+
+    The model goes to a temporary file in the same folder, then replaces
+    `path`: a kill or a full disk leaves the previous file as it was.
+
+    Raises:
+        NonFiniteWeights: a variable holds NaN or inf; nothing is written.
+        OSError: as `training.run_dir.replacing`.
+    """
+    path = os.fspath(path)
+    bad = non_finite_variables(model)
+    if bad:
+        raise NonFiniteWeights(f"Refusing to write {path}: {len(bad)} variable(s) hold NaN or "
+                               f"inf (first: {bad[0]}); the model diverged.")
+    with replacing(path) as partial:
+        model.save(partial)
+        kill_point("during_save")
