@@ -211,8 +211,14 @@ def _run_stages(config, run_dir, *, skip_completed):
                             for k, v in summaries[stage].items())
         logger.info("[%s] done in %.1f s: %s", stage, time.time() - stage_start, details)
     total = time.time() - start
+    # A later invocation (--resume, --stages) replaces the stages it ran and keeps the others.
     # Peak memory is the process's so far: each stage's figure includes the earlier ones.
-    run_dir.write_json(run_dir.timing, {"stages": timing, "total_seconds": round(total, 1),
-                                        "peak_rss_mb": peak_rss})
+    before = run_dir.read_json(run_dir.timing) if os.path.exists(run_dir.timing) else {}
+    timing = {**before.get("stages", {}), **timing}
+    peak_rss = {**before.get("peak_rss_mb", {}), **peak_rss}
+    run_dir.write_json(run_dir.timing, {
+        "stages": {s: timing[s] for s in config_lib.STAGES if s in timing},
+        "total_seconds": round(sum(timing.values()), 1),
+        "peak_rss_mb": {s: peak_rss[s] for s in config_lib.STAGES if s in peak_rss}})
     logger.info("all stages done in %.1f s; outputs in %s", total, run_dir.root)
     return summaries

@@ -124,11 +124,15 @@ def paired_ratio(ours, reference):
     return float(np.median(np.divide(ours["rounds"], reference["rounds"])))
 
 
-def our_training_model(name, *, image_size, classes, jit_compile=False):
-    """The model and compile step train.py uses, for `name` (weight decay, metrics included)."""
+def our_training_model(name, *, image_size, classes, jit_compile=False, policy="float32"):
+    """The model and compile step train.py uses, for `name` (weight decay, metrics included).
+
+    `policy` is the Keras dtype policy it is built under (`mixed_bfloat16`:
+    what `--train.mixed_precision auto` picks on a CPU with bfloat16).
+    """
     config = config_lib.resolve(overrides={"model.name": name})
     model = build_training_model(config, num_classes=classes,
-                                 image_shape=(image_size, image_size, 3))
+                                 image_shape=(image_size, image_size, 3), policy=policy)
     compile_model(model, optimizer=keras.optimizers.SGD(0.1, momentum=0.9), num_classes=classes,
                   label_smoothing=0.0, jit_compile=jit_compile)
     return model

@@ -1,8 +1,8 @@
 """Degradation: deeper plain nets train worse, ResNets do not (arXiv 1512.03385, sec. 4.2, Fig. 6).
 
     python -m experiments.degradation                      # digits, 4 nets, ~7 min on 2 CPU cores
-    python -m experiments.degradation --dataset fashion_mnist --train-subset 5000 \
-        --out docs/experiments/degradation_fashion_mnist    # ~20 min on 2 CPU cores
+    python -m experiments.degradation --dataset fashion_mnist --train-subset 10000 \
+        --out docs/experiments/degradation_fashion_mnist    # ~45 min on 2 CPU cores
     python -m experiments.degradation --dataset cifar10 --data-dir ~/cifar-10-python.tar.gz
     python -m experiments.degradation --models plain20,plain32,plain44,plain56 --epochs 30
 
@@ -182,10 +182,11 @@ def train_net(config, dataset, *, arrays=None, clock=None):
     # Drops the previous net's graph state, as Keras advises when building models in a loop.
     keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
-    distribute.set_mixed_precision(distribute.resolve_switch(cfg.mixed_precision))
+    precision = distribute.choose_precision(cfg.mixed_precision)
     plan = TrainingPlan.for_training(config, dataset, replicas=1)
     model = compiled_training_model(config, dataset=dataset, plan=plan,
-                                    jit_compile=distribute.resolve_switch(cfg.xla))
+                                    jit_compile=distribute.resolve_switch(cfg.xla),
+                                    policy=precision.policy)
     # The recorder measures both splits itself, so fit_inputs' test pipeline is unused.
     train_ds, _ = fit_inputs(dataset, batch_size=plan.global_batch,
                              label_smoothing=cfg.label_smoothing, seed=cfg.seed,
@@ -196,9 +197,9 @@ def train_net(config, dataset, *, arrays=None, clock=None):
         # Larger evaluation batches: no gradients to hold, fewer steps, faster on CPU.
         batch_size=4 * plan.global_batch, guard=guard, clock=clock or time.time(),
         total_epochs=plan.epochs)
-    logger.info("%-9s %s parameters, %s [total %.0f s]", config.model.name,
-                f"{model.count_params():,}", plan.describe(),
-                time.time() - (clock or time.time()))
+    logger.info("%-9s %s parameters, %s, precision %s (%s) [total %.0f s]",
+                config.model.name, f"{model.count_params():,}", plan.describe(),
+                precision.policy, precision.reason, time.time() - (clock or time.time()))
     model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
               callbacks=[guard, recorder], verbose=0)
     spec = get_spec(config.model.name)
@@ -208,6 +209,7 @@ def train_net(config, dataset, *, arrays=None, clock=None):
                     "last finite epoch", config.model.name, epoch, step)
     return {**recorder.curves, "residual": spec.residual, "depth": spec.depth,
             "params": model.count_params(), "steps_per_epoch": plan.steps_per_epoch,
+            "precision": precision.to_dict(),
             "diverged_at": list(guard.diverged_at) if guard.diverged_at else None}
 
 
@@ -388,6 +390,7 @@ def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds,
                                  if dataset == "cifar10" else None),
             "seconds": c["seconds"][-1] if c["seconds"] else None,
             "diverged_at": c["diverged_at"],
+            "precision": c.get("precision"),
             # The binomial noise of each final error on the images it was measured on.
             "train_error_se": (standard_error(c["train_error"][-1], num_train)
                                if c["train_error"] else None),
@@ -445,6 +448,13 @@ def _schedule_words(summary):
     return ", ".join(parts) or "constant"
 
 
+def _precision_words(summary):
+    """`, trained in mixed_bfloat16 (CPU with AVX512-BF16)`; nothing for older runs."""
+    chosen = {(n["precision"]["policy"], n["precision"]["reason"])
+              for n in summary["nets"] if n.get("precision")}
+    return "".join(f", trained in {policy} ({reason})" for policy, reason in sorted(chosen))
+
+
 def render_results(summary):
     """results.md from summary.json: the table of final errors and the verdict."""
     paper_column = summary["dataset"] == "cifar10"
@@ -455,7 +465,8 @@ def render_results(summary):
         f"net: {r['epochs']} epochs, batch {r['batch_size']}, SGD momentum {r['momentum']}, "
         f"lr {r['learning_rate']:g} ({_schedule_words(summary)}), weight decay "
         f"{r['weight_decay']:g}, augmentation {'on' if r['augment'] else 'off'}, seed "
-        f"{summary['seed']}. Training error: {summary['training_error']}. Whole run "
+        f"{summary['seed']}{_precision_words(summary)}. Training error: "
+        f"{summary['training_error']}. Whole run "
         f"{summary['wall_seconds']:.0f} s on {summary['machine']}.", "",
     ]
     lines.append(results_table(summary))

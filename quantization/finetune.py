@@ -51,7 +51,6 @@ def fine_tune(config, run, dataset) -> dict:
         dict with `test_top1`, `test_top5`, `epochs`, `seconds`.
     """
     tf.keras.utils.set_random_seed(config.train.seed)
-    distribute.set_mixed_precision(False)  # fake-quant ops are float32 only
     strategy = distribute.strategy_for(config.train)
     plan = TrainingPlan.for_qat(config, dataset, replicas=strategy.num_replicas_in_sync)
     calibration = dataset.calibration_images(

@@ -35,6 +35,9 @@ What it does not cover is handled here, in the QAT model only:
   map, for the same reason. Its moving statistics are thereby frozen during
   fine-tuning, as Krishnamoorthi (arXiv 1806.08342, sec. 3.2) recommends for
   QAT; its scale and offset stay trainable.
+- The option-A shortcut's fixed subsampling conv (`resnet_keras.blocks.SUBSAMPLE`)
+  gets the same treatment as those affine maps: output quantized, kernel
+  left to the converter (exact per channel for its 0/1 weights) and frozen.
 - The input quantizer's range is set to exactly [0, 255], the raw pixels the
   models take, so that the int8 model's uint8 input has scale 1 and zero
   point 0 and a uint8 image is fed without rounding.
@@ -69,6 +72,7 @@ import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
 
 from resnet_keras.backend import keras
+from resnet_keras.blocks import SUBSAMPLE
 from resnet_keras.models import fold_channel_reversal
 
 INPUT_RANGE = (0.0, 255.0)
@@ -82,7 +86,7 @@ _FOLDING_CONVS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
 
 
 class AffineQuantizeConfig(_qk.QuantizeConfig):
-    """Quantizes a 1x1 affine `DepthwiseConv2D`'s output, not its kernel.
+    """Quantizes a fixed 1x1 conv's output, not its kernel (affine maps, option-A shortcuts).
 
     tfmot would fake-quantize the depthwise kernel per tensor (one scale for
     all channels); left alone, the converter quantizes it per channel, which
@@ -194,12 +198,14 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
     model = fold_channel_reversal(model)
     producers = _producers(model)
     registry = _qk.default_8bit.Default8BitQuantizeRegistry()
-    replacements = {}
+    replacements, fixed = {}, set()
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         if isinstance(layer, keras.layers.Normalization):
             replacements[layer.name] = _normalization_as_affine(layer)
+        elif layer.name.endswith(SUBSAMPLE):
+            fixed.add(layer.name)
         elif (isinstance(layer, keras.layers.BatchNormalization)
               and not _folds_into_conv(model, producers[layer.name])):
             replacements[layer.name] = _batch_norm_as_affine(layer)
@@ -209,6 +215,8 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
     def annotate(layer):
         if layer.name in replacements:
             return _qk.quantize_annotate_layer(replacements[layer.name], AffineQuantizeConfig())
+        if layer.name in fixed:
+            return _qk.quantize_annotate_layer(layer, AffineQuantizeConfig())
         return _qk.quantize_annotate_layer(layer)
 
     annotated = keras.models.clone_model(model, clone_function=annotate)

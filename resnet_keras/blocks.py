@@ -6,9 +6,13 @@ projection shortcut, `_add`, `_out`) so that weight files load by name.
 
 import dataclasses
 
+import numpy as np
+
 from resnet_keras.backend import keras
 
 layers = keras.layers
+# Name suffix of the option-A shortcut's fixed subsampling conv (see `shortcut`).
+SUBSAMPLE = "_0_subsample"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +68,14 @@ def conv_bn(x, filters, kernel_size, *, stride=1, layout, name, relu=True,
 def shortcut(x, filters, *, stride, layout, name):
     """The identity, or what replaces it when the block changes shape.
 
-    Option A (paper sec. 4.2) subsamples with a 1x1 max-pool of stride 2 and
-    appends zero channels: a `ZeroPadding2D` told its input is channels-first
-    pads the last axis, which keeps the shortcut free of parameters and of
-    Lambda layers. Option B is a 1x1 projection conv + BN.
+    Option A (paper sec. 4.2) is the identity subsampled by the stride, with
+    zero channels appended. It is one frozen 1x1 conv of that stride whose
+    kernel is [I 0] (`subsample_kernel`): each output is one input times 1
+    plus zeros, so it computes exactly that, in any precision, without a
+    Lambda layer, as one CONV_2D that XNNPACK and the Edge TPU both run (a
+    1x1 stride-2 pooling is left to LiteRT's own kernels and cuts the graph).
+    Its fixed weights are not learned (`trainable=False`, no regularizer).
+    Option B is a 1x1 projection conv + BN.
     """
     in_filters = x.shape[-1]
     if stride == 1 and in_filters == filters:
@@ -75,12 +83,18 @@ def shortcut(x, filters, *, stride, layout, name):
     if layout.shortcut == "B":
         return conv_bn(x, filters, 1, stride=stride, layout=layout,
                        name=f"{name}_0", relu=False)
-    if stride > 1:
-        x = layers.MaxPooling2D(1, strides=stride, name=f"{name}_0_pool")(x)
-    if filters > in_filters:
-        x = layers.ZeroPadding2D(((0, 0), (0, filters - in_filters)),
-                                 data_format="channels_first", name=f"{name}_0_pad")(x)
-    return x
+    return layers.Conv2D(
+        filters, 1, strides=stride, use_bias=False, trainable=False,
+        kernel_initializer=keras.initializers.Constant(
+            subsample_kernel(in_filters, filters).tolist()),
+        name=f"{name}{SUBSAMPLE}")(x)
+
+
+def subsample_kernel(in_filters, filters):
+    """The option-A shortcut's 1x1 kernel: input channel i to output channel i, the rest 0."""
+    kernel = np.zeros((1, 1, in_filters, filters), np.float32)
+    kernel[0, 0, np.arange(in_filters), np.arange(in_filters)] = 1.0
+    return kernel
 
 
 def _merge(x, short, *, name):

@@ -9,6 +9,8 @@ import os
 import h5py
 import numpy as np
 
+from resnet_keras.blocks import SUBSAMPLE
+
 KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 
 
@@ -119,7 +121,10 @@ def load_weights(model, path, *, skip=()) -> None:
     check_skip(model, skip)
     path = os.fspath(path)
     stored = _read_h5(path)
-    loaded = [layer for layer in model.layers if layer.weights and layer.name not in skip]
+    # An option-A shortcut's fixed kernel is part of the architecture: files
+    # written when that shortcut was a max-pool do not have it, and need not.
+    loaded = [layer for layer in model.layers if layer.weights and layer.name not in skip
+              and not (layer.name.endswith(SUBSAMPLE) and layer.name not in stored)]
     for layer in loaded:
         expected = [tuple(w.shape) for w in layer.weights]
         if layer.name not in stored:

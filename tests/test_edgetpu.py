@@ -55,8 +55,8 @@ def test_resnet20_int8_is_compatible(resnet20_files, no_compiler):
     assert any("QUANTIZE" in note for note in result["notes"])
     # export.tflite pins batch 1, so no dynamic-batch warning.
     assert not any("dynamic batch" in note for note in result["notes"])
-    # Option-A shortcuts zero-pad channels; the check says so.
-    assert any("channel dimension" in op["reason"] for op in result["ops"] if op["op"] == "PAD")
+    # Option-A shortcuts are int8 CONV_2D ops (a fixed 1x1 stride-2 conv), mapped.
+    assert [op["op"] for op in result["ops"] if "_0_subsample" in op["output"]] == ["CONV_2D"] * 2
     assert result["compiler"]["available"] is False
     assert "edgetpu_compiler" in result["compiler"]["reason"]
 

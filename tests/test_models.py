@@ -49,7 +49,7 @@ def test_every_model_builds_with_paper_structure(name):
     if spec.stem == "imagenet":
         assert {"conv1_pad", "pool1_pad", "pool1_pool"} <= names
     convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    main_path = [c for c in convs if "_0_conv" not in c]
+    main_path = [c for c in convs if "_0_conv" not in c and not c.endswith(rk.blocks.SUBSAMPLE)]
     assert len(main_path) + 1 == spec.depth
     for stage, blocks in enumerate(spec.depths, start=2):
         for i in range(1, blocks + 1):
@@ -101,16 +101,33 @@ def test_stride_placement_v1_vs_v15():
     assert not v15.get_layer("conv3_block1_1_conv").use_bias
 
 
-def test_option_a_shortcut_is_strided_identity_with_zero_channels():
+def test_option_a_shortcut_is_strided_identity_with_zero_channels(tmp_path):
     model = rk.build_model("resnet20", classes=10)
     block_in = model.get_layer("conv2_block3_out").output
-    short = model.get_layer("conv3_block1_0_pad").output
-    probe = keras.Model(model.input, [block_in, short])
+    subsample = model.get_layer("conv3_block1_0_subsample")
+    probe = keras.Model(model.input, [block_in, subsample.output])
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     inp, out = probe.predict(x, verbose=0)
     assert out.shape == (2, 16, 16, 32)
     np.testing.assert_array_equal(out[..., :16], inp[:, ::2, ::2, :])
     np.testing.assert_array_equal(out[..., 16:], 0.0)
+    # Parameter-free in the paper's sense: nothing in the shortcut is learned.
+    assert not subsample.trainable and subsample.kernel_regularizer is None
+    def trainable(m):
+        return sum(w.shape.num_elements() for w in m.trainable_weights)
+    # Option B learns two projections (conv kernel, BN gamma and beta); option A nothing more.
+    option_b = rk.build_model("resnet20", classes=10, shortcut="B")
+    assert trainable(model) == trainable(option_b) - (16 * 32 + 32 * 64 + 2 * (32 + 64))
+    # A weights file from before the shortcut was a conv (no such layer) still loads.
+    path = tmp_path / "old.h5"
+    model.save_weights(path)
+    import h5py
+    with h5py.File(path, "a") as f:
+        for name in ("conv3_block1_0_subsample", "conv4_block1_0_subsample"):
+            del f[name]
+            names = [n for n in f.attrs["layer_names"] if n != name]
+            f.attrs["layer_names"] = names
+    rk.load_weights(rk.build_model("resnet20", classes=10), path)
 
 
 def test_option_b_projects_only_where_shape_changes():

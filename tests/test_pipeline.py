@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -24,7 +25,8 @@ def run_train(args, timeout=900):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("pipeline") / "run"
-    result = run_train(["--run-dir", str(run_dir), *QUICK])
+    # Trained in bfloat16 on any CPU: what follows must not depend on the training precision.
+    result = run_train(["--run-dir", str(run_dir), "--train.mixed_precision", "bfloat16", *QUICK])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, result.stdout
 
@@ -58,11 +60,10 @@ def test_all_stages_write_report_and_files(finished_run):
         assert entry["latency_ms"]["1_thread"]["median_ms"] > 0
         assert entry["edgetpu"]["compatible"] == entry["variant"].startswith("int8")
         placement = entry["xnnpack"]
-        # resnet20's option-A shortcuts: two 1x1 stride-2 MAX_POOL_2D that XNNPACK does not take.
-        assert placement["partitions"] == 3
+        # One partition: every op between the int8 input and output conversions on XNNPACK.
+        assert placement["partitions"] == 1
         assert placement["not_delegated"] == (
-            {"MAX_POOL_2D": 2, "QUANTIZE": 2, "SOFTMAX": 1}
-            if entry["variant"].startswith("int8") else {"MAX_POOL_2D": 2})
+            {"QUANTIZE": 2, "SOFTMAX": 1} if entry["variant"].startswith("int8") else {})
         card = json.loads((run_dir / "android" / entry["variant"] / "model_card.json").read_text())
         assert card["labels"] == [str(i) for i in range(10)]
     float32 = report["variants"][2]
@@ -73,6 +74,24 @@ def test_all_stages_write_report_and_files(finished_run):
     assert report["diagnosis"]["layers"], "per-layer int8 diagnosis is in the report"
     table = stdout[stdout.index("[report] started"):]
     assert "Edge TPU" in table and all(v in table for v in variants)
+
+
+def test_a_bfloat16_trained_model_is_saved_quantized_and_exported_in_float32(finished_run):
+    run_dir, stdout = finished_run
+    from export import tflite_file
+    from training.run_dir import RunDir
+    run = RunDir(run_dir)
+    assert run.read_json(run.train_result)["precision"] == {
+        "policy": "mixed_bfloat16", "reason": "--train.mixed_precision bfloat16"}
+    assert "precision mixed_bfloat16" in stdout
+    for path in (run.last_model, run.qat_model):
+        with zipfile.ZipFile(path) as archive:
+            config = archive.read("config.json").decode()
+        assert "bfloat16" not in config and "mixed_" not in config, path
+    for entry in json.loads((run_dir / "report.json").read_text())["variants"][2:]:
+        dtypes = {t.dtype for t in tflite_file.read(run_dir / "export" / entry["file"]).tensors}
+        assert "BFLOAT16" not in dtypes
+        assert ("FLOAT16" in dtypes) == (entry["variant"] == "fp16"), entry["variant"]
 
 
 def test_later_stages_rerun_on_a_finished_run(finished_run):

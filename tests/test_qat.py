@@ -14,7 +14,7 @@ from report import evaluate
 from resnet_keras.backend import keras
 
 # Representative nets run by default (2-core budget): resnet20 has the CIFAR
-# option-A shortcut (1x1 max-pool + channels_first ZeroPadding2D), resnet18
+# option-A shortcut (a frozen 1x1 subsampling conv), resnet18
 # the v1 `caffe` input (Normalization, channels_first Cropping2D, Concatenate)
 # and the ImageNet stem. The v2 pattern (BN after Add) is covered by a tiny
 # model below; every other registry row is marked slow.

@@ -173,6 +173,59 @@ def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypa
     pipeline.run(config, run, skip_completed=True)
     assert calls == ["train", "report", "qat", "export"]
     assert run.read_json(run.config)["stages"] == list(config_lib.STAGES)
+    # Stage times accumulate over invocations: the first run's stages are kept.
+    assert list(run.read_json(run.timing)["stages"]) == list(config_lib.STAGES)
+
+
+# ---- training precision ----
+
+@pytest.mark.parametrize("setting, hardware, policy, reason", [
+    ("auto", {"flags": {"avx512_bf16"}}, "mixed_bfloat16", "CPU with AVX512-BF16"),
+    ("auto", {"flags": {"amx_bf16", "avx512_bf16"}}, "mixed_bfloat16",
+     "CPU with AMX-BF16 and AVX512-BF16"),
+    ("auto", {"flags": {"avx2"}}, "float32", "neither AMX-BF16 nor AVX512-BF16"),
+    ("on", {"flags": {"avx2"}}, "mixed_bfloat16", "emulated"),
+    ("auto", {"flags": None}, "float32", "features unknown"),
+    ("auto", {"gpus": [(9, 0)]}, "mixed_float16", "compute capability 9.0"),
+    ("auto", {"gpus": [(8, 0), (6, 1)]}, "float32", "below 7.0"),
+    ("on", {"gpus": [(6, 1)]}, "mixed_float16", "as asked"),
+    ("auto", {"tpu": True, "gpus": []}, "mixed_bfloat16", "TPU"),
+    ("off", {"flags": {"amx_bf16"}}, "float32", "--train.mixed_precision off"),
+    ("float16", {"flags": {"amx_bf16"}}, "mixed_float16", "--train.mixed_precision float16"),
+    ("bfloat16", {"gpus": [(9, 0)]}, "mixed_bfloat16", "--train.mixed_precision bfloat16"),
+])
+def test_precision_follows_the_hardware(setting, hardware, policy, reason):
+    from training.distribute import choose_precision
+    hardware = {"gpus": [], "tpu": False, **hardware}
+    chosen = choose_precision(setting, **hardware)
+    assert chosen.policy == policy and reason in chosen.reason
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    from training.distribute import cpu_flags
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse2 avx512_bf16\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") is None
+
+
+def test_a_mixed_precision_model_is_saved_as_its_float32_twin(tmp_path):
+    from resnet_keras import build_model
+    from resnet_keras.backend import keras
+    from training.distribute import dtype_policy
+    with dtype_policy("mixed_bfloat16"):
+        model = build_model("resnet20", input_shape=(32, 32, 3), classes=10)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    assert model.get_layer("conv1_conv").compute_dtype == "bfloat16"
+    model_files.save_model(model, tmp_path / "m.keras")
+    loaded = model_files.load_model(tmp_path / "m.keras")
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+    for saved, trained in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(saved, trained)
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    # The same function at higher precision: bfloat16 keeps about 3 significant digits.
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0),
+                               atol=0.05)
 
 
 # ---- the train stage ----

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Committed runs: {name under docs/results/: README section}.
 RUNS = {"default_run": "results", "fashion_mnist": "results-fashion-mnist"}
 COPIED = ("report_json", "report_markdown", "report_chart", "train_result", "qat_result",
-          "training_curve", "config", "timing")
+          "training_curve", "config", "timing", "state")
 
 
 def committed(name):
@@ -53,7 +53,9 @@ def results_section(run) -> str:
     if os.path.exists(run.timing):
         timing = run.read_json(run.timing)
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in timing["stages"].items())
-        line = f"Whole job: **{timing['total_seconds']:.0f} s** ({stages})"
+        done = run.read_json(run.state)["completed"] if os.path.exists(run.state) else []
+        line = (f"Whole job: **{timing['total_seconds']:.0f} s** ({stages})"
+                if set(done) <= set(timing["stages"]) else f"Stage times: {stages}")
         if timing.get("peak_rss_mb"):
             line += f"; peak memory {max(timing['peak_rss_mb'].values()):,.0f} MB"
         lines.append(line + ".")

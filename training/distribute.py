@@ -5,6 +5,8 @@ One GPU or CPU: the default strategy; several GPUs: MirroredStrategy; a
 TPUStrategy. No home-made distribution.
 """
 
+import contextlib
+import dataclasses
 import json
 import os
 
@@ -111,6 +113,90 @@ def resolve_switch(value: str) -> bool:
     return value == "on" or (value == "auto" and has_gpu())
 
 
-def set_mixed_precision(enabled: bool) -> None:
-    """mixed_float16 on GPUs; the classifier stays float32 (see build_model)."""
-    keras.mixed_precision.set_global_policy("mixed_float16" if enabled else "float32")
+# CPU flags (Linux /proc/cpuinfo names) with native bfloat16 arithmetic.
+BF16_CPU_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
+_POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Precision:
+    """The Keras dtype policy chosen for training, and why."""
+
+    policy: str  # float32, mixed_float16 or mixed_bfloat16
+    reason: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags, or None where the system does not list them."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+_THIS_MACHINE = object()
+
+
+def choose_precision(setting: str, *, gpus=None, tpu=None, flags=_THIS_MACHINE) -> Precision:
+    """The training dtype policy for `setting` on this machine.
+
+    Args:
+        setting: `off` (float32), `float16` or `bfloat16` (forced), `auto`
+            (16-bit where the hardware computes it natively: mixed_float16 on a
+            GPU with float16 tensor cores, mixed_bfloat16 on a TPU or a CPU
+            with AMX-BF16 or AVX512-BF16, float32 otherwise) or `on` (16-bit in
+            any case: float16 on a GPU, bfloat16 on a TPU or CPU).
+        gpus, tpu, flags: for tests; default: this machine's GPU compute
+            capabilities, whether TPU_NAME is set, and `cpu_flags()` (None:
+            unknown).
+
+    Returns:
+        `Precision`.
+    """
+    if setting in _POLICIES:
+        return Precision(_POLICIES[setting], f"--train.mixed_precision {setting}")
+    if gpus is None:
+        gpus = [tuple(tf.config.experimental.get_device_details(g).get("compute_capability")
+                      or (0, 0)) for g in tf.config.list_physical_devices("GPU")]
+    tpu = bool(os.environ.get("TPU_NAME")) if tpu is None else tpu
+    if tpu:
+        return Precision("mixed_bfloat16", "TPU: bfloat16 is its native 16-bit type")
+    if gpus:
+        if min(gpus) >= (7, 0):
+            return Precision("mixed_float16", f"GPU with float16 tensor cores (compute "
+                                              f"capability {'.'.join(map(str, min(gpus)))})")
+        if setting == "on":
+            return Precision("mixed_float16", "GPU without float16 tensor cores, as asked (on)")
+        return Precision("float32", "GPU without float16 tensor cores (compute capability "
+                                    "below 7.0)")
+    flags = cpu_flags() if flags is _THIS_MACHINE else flags
+    native = [name for flag, name in BF16_CPU_FLAGS.items() if flag in (flags or ())]
+    if native:
+        return Precision("mixed_bfloat16", f"CPU with {' and '.join(native)}")
+    known = "has neither AMX-BF16 nor AVX512-BF16" if flags is not None else (
+        "features unknown")
+    if setting == "on":
+        return Precision("mixed_bfloat16", f"CPU {known}, as asked (on): bfloat16 is emulated")
+    return Precision("float32", f"CPU {known}: 16-bit would be emulated, slower")
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras's global dtype policy is `name` inside the block, and as before after it.
+
+    A model built inside computes in that policy's type for good and keeps
+    float32 variables; the classifier stays float32 (see build_model).
+    """
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)

@@ -237,12 +237,13 @@ def current_learning_rate(optimizer) -> float:
     return float(keras.backend.get_value(lr))
 
 
-def training_model(config, *, num_classes, image_shape):
+def training_model(config, *, num_classes, image_shape, policy="float32"):
     """The float model for `config.model` and what was loaded into it.
 
     Weight decay is an L2 penalty on kernels. With `model.weights` the model is
     built in the variant the weights need and loaded from them; a top that does
-    not fit `num_classes` stays new (`training.pretrained`).
+    not fit `num_classes` stays new (`training.pretrained`). The model computes
+    in the Keras dtype `policy` (`training.distribute.choose_precision`).
 
     Returns:
         (model, `training.pretrained.PretrainedWeights` or None without weights).
@@ -254,20 +255,22 @@ def training_model(config, *, num_classes, image_shape):
     cfg = config.model
     weights = pretrained.resolve(cfg)
     wd = config.train.weight_decay
-    model = build_model(
-        cfg.name, variant=weights.variant if weights else cfg.variant, shortcut=cfg.shortcut,
-        classes=num_classes, input_shape=image_shape, bn_momentum=cfg.bn_momentum,
-        zero_init_last_bn=cfg.zero_init_last_bn,
-        # SGD weight decay wd adds wd * w to the gradient: an L2 loss of wd / 2 * |w|^2.
-        kernel_regularizer=keras.regularizers.L2(wd / 2) if wd > 0 else None)
+    with distribute.dtype_policy(policy):
+        model = build_model(
+            cfg.name, variant=weights.variant if weights else cfg.variant,
+            shortcut=cfg.shortcut, classes=num_classes, input_shape=image_shape,
+            bn_momentum=cfg.bn_momentum, zero_init_last_bn=cfg.zero_init_last_bn,
+            # SGD weight decay wd adds wd * w to the gradient: an L2 loss of wd / 2 * |w|^2.
+            kernel_regularizer=keras.regularizers.L2(wd / 2) if wd > 0 else None)
     if weights:
         weights = pretrained.load(model, weights)
     return model, weights
 
 
-def build_training_model(config, *, num_classes, image_shape):
+def build_training_model(config, *, num_classes, image_shape, policy="float32"):
     """The model of `training_model`, pretrained weights loaded, without their record."""
-    return training_model(config, num_classes=num_classes, image_shape=image_shape)[0]
+    return training_model(config, num_classes=num_classes, image_shape=image_shape,
+                          policy=policy)[0]
 
 
 def compile_model(model, *, optimizer, num_classes, label_smoothing, jit_compile):
@@ -293,10 +296,10 @@ def compile_for_plan(model, config, *, dataset, plan, jit_compile):
                   label_smoothing=config.train.label_smoothing, jit_compile=jit_compile)
 
 
-def compiled_training_model(config, *, dataset, plan, jit_compile):
+def compiled_training_model(config, *, dataset, plan, jit_compile, policy="float32"):
     """`build_training_model` compiled with SGD + momentum on `plan`'s schedule."""
     model = build_training_model(config, num_classes=dataset.num_classes,
-                                 image_shape=dataset.image_shape)
+                                 image_shape=dataset.image_shape, policy=policy)
     compile_for_plan(model, config, dataset=dataset, plan=plan, jit_compile=jit_compile)
     return model
 
@@ -441,22 +444,23 @@ def train(config, run, dataset) -> dict:
     """
     cfg = config.train
     tf.keras.utils.set_random_seed(cfg.seed)
-    distribute.set_mixed_precision(distribute.resolve_switch(cfg.mixed_precision))
+    precision = distribute.choose_precision(cfg.mixed_precision)
     strategy = distribute.strategy_for(cfg)
     plan = TrainingPlan.for_training(config, dataset, replicas=strategy.num_replicas_in_sync)
     head_plan = TrainingPlan.for_head(config, dataset, replicas=strategy.num_replicas_in_sync)
     jit = distribute.resolve_switch(cfg.xla)
     held_out = _held_out(dataset)
     logger.info("  %s on %s: %d train / %d %s images, %d replica(s) (%s), global batch %d, "
-                "lr %g, %d epochs x %d steps, mixed precision %s, XLA %s", config.model.name,
+                "lr %g, %d epochs x %d steps, precision %s (%s), XLA %s", config.model.name,
                 dataset.name, dataset.num_train, dataset.num_val or dataset.num_test, held_out,
                 plan.replicas, distribute.strategy_name(strategy), plan.global_batch,
-                plan.learning_rate, plan.epochs, plan.steps_per_epoch,
-                keras.mixed_precision.global_policy().name, "on" if jit else "off")
+                plan.learning_rate, plan.epochs, plan.steps_per_epoch, precision.policy,
+                precision.reason, "on" if jit else "off")
 
     with strategy.scope():
         model, weights = training_model(config, num_classes=dataset.num_classes,
-                                        image_shape=dataset.image_shape)
+                                        image_shape=dataset.image_shape,
+                                        policy=precision.policy)
     if weights:
         logger.info("  %s", weights.describe())
     train_ds, held_out_ds = fit_inputs(dataset, batch_size=plan.global_batch,
@@ -524,6 +528,7 @@ def train(config, run, dataset) -> dict:
         "global_batch": plan.global_batch,
         "replicas": plan.replicas,
         "learning_rate": plan.learning_rate,
+        "precision": precision.to_dict(),
         "seconds": round(seconds, 2),
         "images_per_second": (round(steps_run * plan.global_batch / seconds, 1)
                               if steps_run else None),

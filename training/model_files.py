@@ -5,8 +5,10 @@ SavedModel folder) runs the Python of its `Lambda` layers when loaded, whatever
 `safe_mode` says. So `load_model` opens nothing but a real `.keras` zip whose
 configuration has no `Lambda`, checked before anything is deserialized, unless
 the user opts in (`--allow-unsafe-model-files`, or `ALLOW_UNSAFE_ENV=1`).
-`save_model` writes a file whole or not at all, and never one with a
-non-finite value.
+`save_model` writes a file whole or not at all, never one with a
+non-finite value, and always a float32 model: a model trained under a
+mixed-precision policy is saved (and loaded) as its float32 twin, so QAT,
+export and users' code never meet float16 or bfloat16 layers.
 """
 
 import json
@@ -142,7 +144,37 @@ def load_model(path, *, allow_unsafe=None, compile=True):
     if bad:
         raise NonFiniteWeights(f"{path} holds NaN or inf in {len(bad)} variable(s) (first: "
                                f"{bad[0]}): it was saved from a diverged model; refused.")
-    return model
+    return float32_model(model)
+
+
+def _float32_config(node):
+    """`node` (a model config) with every layer's mixed-precision policy set to float32."""
+    if isinstance(node, dict):
+        return {k: "float32" if k == "dtype" and isinstance(v, dict)
+                and v.get("class_name") in ("Policy", "DTypePolicy")
+                else _float32_config(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_float32_config(v) for v in node]
+    return node
+
+
+def float32_model(model):
+    """`model` itself if it computes in float32, else a float32 twin with its weights.
+
+    Mixed precision keeps every variable in float32, so the twin computes the
+    same function at full precision. A compiled model's twin is compiled with
+    the same optimizer, loss and metrics, so a saved file keeps the optimizer's
+    state (its step count and momentum) as a float32 model's does.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.submodules
+           if hasattr(layer, "dtype_policy")):
+        return model
+    twin = model.__class__.from_config(_float32_config(model.get_config()))
+    twin.set_weights(model.get_weights())
+    if getattr(model, "compiled_loss", None) is not None:
+        twin.compile(optimizer=model.optimizer, loss=model.loss,
+                     metrics=model.compiled_metrics._user_metrics)  # noqa: SLF001
+    return twin
 
 
 def non_finite_variables(model):
@@ -157,7 +189,7 @@ def non_finite_variables(model):
 
 
 def save_model(model, path):
-    """`model.save(path)`, all or nothing, and never with a non-finite value.
+    """Saves `float32_model(model)`, all or nothing, and never with a non-finite value.
 
     The model goes to a temporary file in the same folder, then replaces
     `path`: a kill or a full disk leaves the previous file as it was.
@@ -172,5 +204,5 @@ def save_model(model, path):
         raise NonFiniteWeights(f"Refusing to write {path}: {len(bad)} variable(s) hold NaN or "
                                f"inf (first: {bad[0]}); the model diverged.")
     with replacing(path) as partial:
-        model.save(partial)
+        float32_model(model).save(partial)
         kill_point("during_save")
