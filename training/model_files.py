@@ -163,8 +163,8 @@ def float32_model(model):
 
     Mixed precision keeps every variable in float32, so the twin computes the
     same function at full precision. A compiled model's twin is compiled with
-    the same optimizer, loss and metrics, so a saved file keeps the optimizer's
-    state (its step count and momentum) as a float32 model's does.
+    the same optimizer and loss, so a saved file keeps the optimizer's state
+    (its step count and momentum) as a float32 model's does.
     """
     if all(layer.dtype_policy.name == "float32" for layer in model.submodules
            if hasattr(layer, "dtype_policy")):
@@ -172,8 +172,7 @@ def float32_model(model):
     twin = model.__class__.from_config(_float32_config(model.get_config()))
     twin.set_weights(model.get_weights())
     if getattr(model, "compiled_loss", None) is not None:
-        twin.compile(optimizer=model.optimizer, loss=model.loss,
-                     metrics=model.compiled_metrics._user_metrics)  # noqa: SLF001
+        twin.compile(optimizer=model.optimizer, loss=model.loss)
     return twin
 
 
