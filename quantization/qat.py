@@ -198,14 +198,14 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
     model = fold_channel_reversal(model)
     producers = _producers(model)
     registry = _qk.default_8bit.Default8BitQuantizeRegistry()
-    replacements, fixed = {}, set()
+    replacements = {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
         if isinstance(layer, keras.layers.Normalization):
             replacements[layer.name] = _normalization_as_affine(layer)
         elif layer.name.endswith(SUBSAMPLE):
-            fixed.add(layer.name)
+            replacements[layer.name] = layer  # already the fixed 1x1 conv it should be
         elif (isinstance(layer, keras.layers.BatchNormalization)
               and not _folds_into_conv(model, producers[layer.name])):
             replacements[layer.name] = _batch_norm_as_affine(layer)
@@ -215,8 +215,6 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
     def annotate(layer):
         if layer.name in replacements:
             return _qk.quantize_annotate_layer(replacements[layer.name], AffineQuantizeConfig())
-        if layer.name in fixed:
-            return _qk.quantize_annotate_layer(layer, AffineQuantizeConfig())
         return _qk.quantize_annotate_layer(layer)
 
     annotated = keras.models.clone_model(model, clone_function=annotate)

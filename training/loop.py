@@ -11,6 +11,7 @@ import contextlib
 import csv
 import logging
 import os
+import shutil
 import time
 
 import numpy as np
@@ -192,7 +193,9 @@ class RunCheckpoints(keras.callbacks.Callback):
         model_files.save_model(self.model, self.run.last_model)
         accuracy = logs.get("val_accuracy", -1.0)
         if self.keep_best and accuracy > best_before(self.run.history, epoch):
-            model_files.save_model(self.model, self.run.best_model)
+            # The same model as last.keras: copied, not serialized (and made float32) again.
+            with replacing(self.run.best_model) as partial:
+                shutil.copyfile(self.run.last_model, partial)
 
 
 class _TestKill(keras.callbacks.Callback):
