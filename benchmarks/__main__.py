@@ -1,9 +1,10 @@
-"""`python -m benchmarks [--quick]`: speed, size and memory on this machine, in one process.
+"""`python -m benchmarks [--quick | --gpu [--dry-run]]`: speed, size and memory, in one process.
 
-Writes benchmarks/results/<machine-tag>.json, then renders
-benchmarks/results/<machine-tag>.md from it (and, with --readme, the table in
-benchmarks/README.md). `--quick` runs every measurement at tiny sizes;
-`--render` renders an earlier result again.
+Writes benchmarks/results/<machine-tag>[-<mode>].json, then renders the .md
+beside it from that JSON (and, with --readme, the section of
+benchmarks/README.md). `--quick` runs every measurement at tiny sizes; `--gpu`
+measures training on a GPU (benchmarks/gpu.py); `--render` renders an earlier
+result again.
 """
 
 import argparse
@@ -11,7 +12,6 @@ import datetime
 import gc
 import json
 import os
-import platform
 import sys
 import tempfile
 
@@ -23,51 +23,56 @@ SETTINGS = {
     "full": {"resnet50_size": 224, "resnet50_batch": 16, "resnet20_batch": 128,
              "resnet50_steps": 3, "resnet20_steps": 15, "repeats": 7, "latency_runs": 40,
              "calibration": 32, "matmul": 2048, "inference": ("resnet50", "resnet20"),
-             "pipeline": {"classes": 4, "per_class": 48, "jpeg_size": (500, 375), "batch": 32}},
+             "pipeline": {"classes": 4, "per_class": 48, "jpeg_size": (500, 375), "batch": 32},
+             "sources": {"num_train": {"folder": 60000, "cifar10": 50000, "fashion_mnist": 60000},
+                         "passes": 2, "epochs": 2}},
     "quick": {"resnet50_size": 32, "resnet50_batch": 4, "resnet20_batch": 16,
               "resnet50_steps": 2, "resnet20_steps": 2, "repeats": 2, "latency_runs": 3,
               "calibration": 4, "matmul": 256, "inference": ("resnet20",),
-              "pipeline": {"classes": 2, "per_class": 4, "jpeg_size": (64, 48), "batch": 4}},
+              "pipeline": {"classes": 2, "per_class": 4, "jpeg_size": (64, 48), "batch": 4},
+              "sources": {"num_train": {"folder": 64, "cifar10": 64, "fashion_mnist": 64},
+                          "passes": 1, "epochs": 2}},
 }
 # Set for resnet50 on this 2-core CPU; quick mode checks them on the models it measures.
-TARGETS = {"train_ratio": (">=", 1.0), "int8_latency_ratio": ("<=", 0.35),
+TARGETS = {"train_ratio": (">=", 1.0), "resnet20_train_ratio": (">=", 1.0),
+           "int8_latency_ratio": ("<=", 0.35),
            "int8_size_ratio": ("<=", 0.27)}
 
 
-def machine_info():
-    from resnet_keras.backend import tf
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-            for g in tf.config.list_physical_devices("GPU")]
-    tag = f"{platform.machine()}-{os.cpu_count()}cpu" + (f"-{len(gpus)}gpu" if gpus else "")
-    return {"tag": tag, "cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
-            "platform": platform.platform(), "tensorflow": tf.__version__}
+def data_sources(s, resnet20):
+    """Each source's loader alone and feeding resnet20, against resnet20's train step.
 
-
-def gpu_mode(s):
-    """ResNet-50 at batch 256 on the GPU: mixed precision + XLA, both off, keras.applications."""
+    resnet20 trains in the precision `--train.mixed_precision auto` picks
+    here (float32 where that is mixed_float16: the training row has no such
+    column); the train step is the training row's rate in that precision, on
+    in-memory data.
+    """
     from benchmarks import measure
-    models = {}
-    for label, policy, xla in (("ours_mixed_xla", "mixed_float16", True),
-                               ("ours_fp32", "float32", False)):
-        models[label] = measure.our_training_model("resnet50", image_size=224, classes=1000,
-                                                   jit_compile=xla, policy=policy)
-    models["keras_applications_fit"] = measure.keras_applications_resnet50(image_size=224,
-                                                                           classes=1000)
-    rates, _ = measure.training_throughput(models, image_size=224, batch_size=256,
-                                           classes=1000, steps=10, repeats=3)
-    return rates
+    from training.distribute import choose_precision
+    policy = choose_precision("auto").policy
+    policy = policy if policy == "mixed_bfloat16" else "float32"
+    step = resnet20["ours_bf16" if policy == "mixed_bfloat16" else "ours"]["median"]
+    sources = []
+    for source, num_train in s["sources"]["num_train"].items():
+        print(f"  {source}: {num_train} images ...", flush=True)
+        model = measure.our_training_model("resnet20", image_size=32, classes=10, policy=policy)
+        entry = measure.source_throughput(source, num_train=num_train,
+                                          batch_size=resnet20["batch_size"],
+                                          passes=s["sources"]["passes"],
+                                          epochs=s["sources"]["epochs"], model=model)
+        loader = entry["loader"]
+        entry["keeps_ahead"] = {"first_pass": loader["first_pass"] > step,
+                                "later_passes": loader["later_passes"]["median"] > step}
+        sources.append(entry)
+        gc.collect()
+    return {"policy": policy, "batch_size": resnet20["batch_size"], "train_step": step,
+            "sources": sources}
 
 
 def run(mode):
     from benchmarks import measure
     s = SETTINGS[mode]
-    result = {"mode": mode, "settings": s, "machine": machine_info(),
+    result = {"mode": mode, "settings": s, "machine": measure.machine_info(),
               "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
     print("training throughput ...", flush=True)
@@ -97,6 +102,9 @@ def run(mode):
              "peak_rss_mb": round(peak_mb["ours"], 1)})
         gc.collect()
     ours50 = result["training"][0]["ours"]
+    print("resnet20, one difference from the hand-built one at a time ...", flush=True)
+    result["resnet20_differences"] = measure.resnet20_differences(
+        batch_size=s["resnet20_batch"], steps=s["resnet20_steps"], repeats=s["repeats"])
 
     print("input pipeline ...", flush=True)
     p = s["pipeline"]
@@ -106,6 +114,8 @@ def run(mode):
     result["pipeline"] = {"images_per_second": pipeline, "jpeg_size": p["jpeg_size"],
                           "training_images_per_second": ours50["median"],
                           "keeps_up": pipeline["median"] > ours50["median"]}
+
+    result["sources"] = data_sources(s, result["training"][1])
 
     print("inference, export, size, memory ...", flush=True)
     result["matmul_macs_per_second"] = measure.matmul_macs_per_second(size=s["matmul"],
@@ -127,10 +137,9 @@ def run(mode):
             result["inference"].append(entry)
             print(f"  {name}: done", flush=True)
 
-    from training.distribute import has_gpu
-    result["gpu"] = gpu_mode(s) if has_gpu() and mode == "full" else None
     train, infer = result["training"][0], result["inference"][0]
     measured = {"train_ratio": (train["model"], train["ratio"]),
+                "resnet20_train_ratio": ("resnet20", result["training"][1]["ratio"]),
                 "int8_latency_ratio": (infer["model"],
                                        infer["variants"]["int8"]["latency_all_threads_vs_float32"]),
                 "int8_size_ratio": (infer["model"], infer["variants"]["int8"]["size_vs_float32"])}
@@ -142,137 +151,37 @@ def run(mode):
     return result
 
 
-def _ms(d):
-    return f"{d['median']:.2f} ({d['min']:.2f}-{d['max']:.2f})"
-
-
-def _placement(x):
-    """`79/82` plus the op types XNNPACK left to LiteRT's own kernels."""
-    left = ", ".join(f"{op} x{n}" for op, n in x["not_delegated"].items())
-    return f"{x['delegated']}/{x['ops']}" + (f" (not: {left})" if left else "")
-
-
-def _training_table(training):
-    from report.markdown import md_table
-
-    rows = [[t["model"], t["image_size"], t["batch_size"], _ms(t["ours"]),
-             _ms(t["ours_bf16"]) if "ours_bf16" in t else "—", _ms(t["ours_bare"]),
-             _ms(t["reference"]), t["reference_name"], f"{t['ratio']:.2f}",
-             f"{t['bare_ratio']:.2f}",
-             f"{t['bf16_speedup']:.2f}" if "bf16_speedup" in t else "—"] for t in training]
-    return md_table(["model", "input", "batch", "ours", "ours mixed_bfloat16", "ours bare",
-                     "reference", "reference is", "ours / reference", "bare / reference",
-                     "bfloat16 / float32"], rows, align="lrrrrrrlrrr")
-
-
-def _files_table(entry):
-    """One inference entry's files; the converter columns are ours only."""
-    from report.markdown import cell, md_table
-
-    rows = []
-    for name, v in (*entry["variants"].items(), *entry["others"].items()):
-        own = name in entry["variants"]
-        rows.append([name, f"{v['size_bytes'] / 1024:.0f}", f"{v['size_vs_float32']:.3f}",
-                     _ms(v["latency_1_thread_ms"]), _ms(v["latency_all_threads_ms"]),
-                     f"{v['latency_all_threads_vs_float32']:.2f}",
-                     cell(v["macs_per_second"] / 1e9 if own else None, ".1f"),
-                     cell(100 * v["fraction_of_matmul"] if own else None, ".0f", "%"),
-                     cell(v["convert_seconds"] if own else None, ".1f"),
-                     cell(v["convert_peak_rss_mb"] if own else None, ".0f"),
-                     _placement(v["xnnpack"])])
-    return md_table(["file", "size KiB", "size / float32", "1 thread ms", "all threads ms",
-                     "latency / float32 (all)", "G MAC/s", "of matmul peak", "convert s",
-                     "convert peak RSS MB", "ops on XNNPACK"], rows, align="lrrrrrrrrrl")
-
-
-def _targets_table(targets):
-    from report.markdown import md_table
-
-    rows = [[k, t["model"], f"{t['value']:.3f}", t["target"], "yes" if t["met"] else "no"]
-            for k, t in targets.items()]
-    return md_table(["target", "model", "measured", "goal", "met"], rows, align="llrll")
-
-
-def render_markdown(result) -> str:
-    """The benchmark tables, rendered from the JSON result only."""
-    m = result["machine"]
-    lines = [f"Machine `{m['tag']}`: {m['cpu']}, {m['cpu_count']} CPUs"
-             + (f", GPUs: {', '.join(m['gpus'])}" if m["gpus"] else ", no GPU")
-             + f"; TensorFlow {m['tensorflow']}; mode `{result['mode']}`; {result['created']}.",
-             "Figures: median (min-max) over repeated timed runs after warm-up.", "",
-             "### Training throughput (images/s)", "",
-             "Ours is the train.py step (L2 weight decay, top-5 metric) in float32, and in "
-             "mixed_bfloat16 (what `--train.mixed_precision auto` picks on a CPU with "
-             "AMX-BF16 or AVX512-BF16); ours bare is the same network compiled as the "
-             "reference is (loss and accuracy only). The models of a row train in turns, "
-             "one epoch each per round; a ratio is the median of the rounds' ratios.", "",
-             _training_table(result["training"]), ""]
-    for t in result["training"]:
-        per_round = {key: np.divide(t[key]["rounds"], t["reference"]["rounds"])
-                     for key in ("ours", "ours_bare")}
-        lines.append(f"- {t['model']}, round by round: ours / reference "
-                     f"{per_round['ours'].min():.2f}-{per_round['ours'].max():.2f}, bare / "
-                     f"reference {per_round['ours_bare'].min():.2f}-"
-                     f"{per_round['ours_bare'].max():.2f}.")
-    p = result["pipeline"]
-    lines += ["", f"Peak RSS while ours trained resnet50 (the reference model also in memory): "
-              f"{result['training'][0]['peak_rss_mb']:.0f} MB.",
-              "", "### Input pipeline", "",
-              f"Image-folder loader (decode {p['jpeg_size'][0]}x{p['jpeg_size'][1]} JPEG, "
-              f"random-resized crop, flip, batch): {_ms(p['images_per_second'])} images/s "
-              f"against {p['training_images_per_second']:.1f} images/s of resnet50 training: "
-              + ("it keeps up." if p["keeps_up"]
-                 else "**it falls short: training would wait for data.**"),
-              "", "### Inference (batch 1) and export", "",
-              f"Machine float32 matmul: "
-              f"{result['matmul_macs_per_second']['median'] / 1e9:.1f} G multiply-adds/s.",
-              ""]
-    for e in result["inference"]:
-        lines += [f"**{e['model']}** at {e['image_size']}x{e['image_size']}, "
-                  f"{e['macs'] / 1e9:.3f} G multiply-adds; Keras float (compiled tf.function): "
-                  f"{_ms(e['keras_ms'])} ms. All files timed in the same turns.", "",
-                  _files_table(e)]
-        tool = e["litert_tool"]
-        lines += ["", f"LiteRT's benchmark tool (`ai_edge_litert.tools.benchmark_litert_model`, "
-                  f"all threads), a second runtime path: float32 {_ms(tool['float32'])} ms, "
-                  f"int8 {_ms(tool['int8'])} ms, int8 / float32 "
-                  f"{tool['int8']['median'] / tool['float32']['median']:.2f}."]
-        reference = e.get("reference")
-        if reference:
-            key = "latency_all_threads_ms"
-            ours = e["variants"]["int8"][key]["median"]
-            theirs = e["others"][f"{reference['label']} int8"][key]["median"]
-            own = e["others"]["int8 preprocessing only"][key]["median"]
-            label = reference["label"]
-            lines.append(
-                f"Our int8 file against the {label} int8 file (all threads): {ours:.2f} against "
-                f"{theirs:.2f} ms ({ours - theirs:+.2f} ms). Ours takes raw pixels and "
-                f"normalizes inside; that normalization alone, as an int8 file, takes "
-                f"{own:.2f} ms. " + (f"The {label} file takes {reference['input']}: the app "
-                                    f"does that work." if reference["input"] != "raw pixels"
-                                    else f"The {label} file also takes raw pixels."))
-        lines.append("")
-    lines += ["### Targets", "", _targets_table(result["targets"])]
-    if result["gpu"]:
-        lines += ["", "### GPU training, resnet50 at 224, batch 256 (images/s)", ""]
-        lines += [f"- {k}: {_ms(v)}" for k, v in result["gpu"].items()]
-    else:
-        lines += ["", "GPU mode: not measured (no GPU on this machine)."]
-    return "\n".join(lines)
+# The README section a mode's tables go to with --readme.
+README_SECTIONS = {"full": "results", "gpu": "gpu"}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, about a minute")
+    parser.add_argument("--gpu", action="store_true",
+                        help="GPU training: float32 against mixed_float16 and XLA, and the "
+                             "train stage (benchmarks/gpu.py)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --gpu: the same code on the CPU at tiny sizes")
+    parser.add_argument("--data-dir", help="with --gpu: the Fashion-MNIST IDX files' folder "
+                                           "(default: where train.py looks)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     parser.add_argument("--readme", action="store_true",
-                        help="also put the table into benchmarks/README.md")
+                        help="also put the tables into benchmarks/README.md")
     parser.add_argument("--render", metavar="JSON",
                         help="measure nothing: render this earlier result again "
                              "(its .md beside it)")
     args = parser.parse_args(argv)
+    from benchmarks import gpu
+    from benchmarks.render import render_markdown
     from report.markdown import replace_section
 
+    if (args.dry_run or args.data_dir) and not args.gpu:
+        parser.error("--dry-run and --data-dir go with --gpu")
+    if args.gpu and args.quick:
+        parser.error("--quick and --gpu are separate modes; the GPU mode's tiny run is "
+                     "--gpu --dry-run")
     if args.render:
         if not os.path.isfile(args.render):
             print(f"error: --render {args.render} does not exist; give a results/*.json file "
@@ -280,21 +189,35 @@ def main(argv=None) -> int:
             return 2
         base = os.path.splitext(args.render)[0]
     else:
-        result = run("quick" if args.quick else "full")
+        mode = ("gpu-dry-run" if args.dry_run else "gpu") if args.gpu else (
+            "quick" if args.quick else "full")
+        if args.readme and mode not in README_SECTIONS:
+            parser.error(f"--readme takes measured figures only, not a {mode} run")
+        try:
+            result = gpu.run(mode, data_dir=args.data_dir) if args.gpu else run(mode)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         os.makedirs(args.out, exist_ok=True)
-        base = os.path.join(args.out, result["machine"]["tag"] + ("-quick" if args.quick else ""))
+        base = os.path.join(args.out, result["machine"]["tag"]
+                            + ("" if mode == "full" else f"-{mode}"))
         with open(base + ".json", "w") as f:
             json.dump(result, f, indent=1)
     with open(base + ".json") as f:
-        markdown = render_markdown(json.load(f))
+        result = json.load(f)
+    markdown = render_markdown(result)
     with open(base + ".md", "w") as f:
         f.write(markdown + "\n")
     print(markdown)
     if args.readme:
+        if result["mode"] not in README_SECTIONS:
+            print(f"error: --readme takes measured figures only; {args.render} is a "
+                  f"{result['mode']} run.", file=sys.stderr)
+            return 2
         readme = os.path.join(HERE, "README.md")
         with open(readme) as f:
             text = f.read()
-        text = replace_section(text, "results", markdown)
+        text = replace_section(text, README_SECTIONS[result["mode"]], markdown)
         with open(readme, "w") as f:
             f.write(text)
     return 0

@@ -6,6 +6,7 @@ max beside it; what a ratio compares is timed in turns in the same process.
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ import time
 
 import numpy as np
 
+from datasets import writers
 from export import tflite
 from report import evaluate
 from resnet_keras import build_model, count_macs
@@ -21,6 +23,21 @@ from resnet_keras.backend import keras, tf
 from resnet_keras.models import fold_channel_reversal
 from training import config as config_lib
 from training.loop import build_training_model, compile_model
+
+
+def machine_info():
+    """CPU model, CPU count, GPU names, platform and TensorFlow version; `tag` names the files."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    tag = f"{platform.machine()}-{os.cpu_count()}cpu" + (f"-{len(gpus)}gpu" if gpus else "")
+    return {"tag": tag, "cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
+            "platform": platform.platform(), "tensorflow": tf.__version__}
 
 
 def spread(values, scale=1.0) -> dict:
@@ -74,15 +91,16 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def synthetic_pipeline(image_size, batch_size, classes, *, count=64, seed=0):
-    """An in-memory uint8 dataset through tf.data, cast to float32 pixels like datasets."""
+def synthetic_pipeline(image_size, batch_size, classes, *, seed=0):
+    """One batch of random float32 pixels and int32 labels, served again and again.
+
+    Nothing is copied or computed per step on the host, so what is timed is
+    the train step (on a GPU, plus the batch's copy to the device).
+    """
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (count, image_size, image_size, 3), dtype=np.uint8)
-    labels = rng.integers(0, classes, count).astype(np.int32)
-    return (tf.data.Dataset.from_tensor_slices((images, labels)).repeat()
-            .batch(batch_size, drop_remainder=True)
-            .map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    images = rng.integers(0, 256, (batch_size, image_size, image_size, 3)).astype(np.float32)
+    labels = rng.integers(0, classes, batch_size).astype(np.int32)
+    return tf.data.Dataset.from_tensors((images, labels)).repeat().prefetch(tf.data.AUTOTUNE)
 
 
 def training_throughput(models, *, image_size, batch_size, classes, steps, repeats):
@@ -124,13 +142,19 @@ def paired_ratio(ours, reference):
     return float(np.median(np.divide(ours["rounds"], reference["rounds"])))
 
 
-def our_training_model(name, *, image_size, classes, jit_compile=False, policy="float32"):
+def our_training_model(name, *, image_size, classes, jit_compile=False, policy="float32",
+                       variant=None):
     """The model and compile step train.py uses, for `name` (weight decay, metrics included).
 
     `policy` is the Keras dtype policy it is built under (`mixed_bfloat16`:
-    what `--train.mixed_precision auto` picks on a CPU with bfloat16).
+    what `--train.mixed_precision auto` picks on a CPU with bfloat16);
+    `variant` "v1" or "v1.5" for the ImageNet nets (None: the default,
+    the only one for the CIFAR nets).
     """
-    config = config_lib.resolve(overrides={"model.name": name})
+    overrides = {"model.name": name}
+    if variant:
+        overrides["model.variant"] = variant
+    config = config_lib.resolve(overrides=overrides)
     model = build_training_model(config, num_classes=classes,
                                  image_shape=(image_size, image_size, 3), policy=policy)
     compile_model(model, optimizer=keras.optimizers.SGD(0.1, momentum=0.9), num_classes=classes,
@@ -159,40 +183,95 @@ def keras_applications_resnet50(*, image_size, classes):
         weights=None, input_shape=(image_size, image_size, 3), classes=classes))
 
 
-def hand_built_resnet20(*, image_size, classes):
-    """ResNet-20 written the way a Keras user would by hand (option B shortcuts, 'same' padding)."""
+def hand_built_resnet20(*, image_size, classes, normalization=False, explicit_pad=False,
+                        option_a=False):
+    """ResNet-20 written the way a Keras user would by hand (option B shortcuts, 'same' padding).
+
+    Each flag adds one thing our resnet20 does differently, to time what it
+    costs (`RESNET20_DIFFERENCES`).
+
+    Args:
+        normalization: a `Normalization` layer (mean and variance 127.5^2)
+            instead of `Rescaling(1 / 127.5, offset=-1)`; the same function.
+        explicit_pad: `ZeroPadding2D(1)` and a 'valid' conv where the stride is
+            2 (1 pixel each side, as torchvision), instead of 'same' (0 before,
+            1 after, TensorFlow's rule for even sizes).
+        option_a: the paper's parameter-free shortcut, a frozen 1x1 stride-2
+            conv with the [I 0] kernel (`resnet_keras.blocks.subsample_kernel`),
+            instead of a 1x1 projection conv + BN.
+    """
+    from resnet_keras.blocks import subsample_kernel
     layers = keras.layers
 
     def conv_bn(x, filters, stride=1, relu=True):
-        x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+        if stride > 1 and explicit_pad:
+            x = layers.ZeroPadding2D(1)(x)
+        x = layers.Conv2D(filters, 3, strides=stride, use_bias=False,
+                          padding="valid" if stride > 1 and explicit_pad else "same")(x)
         x = layers.BatchNormalization()(x)
         return layers.ReLU()(x) if relu else x
 
+    def projection(x, filters):
+        if option_a:
+            return layers.Conv2D(filters, 1, strides=2, use_bias=False, trainable=False,
+                                 kernel_initializer=keras.initializers.Constant(
+                                     subsample_kernel(x.shape[-1], filters).tolist()))(x)
+        return layers.BatchNormalization()(
+            layers.Conv2D(filters, 1, strides=2, use_bias=False)(x))
+
     inputs = layers.Input((image_size, image_size, 3))
-    x = conv_bn(layers.Rescaling(1 / 127.5, offset=-1)(inputs), 16)
+    x = (layers.Normalization(mean=127.5, variance=127.5 ** 2) if normalization
+         else layers.Rescaling(1 / 127.5, offset=-1))(inputs)
+    x = conv_bn(x, 16)
     for stage, filters in enumerate((16, 32, 64)):
         for block in range(3):
             stride = 2 if stage > 0 and block == 0 else 1
             y = conv_bn(conv_bn(x, filters, stride), filters, relu=False)
             if stride > 1:
-                x = layers.BatchNormalization()(
-                    layers.Conv2D(filters, 1, strides=stride, use_bias=False)(x))
+                x = projection(x, filters)
             x = layers.ReLU()(layers.Add()([x, y]))
     x = layers.Dense(classes, activation="softmax")(layers.GlobalAveragePooling2D()(x))
     return _compile_plain(keras.Model(inputs, x))
 
 
+# Our resnet20 against the hand-built one, one difference at a time: {label: flags}.
+RESNET20_DIFFERENCES = {
+    "hand-built": {},
+    "+ Normalization layer": {"normalization": True},
+    "+ explicit padding": {"explicit_pad": True},
+    "+ option-A shortcut": {"option_a": True},
+    "+ all three": {"normalization": True, "explicit_pad": True, "option_a": True},
+}
+
+
+def resnet20_differences(*, batch_size, steps, repeats):
+    """Train-step images/s of the hand-built ResNet-20 with each of our differences, and ours.
+
+    All timed in turns (`training_throughput`); "ours bare" is our resnet20
+    compiled as the hand-built one is.
+
+    Returns:
+        {label: spread of images/s plus `rounds` and `ratio`, the median
+        over rounds of its rate / the hand-built one's}.
+    """
+    models = {label: hand_built_resnet20(image_size=32, classes=10, **flags)
+              for label, flags in RESNET20_DIFFERENCES.items()}
+    models["ours bare"] = bare_training_model("resnet20", image_size=32, classes=10)
+    rates, _ = training_throughput(models, image_size=32, batch_size=batch_size, classes=10,
+                                   steps=steps, repeats=repeats)
+    return {label: dict(r, ratio=paired_ratio(r, rates["hand-built"]))
+            for label, r in rates.items()}
+
+
 def write_jpeg_folder(root, *, classes, per_class, size, seed=0):
     """A folder dataset of random JPEGs at an ImageNet-like size."""
-    from PIL import Image
     rng = np.random.default_rng(seed)
-    for split in ("train", "val"):
-        for c in range(classes):
-            folder = os.path.join(root, split, f"class{c}")
-            os.makedirs(folder, exist_ok=True)
-            for i in range(per_class if split == "train" else 1):
-                pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(os.path.join(folder, f"{i}.jpg"), quality=90)
+    class_names = [f"class{c}" for c in range(classes)]
+    for split, n in (("train", per_class * classes), ("val", classes)):
+        writers.write_image_folder(root, split,
+                                   rng.integers(0, 256, (n, size[1], size[0], 3), np.uint8),
+                                   np.arange(n) % classes, class_names=class_names,
+                                   suffix=".jpg", quality=90)
 
 
 def pipeline_throughput(*, image_size, batch_size, classes, per_class, jpeg_size, repeats):
@@ -211,6 +290,98 @@ def pipeline_throughput(*, image_size, batch_size, classes, per_class, jpeg_size
                 next(stream)
             rates.append(steps * batch_size / (time.perf_counter() - start))
     return spread(rates)
+
+
+# The sources `source_throughput` measures, in words: the formats users have.
+SOURCES = {"folder": "folder of 28x28 gray PNG files (resized to 32x32)",
+           "cifar10": "CIFAR-10 python batches", "fashion_mnist": "Fashion-MNIST gzipped IDX"}
+
+
+def write_source(source, root, *, num_train, num_test, seed=0):
+    """Random images in the on-disk format of `source`; returns `load_dataset`'s arguments."""
+    rng = np.random.default_rng(seed)
+    labels = {"train": np.arange(num_train) % 10, "test": np.arange(num_test) % 10}
+    class_names = [f"class{c}" for c in range(10)]
+    if source == "folder":
+        for split, folder_split in (("train", "train"), ("test", "val")):
+            writers.write_image_folder(
+                root, folder_split, rng.integers(0, 256, (len(labels[split]), 28, 28), np.uint8),
+                labels[split], class_names=class_names)
+        return {"name": "folder", "data_dir": root, "image_size": 32}
+    if source == "cifar10":
+        writers.write_files(root, writers.cifar_files("cifar10", class_names=class_names, **{
+            split: (rng.integers(0, 256, (len(y), 32, 32, 3), np.uint8), y)
+            for split, y in labels.items()}))
+        return {"name": "cifar10", "data_dir": root}
+    for split, y in labels.items():
+        writers.write_idx(root, split, rng.integers(0, 256, (len(y), 28, 28), np.uint8), y,
+                          gz=True)
+    return {"name": "fashion_mnist", "data_dir": root}
+
+
+def loader_throughput(dataset, *, batch_size, passes):
+    """Images/s of `dataset`'s training pipeline alone, read as train.py reads it.
+
+    One endless, shuffled, augmented stream (`Dataset.train(repeat=True)`),
+    timed over its first pass, where a folder's files are decoded (and kept in
+    memory when they fit), and over `passes` later passes.
+
+    Returns:
+        dict: `first_pass` images/s, `later_passes` the spread over passes.
+    """
+    steps = dataset.num_train // batch_size
+    stream = iter(dataset.train(batch_size, repeat=True, drop_remainder=True))
+
+    def one_pass():
+        start = time.perf_counter()
+        for _ in range(steps):
+            next(stream)
+        return steps * batch_size / (time.perf_counter() - start)
+
+    first = one_pass()
+    return {"first_pass": first, "later_passes": spread([one_pass() for _ in range(passes)])}
+
+
+def fed_training(model, dataset, *, batch_size, epochs):
+    """Images/s of `fit` fed by `dataset`'s loader, epoch by epoch, as train.py feeds it.
+
+    The model first trains one untimed step on in-memory data (tracing), so
+    that the first epoch's time is the training and the loader's first pass.
+    """
+    model.fit(synthetic_pipeline(32, batch_size, dataset.num_classes), epochs=1,
+              steps_per_epoch=1, verbose=0)
+    timer = EpochTimer()
+    steps = dataset.num_train // batch_size
+    model.fit(dataset.train(batch_size, repeat=True, drop_remainder=True), epochs=epochs,
+              steps_per_epoch=steps, callbacks=[timer], verbose=0)
+    return [steps * batch_size / seconds for seconds in timer.seconds]
+
+
+def source_throughput(source, *, num_train, batch_size, passes, epochs, model):
+    """The loader of `source` alone and feeding `model`, on random images in its format.
+
+    Args:
+        source: str, a key of `SOURCES`.
+        num_train: int, training images written.
+        model: a compiled model for 32x32 images and 10 classes.
+
+    Returns:
+        dict: `loader` (`loader_throughput`), `fed_training` (images/s per
+        epoch), `write_seconds` (making the files).
+    """
+    from datasets import load_dataset
+    with tempfile.TemporaryDirectory() as root:
+        start = time.perf_counter()
+        arguments = write_source(source, root, num_train=num_train,
+                                 num_test=max(10, num_train // 60))
+        written = time.perf_counter() - start
+        name = arguments.pop("name")
+        loader = loader_throughput(load_dataset(name, **arguments), batch_size=batch_size,
+                                   passes=passes)
+        fed = fed_training(model, load_dataset(name, **arguments), batch_size=batch_size,
+                           epochs=epochs)
+    return {"source": source, "num_train": num_train, "loader": loader, "fed_training": fed,
+            "write_seconds": round(written, 1)}
 
 
 def keras_latency(model, *, image_size, runs, warmup=5):

@@ -5,7 +5,6 @@ written here; nothing is downloaded.
 """
 
 import dataclasses
-import gzip
 import io
 import logging
 import os
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets import AUGMENTATIONS, DATASETS, cifar, folder, idx, load_dataset, pipeline
+from datasets import AUGMENTATIONS, DATASETS, cifar, folder, idx, load_dataset, pipeline, writers
 
 CIFAR_PER_BATCH = 20
 
@@ -161,36 +160,22 @@ def test_user_errors_have_clear_messages(digits):
 
 # --- CIFAR, from tiny archives in the real format ---
 
-def _pickle(obj):
-    return pickle.dumps(obj, protocol=2)  # as the official Python 2 files
-
-
 def write_cifar(root, name, *, layout):
     """Writes a tiny CIFAR dataset; returns (path to pass, expected arrays, class names)."""
     fmt = cifar.FORMATS[name]
     num_classes = 10 if name == "cifar10" else 100
     class_names = [f"class_{i}" for i in range(num_classes)]
     rng = np.random.default_rng(len(name))
-    files, expected = {}, {"train": ([], []), "test": ([], [])}
+    expected = {}
     for split, batch_names in (("train", fmt.train), ("test", fmt.test)):
-        for batch_name in batch_names:
-            images = rng.integers(0, 256, (CIFAR_PER_BATCH, 32, 32, 3), dtype=np.uint8)
-            labels = [int(v) for v in rng.permutation(CIFAR_PER_BATCH) % num_classes]
-            files[batch_name] = _pickle({
-                b"batch_label": batch_name.encode(),
-                fmt.label_key: labels,
-                b"data": images.transpose(0, 3, 1, 2).reshape(CIFAR_PER_BATCH, 3072),
-                b"filenames": [f"{i}.png".encode() for i in range(CIFAR_PER_BATCH)]})
-            expected[split][0].append(images)
-            expected[split][1].append(labels)
-    files[fmt.meta] = _pickle({fmt.names_key: [n.encode() for n in class_names]})
-    expected = {k: (np.concatenate(x), np.concatenate(y)) for k, (x, y) in expected.items()}
+        n = CIFAR_PER_BATCH * len(batch_names)
+        expected[split] = (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                           rng.permutation(n) % num_classes)
+    files = writers.cifar_files(name, **expected, class_names=class_names)
 
     if layout in ("extracted_parent", "extracted_folder", "keras_home_extracted"):
         folder = root / "datasets" / fmt.folder if layout.startswith("keras") else root / fmt.folder
-        folder.mkdir(parents=True)
-        for file_name, content in files.items():
-            (folder / file_name).write_bytes(content)
+        writers.write_files(folder, files)
         path = {"extracted_parent": root, "extracted_folder": folder}.get(layout)
         return path, expected, class_names
     archive_dir = root / "datasets" if layout == "keras_home_archive" else root
@@ -269,7 +254,7 @@ def test_cifar_broken_archives(tmp_path):
     incomplete = tmp_path / "incomplete.tar.gz"
     with tarfile.open(incomplete, "w:gz") as tar:
         info = tarfile.TarInfo("cifar-10-batches-py/batches.meta")
-        content = _pickle({b"label_names": [b"a"]})
+        content = pickle.dumps({b"label_names": [b"a"]}, protocol=2)
         info.size = len(content)
         tar.addfile(info, io.BytesIO(content))
     with pytest.raises(ValueError, match="not a complete CIFAR-10 archive: data_batch_1"):
@@ -422,24 +407,14 @@ def test_builtin_datasets_take_an_explicit_augmentation(digits):
 
 # --- MNIST and Fashion-MNIST, from tiny IDX files ---
 
-def idx_bytes(array, magic):
-    header = np.array([magic, *array.shape], ">u4").tobytes()
-    return header + array.astype(np.uint8).tobytes()
-
-
 def write_idx(folder, *, gz, num_train=30, num_test=10, seed=0):
     """Writes the four IDX files of a tiny dataset; returns {split: (images, labels)}."""
     rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
     expected = {}
     for split, n in (("train", num_train), ("test", num_test)):
         images = rng.integers(1, 256, (n, 28, 28), dtype=np.uint8)  # no 0: borders stand out
         labels = (np.arange(n) % 10).astype(np.uint8)
-        image_name, label_name = idx.FILES[split]
-        for name, content in ((image_name, idx_bytes(images, 2051)),
-                              (label_name, idx_bytes(labels, 2049))):
-            path = folder / (name + ".gz" if gz else name)
-            path.write_bytes(gzip.compress(content) if gz else content)
+        writers.write_idx(folder, split, images, labels, gz=gz)
         expected[split] = images, labels
     return expected
 
@@ -557,11 +532,11 @@ def test_idx_malformed_files_are_named(tmp_path):
         load_dataset("mnist", data_dir=tmp_path)
     images.write_bytes(content)
     labels = tmp_path / "t10k-labels-idx1-ubyte"
-    labels.write_bytes(idx_bytes(np.zeros(9, np.uint8), 2049))
+    labels.write_bytes(writers.idx_bytes(np.zeros(9, np.uint8), 2049))
     with pytest.raises(ValueError, match="t10k-images-idx3-ubyte holds 10 images but "
                                          f"{labels} holds 9 labels"):
         load_dataset("fashion_mnist", data_dir=tmp_path)
-    labels.write_bytes(idx_bytes(np.full(10, 10, np.uint8), 2049))
+    labels.write_bytes(writers.idx_bytes(np.full(10, 10, np.uint8), 2049))
     with pytest.raises(ValueError, match="labels outside 0..9"):
         load_dataset("fashion_mnist", data_dir=tmp_path)
     labels.rename(tmp_path / "elsewhere")
