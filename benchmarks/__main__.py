@@ -33,10 +33,10 @@ SETTINGS = {
               "sources": {"num_train": {"folder": 64, "cifar10": 64, "fashion_mnist": 64},
                           "passes": 1, "epochs": 2}},
 }
-# Set for resnet50 on this 2-core CPU; quick mode checks them on the models it measures.
+# Set for this 2-core CPU (resnet50's first inference row; our resnet20 step at least as
+# fast as the hand-built one); quick mode checks them on the models it measures.
 TARGETS = {"train_ratio": (">=", 1.0), "resnet20_train_ratio": (">=", 1.0),
-           "int8_latency_ratio": ("<=", 0.35),
-           "int8_size_ratio": ("<=", 0.27)}
+           "int8_latency_ratio": ("<=", 0.35), "int8_size_ratio": ("<=", 0.27)}
 
 
 def data_sources(s, resnet20):

@@ -9,7 +9,6 @@ it without a GPU.
 """
 
 import datetime
-import json
 import os
 import subprocess
 import sys
@@ -91,19 +90,21 @@ def train_stage(preset, *, epochs, data_dir=None):
             load_dataset("fashion_mnist", data_dir=data_dir)
         except FileNotFoundError as e:
             fallback, preset = str(e), "digits"
-    with tempfile.TemporaryDirectory() as run_dir:
-        command = ["train.py", "--preset", preset, "--stages", "train",
-                   "--train.epochs", str(epochs), "--run-dir", run_dir,
-                   *(["--data.data_dir", data_dir] if data_dir and preset != "digits" else [])]
-        done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True,
+    data = ["--data.data_dir", data_dir] if data_dir and preset != "digits" else []
+
+    def command(run_dir):
+        return ["train.py", "--preset", preset, "--stages", "train", "--train.epochs",
+                str(epochs), "--run-dir", run_dir, *data]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run([sys.executable, *command(tmp)], cwd=ROOT, capture_output=True,
                               text=True)
         if done.returncode:
-            raise RuntimeError(f"python {' '.join(command)} failed (exit {done.returncode}): "
-                               f"{done.stderr.strip()[-2000:]}")
-        with open(RunDir(run_dir).train_result) as f:
-            trained = json.load(f)
+            raise RuntimeError(f"python {' '.join(command(tmp))} failed (exit "
+                               f"{done.returncode}): {done.stderr.strip()[-2000:]}")
+        run = RunDir(tmp)
+        trained = run.read_json(run.train_result)
     keys = ("dataset", "epochs", "steps_per_epoch", "global_batch", "seconds",
             "images_per_second", "test_top1", "precision")
-    return {"command": "python " + " ".join(c for c in command if c != run_dir).replace(
-        "--run-dir", "--run-dir <tmp>"), "fashion_mnist_missing": fallback,
-            **{k: trained[k] for k in keys}}
+    return {"command": "python " + " ".join(command("<tmp>")),
+            "fashion_mnist_missing": fallback, **{k: trained[k] for k in keys}}

@@ -280,16 +280,7 @@ def pipeline_throughput(*, image_size, batch_size, classes, per_class, jpeg_size
     with tempfile.TemporaryDirectory() as root:
         write_jpeg_folder(root, classes=classes, per_class=per_class, size=jpeg_size)
         dataset = load_dataset("folder", data_dir=root, image_size=image_size)
-        stream = iter(dataset.train(batch_size, repeat=True))
-        steps = max(2, dataset.num_train // batch_size)
-        next(stream)  # warm-up: builds the pipeline
-        rates = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(steps):
-                next(stream)
-            rates.append(steps * batch_size / (time.perf_counter() - start))
-    return spread(rates)
+        return loader_throughput(dataset, batch_size=batch_size, passes=repeats)["later_passes"]
 
 
 # The sources `source_throughput` measures, in words: the formats users have.
@@ -343,18 +334,27 @@ def loader_throughput(dataset, *, batch_size, passes):
 
 
 def fed_training(model, dataset, *, batch_size, epochs):
-    """Images/s of `fit` fed by `dataset`'s loader, epoch by epoch, as train.py feeds it.
+    """Images/s of `fit` fed by `dataset`'s loader, as train.py feeds it, epoch by epoch.
 
-    The model first trains one untimed step on in-memory data (tracing), so
-    that the first epoch's time is the training and the loader's first pass.
+    In turns with each epoch, the same model trains as many steps on one
+    in-memory batch (`synthetic_pipeline`): what it would reach if data cost
+    nothing. The model first trains one untimed step (tracing), so that the
+    loader's first epoch is its first pass and the training.
+
+    Returns:
+        dict: `loader` and `in_memory`, images/s per epoch.
     """
-    model.fit(synthetic_pipeline(32, batch_size, dataset.num_classes), epochs=1,
-              steps_per_epoch=1, verbose=0)
-    timer = EpochTimer()
     steps = dataset.num_train // batch_size
-    model.fit(dataset.train(batch_size, repeat=True, drop_remainder=True), epochs=epochs,
-              steps_per_epoch=steps, callbacks=[timer], verbose=0)
-    return [steps * batch_size / seconds for seconds in timer.seconds]
+    streams = {"loader": dataset.train(batch_size, repeat=True, drop_remainder=True),
+               "in_memory": synthetic_pipeline(32, batch_size, dataset.num_classes)}
+    model.fit(streams["in_memory"], epochs=1, steps_per_epoch=1, verbose=0)
+    rates = {key: [] for key in streams}
+    for _ in range(epochs):
+        for key, stream in streams.items():
+            timer = EpochTimer()
+            model.fit(stream, epochs=1, steps_per_epoch=steps, callbacks=[timer], verbose=0)
+            rates[key].append(steps * batch_size / timer.seconds[0])
+    return rates
 
 
 def source_throughput(source, *, num_train, batch_size, passes, epochs, model):
@@ -366,8 +366,8 @@ def source_throughput(source, *, num_train, batch_size, passes, epochs, model):
         model: a compiled model for 32x32 images and 10 classes.
 
     Returns:
-        dict: `loader` (`loader_throughput`), `fed_training` (images/s per
-        epoch), `write_seconds` (making the files).
+        dict: `loader` (`loader_throughput`), `fed_training`
+        (`fed_training`), `write_seconds` (making the files).
     """
     from datasets import load_dataset
     with tempfile.TemporaryDirectory() as root:

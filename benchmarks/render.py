@@ -63,20 +63,24 @@ def _sources_section(sources):
         fed = e["fed_training"]
         rows.append([SOURCES[e["source"]], f"{e['num_train']:,}",
                      f"{e['loader']['first_pass']:,.0f}", _rate(e["loader"]["later_passes"]),
-                     f"{fed[0]:,.0f}", ", ".join(f"{r:,.0f}" for r in fed[1:]),
+                     " / ".join(f"{r:,.0f}" for r in fed["loader"]),
+                     " / ".join(f"{r:,.0f}" for r in fed["in_memory"]),
                      "yes" if e["keeps_ahead"]["first_pass"] else "**no**",
                      "yes" if e["keeps_ahead"]["later_passes"] else "**no**"])
-    table = md_table(["source", "training images", "loader, first pass", "loader, later passes",
-                      "fit fed by it, epoch 1", "later epochs", "ahead, first pass",
+    table = md_table(["source", "training images", "loader alone, first pass",
+                      "loader alone, later passes", "fit fed by it, epoch by epoch",
+                      "fit on one in-memory batch, in turns", "ahead, first pass",
                       "ahead, later"], rows, align="lrrrrrll")
     return "\n".join([
         "### Data sources (images/s)", "",
         f"Random images written in each format and read back through `load_dataset`, "
-        f"training stream as train.py reads it (shuffled, augmented, batch "
-        f"{sources['batch_size']}). The loader alone, its first pass (a folder's files "
+        f"the training stream as train.py reads it (shuffled, augmented, batch "
+        f"{sources['batch_size']}). The loader alone: its first pass (a folder's files "
         f"decoded, then kept in memory when they fit) and later passes, against resnet20's "
-        f"train step on in-memory data in {sources['policy']}: "
-        f"{sources['train_step']:,.0f} images/s; and resnet20 trained by `fit` fed by it.",
+        f"train step in {sources['policy']} from the training table, "
+        f"{sources['train_step']:,.0f} images/s. Then resnet20 trained by `fit` fed by the "
+        f"loader, a whole pass an epoch, each epoch in turns with one of the same steps on "
+        f"one in-memory batch.",
         "", table])
 
 
