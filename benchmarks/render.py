@@ -104,7 +104,6 @@ def _files_table(entry):
 
 
 def _targets_table(targets):
-
     rows = [[k, t["model"], f"{t['value']:.3f}", t["target"], "yes" if t["met"] else "no"]
             for k, t in targets.items()]
     return md_table(["target", "model", "measured", "goal", "met"], rows, align="llrll")
@@ -129,10 +128,10 @@ def render_markdown(result) -> str:
                      f"{per_round['ours'].min():.2f}-{per_round['ours'].max():.2f}, bare / "
                      f"reference {per_round['ours_bare'].min():.2f}-"
                      f"{per_round['ours_bare'].max():.2f}.")
-    lines += ["", _differences_section(result["resnet20_differences"])]
     p = result["pipeline"]
     lines += ["", f"Peak RSS while ours trained resnet50 (the reference model also in memory): "
               f"{result['training'][0]['peak_rss_mb']:.0f} MB.",
+              "", _differences_section(result["resnet20_differences"]),
               "", "### Input pipeline", "",
               f"Image-folder loader (decode {p['jpeg_size'][0]}x{p['jpeg_size'][1]} JPEG, "
               f"random-resized crop, flip, batch): {_ms(p['images_per_second'])} images/s "
@@ -171,8 +170,6 @@ def render_markdown(result) -> str:
         lines.append("")
     lines += ["### Targets", "", _targets_table(result["targets"])]
     return "\n".join(lines)
-
-
 
 
 def _gpu_markdown(result):

@@ -37,7 +37,8 @@ def test_quick_mode_measures_everything(tmp_path):
     for e in sources["sources"]:
         loader = e["loader"]
         assert loader["first_pass"] > 0 and loader["later_passes"]["median"] > 0
-        assert len(e["fed_training"]) == data["settings"]["sources"]["epochs"]
+        for rates in e["fed_training"].values():
+            assert len(rates) == data["settings"]["sources"]["epochs"] and min(rates) > 0
         assert e["keeps_ahead"] == {
             "first_pass": loader["first_pass"] > sources["train_step"],
             "later_passes": loader["later_passes"]["median"] > sources["train_step"]}
