@@ -4,6 +4,7 @@ Each figure is a median over repeated timed runs after warm-up, with min and
 max beside it; what a ratio compares is timed in turns in the same process.
 """
 
+import collections
 import json
 import os
 import platform
@@ -244,6 +245,23 @@ RESNET20_DIFFERENCES = {
 }
 
 
+def train_step_ops(model, *, image_size, batch_size, classes):
+    """The TensorFlow ops of `model`'s compiled train step, `{op type: count}`.
+
+    Counted in its traced graph and the functions it calls (the step's
+    forward, backward and optimizer update): what the step executes, which
+    two models may be compared on without the noise of a timing.
+    """
+    data = synthetic_pipeline(image_size, batch_size, classes)
+    if model.train_function is None:
+        model.fit(data, epochs=1, steps_per_epoch=1, verbose=0)
+    graph = model.train_function.get_concrete_function(iter(data)).graph
+    ops = collections.Counter(op.type for op in graph.get_operations())
+    for function in graph.as_graph_def().library.function:
+        ops.update(node.op for node in function.node_def)
+    return dict(ops)
+
+
 def resnet20_differences(*, batch_size, steps, repeats):
     """Train-step images/s of the hand-built ResNet-20 with each of our differences, and ours.
 
@@ -251,16 +269,18 @@ def resnet20_differences(*, batch_size, steps, repeats):
     compiled as the hand-built one is.
 
     Returns:
-        {label: spread of images/s plus `rounds` and `ratio`, the median
-        over rounds of its rate / the hand-built one's}.
+        {label: spread of images/s plus `rounds`, `ratio` (the median over
+        rounds of its rate / the hand-built one's) and `ops` (the number of
+        ops its train step executes, `train_step_ops`)}.
     """
     models = {label: hand_built_resnet20(image_size=32, classes=10, **flags)
               for label, flags in RESNET20_DIFFERENCES.items()}
     models["ours bare"] = bare_training_model("resnet20", image_size=32, classes=10)
     rates, _ = training_throughput(models, image_size=32, batch_size=batch_size, classes=10,
                                    steps=steps, repeats=repeats)
-    return {label: dict(r, ratio=paired_ratio(r, rates["hand-built"]))
-            for label, r in rates.items()}
+    return {label: dict(r, ratio=paired_ratio(r, rates["hand-built"]), ops=sum(
+        train_step_ops(models[label], image_size=32, batch_size=batch_size,
+                       classes=10).values())) for label, r in rates.items()}
 
 
 def write_jpeg_folder(root, *, classes, per_class, size, seed=0):

@@ -43,16 +43,19 @@ def _differences_section(differences):
 
     rows = [[label, _rate(r), f"{r['ratio']:.2f}",
              f"{min(np.divide(r['rounds'], differences['hand-built']['rounds'])):.2f}-"
-             f"{max(np.divide(r['rounds'], differences['hand-built']['rounds'])):.2f}"]
-            for label, r in differences.items()]
+             f"{max(np.divide(r['rounds'], differences['hand-built']['rounds'])):.2f}",
+             f"{r['ops']:,}"] for label, r in differences.items()]
     return "\n".join([
         "### Where resnet20's train step differs from the hand-built one", "",
         "The hand-built ResNet-20 with one of our network's differences at a time, and ours "
         "compiled the same way (loss and accuracy only), all in float32 in turns: the "
         "`Normalization` layer for its `Rescaling`, explicit 1-pixel padding before each "
         "stride-2 conv for 'same', the option-A shortcut (a frozen 1x1 stride-2 conv) for a "
-        f"1x1 projection + BN. Variants: {', '.join(RESNET20_DIFFERENCES)}, ours bare.", "",
-        md_table(["network", "images/s", "/ hand-built", "rounds"], rows, align="lrrr")])
+        f"1x1 projection + BN. Variants: {', '.join(RESNET20_DIFFERENCES)}, ours bare. "
+        "Ops: what the compiled train step executes (its graph and the functions it "
+        "calls), counted, not timed.", "",
+        md_table(["network", "images/s", "/ hand-built", "rounds", "train-step ops"], rows,
+                 align="lrrrr")])
 
 
 def _sources_section(sources):
