@@ -187,12 +187,18 @@ def main(argv=None) -> int:
             print(f"error: --render {args.render} does not exist; give a results/*.json file "
                   f"written by python -m benchmarks.", file=sys.stderr)
             return 2
-        base = os.path.splitext(args.render)[0]
+        with open(args.render) as f:
+            mode = json.load(f)["mode"]
     else:
         mode = ("gpu-dry-run" if args.dry_run else "gpu") if args.gpu else (
             "quick" if args.quick else "full")
-        if args.readme and mode not in README_SECTIONS:
-            parser.error(f"--readme takes measured figures only, not a {mode} run")
+    if args.readme and mode not in README_SECTIONS:
+        print(f"error: --readme takes measured figures only; {args.render or 'this'} is a "
+              f"{mode} run.", file=sys.stderr)
+        return 2
+    if args.render:
+        base = os.path.splitext(args.render)[0]
+    else:
         try:
             result = gpu.run(mode, data_dir=args.data_dir) if args.gpu else run(mode)
         except RuntimeError as e:
@@ -204,20 +210,15 @@ def main(argv=None) -> int:
         with open(base + ".json", "w") as f:
             json.dump(result, f, indent=1)
     with open(base + ".json") as f:
-        result = json.load(f)
-    markdown = render_markdown(result)
+        markdown = render_markdown(json.load(f))
     with open(base + ".md", "w") as f:
         f.write(markdown + "\n")
     print(markdown)
     if args.readme:
-        if result["mode"] not in README_SECTIONS:
-            print(f"error: --readme takes measured figures only; {args.render} is a "
-                  f"{result['mode']} run.", file=sys.stderr)
-            return 2
         readme = os.path.join(HERE, "README.md")
         with open(readme) as f:
             text = f.read()
-        text = replace_section(text, README_SECTIONS[result["mode"]], markdown)
+        text = replace_section(text, README_SECTIONS[mode], markdown)
         with open(readme, "w") as f:
             f.write(text)
     return 0

@@ -28,11 +28,9 @@ def _placement(x):
 
 
 def _training_table(training):
-    rows = [[t["model"], t["image_size"], t["batch_size"], _ms(t["ours"]),
-             _ms(t["ours_bf16"]) if "ours_bf16" in t else "—", _ms(t["ours_bare"]),
-             _ms(t["reference"]), t["reference_name"], f"{t['ratio']:.2f}",
-             f"{t['bare_ratio']:.2f}",
-             f"{t['bf16_speedup']:.2f}" if "bf16_speedup" in t else "—"] for t in training]
+    rows = [[t["model"], t["image_size"], t["batch_size"], _ms(t["ours"]), _ms(t["ours_bf16"]),
+             _ms(t["ours_bare"]), _ms(t["reference"]), t["reference_name"], f"{t['ratio']:.2f}",
+             f"{t['bare_ratio']:.2f}", f"{t['bf16_speedup']:.2f}"] for t in training]
     return md_table(["model", "input", "batch", "ours", "ours mixed_bfloat16", "ours bare",
                      "reference", "reference is", "ours / reference", "bare / reference",
                      "bfloat16 / float32"], rows, align="lrrrrrrlrrr")
