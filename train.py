@@ -1,13 +1,13 @@
 """The whole job: train a ResNet, fine-tune it quantization-aware, export TFLite, report.
 
-    python train.py                                  # digits, resnet20, all stages, ~3 min, 2 CPUs
+    python train.py                                  # digits, resnet20, all stages, 2 CPUs
     python train.py --stages train --train.epochs 5  # only float training, shorter
     python train.py --preset cifar10-paper --data.data_dir ~/cifar-10-python.tar.gz
     python train.py --resume runs/resnet20-digits-20261127-120000   # continue a killed run
     python train.py --stages export,report --run-dir runs/X         # redo later stages of a run
     python train.py --help                           # every configuration key with its default
 
-Stages run in order (train, qat, export, report; see pipeline.py); each reads
+Stages run in order (train, qat, export, report; see job/pipeline.py); each reads
 what the earlier ones left in the run directory. The resolved configuration is
 `config.json`.
 """
@@ -16,10 +16,9 @@ import argparse
 import os
 import sys
 
-import pipeline
-from training import config as config_lib
-from training import model_files
-from training.run_dir import RunDir
+from job import config as config_lib
+from job import pipeline
+from rundir import RunDir
 
 
 def parse_args(argv):
@@ -76,13 +75,12 @@ def resolve_run(args, overrides):
 def main(argv=None) -> int:
     args, overrides = parse_args(argv)
     pipeline.configure_logging()
-    if args.allow_unsafe_model_files:
-        os.environ[model_files.ALLOW_UNSAFE_ENV] = "1"
 
     def body():
         config, run = resolve_run(args, overrides)
         # A resume never redoes a finished stage, --stages or not: `--run-dir` redoes one.
-        pipeline.run(config, run, skip_completed=bool(args.resume))
+        pipeline.run(config, run, skip_completed=bool(args.resume),
+                     allow_unsafe=args.allow_unsafe_model_files)
 
     return pipeline.command_line(body)
 

@@ -82,7 +82,7 @@ def train_stage(preset, *, epochs, data_dir=None):
         seconds, precision and test top-1.
     """
     from datasets import load_dataset
-    from training.run_dir import RunDir
+    from rundir import RunDir
 
     fallback = None
     if preset == "fashion-mnist":

@@ -18,11 +18,11 @@ import numpy as np
 
 from datasets import writers
 from export import tflite
+from job import config as config_lib
 from report import evaluate
 from resnet_keras import build_model, count_macs
 from resnet_keras.backend import keras, tf
 from resnet_keras.models import fold_channel_reversal
-from training import config as config_lib
 from training.loop import build_training_model, compile_model
 
 
@@ -156,7 +156,8 @@ def our_training_model(name, *, image_size, classes, jit_compile=False, policy="
     if variant:
         overrides["model.variant"] = variant
     config = config_lib.resolve(overrides=overrides)
-    model = build_training_model(config, num_classes=classes,
+    model = build_training_model(config.model, weight_decay=config.train.weight_decay,
+                                 num_classes=classes,
                                  image_shape=(image_size, image_size, 3), policy=policy)
     compile_model(model, optimizer=keras.optimizers.SGD(0.1, momentum=0.9), num_classes=classes,
                   label_smoothing=0.0, jit_compile=jit_compile)

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from export import tflite
     from report import evaluate
     from resnet_keras import build_model, load_weights
-    from training import model_files
+    from rundir import model_files
 
     old = model_files.load_model(args.old_model)
     new = build_model(old.name, input_shape=old.input_shape[1:],

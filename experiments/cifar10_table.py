@@ -49,9 +49,9 @@ def net_config(model, *, data_dir, seed=0, smoke=False):
         smoke: a few steps on a tiny split instead of the paper's schedule.
 
     Returns:
-        A validated `training.config.Config`.
+        A validated `job.config.Config`.
     """
-    from training import config as config_lib
+    from job import config as config_lib
 
     overrides = {"model.name": model, "data.data_dir": data_dir, "stages": "train",
                  "train.seed": seed}
@@ -66,7 +66,7 @@ def net_config(model, *, data_dir, seed=0, smoke=False):
 
 def _comparable(saved, config):
     """Whether a run directory's config.json is this configuration (data_dir aside)."""
-    from training import config as config_lib
+    from job import config as config_lib
 
     wanted = config_lib.to_dict(config)
     for d in (saved, wanted):
@@ -83,8 +83,8 @@ def train_net(model, *, out, data_dir, seed=0, smoke=False):
     Raises:
         ValueError: OUT/<model>/ holds a run of another configuration.
     """
-    import pipeline
-    from training.run_dir import RunDir
+    from job import pipeline
+    from rundir import RunDir
 
     config = net_config(model, data_dir=data_dir, seed=seed, smoke=smoke)
     run = RunDir(os.path.join(out, model))
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="2 steps per net on a small split: checks the wiring only")
     args = parser.parse_args(argv)
-    import pipeline
+    from job import pipeline
     from resnet_keras.registry import get_spec
     pipeline.configure_logging()
 

@@ -11,7 +11,7 @@ schedule and hyper-parameters. SGD with momentum 0.9 and weight decay on
 kernels; the learning rate is divided by 10 at 50% and 75% of the epochs, as
 the paper does at 32k and 48k of 64k iterations, after a warmup at a tenth of
 the rate (the paper's ResNet-110 warmup) so that the deep plain nets do not
-diverge at lr 0.1. The recipes are training/config.py's presets
+diverge at lr 0.1. The recipes are job/config.py's presets
 `degradation-digits` and `degradation-cifar10`.
 
 Training error (the thin curves) is measured after each epoch on the whole
@@ -45,7 +45,7 @@ DEFAULT_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 
 logger = logging.getLogger(__name__)
 
-# The recipe of each dataset is a preset of training/config.py.
+# The recipe of each dataset is a preset of job/config.py.
 PRESETS = {"digits": "degradation-digits", "fashion_mnist": "degradation-fashion-mnist",
            "cifar10": "degradation-cifar10"}
 DATASETS = tuple(PRESETS)
@@ -56,7 +56,7 @@ DATASETS = tuple(PRESETS)
 
 def net_config(dataset, *, model, data_dir=None, seed=0, epochs=None, batch_size=None,
                learning_rate=None, steps_per_epoch=None):
-    """The `training.config.Config` that trains `model` with the dataset's preset.
+    """The `job.config.Config` that trains `model` with the dataset's preset.
 
     Args:
         dataset: one of `DATASETS`.
@@ -73,7 +73,7 @@ def net_config(dataset, *, model, data_dir=None, seed=0, epochs=None, batch_size
     Returns:
         A validated `Config` (stage `train` only).
     """
-    from training import config as config_lib
+    from job import config as config_lib
 
     preset = config_lib.resolve(PRESETS[dataset]).train
     overrides = {"model.name": model, "data.data_dir": data_dir, "train.seed": seed,
@@ -183,8 +183,8 @@ def train_net(config, dataset, *, arrays=None, clock=None):
     keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
     precision = distribute.choose_precision(cfg.mixed_precision)
-    plan = TrainingPlan.for_training(config, dataset, replicas=1)
-    model = compiled_training_model(config, dataset=dataset, plan=plan,
+    plan = TrainingPlan.for_training(cfg, dataset, replicas=1)
+    model = compiled_training_model(config.model, cfg, dataset=dataset, plan=plan,
                                     jit_compile=distribute.resolve_switch(cfg.xla),
                                     policy=precision.policy)
     # The recorder measures both splits itself, so fit_inputs' test pipeline is unused.
@@ -564,7 +564,7 @@ def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_
     Raises:
         FileNotFoundError, ValueError: the dataset is missing or malformed.
     """
-    from training import config as config_lib
+    from job import config as config_lib
 
     start = time.time()
     configs = {m: net_config(dataset_name, model=m, data_dir=data_dir, seed=seed, epochs=epochs,
@@ -634,7 +634,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="run directory (default runs/degradation-<dataset>-<time>)")
     args = parser.parse_args(argv)
-    import pipeline
+    from job import pipeline
     pipeline.configure_logging()
 
     def body():

@@ -11,7 +11,7 @@ its size, top-1 accuracy and top-1 agreement with the Keras model. The
 float32 file must reproduce the Keras model (top-1 agreement of at least
 `FLOAT32_MIN_AGREEMENT`), else the exit status is 1. The results are also
 written as `export.json` next to the files. Errors print one line and exit 2.
-Models load through training/model_files.py: a whole `.keras` without `Lambda`
+Models load through rundir/model_files.py: a whole `.keras` without `Lambda`
 layers, unless `--allow-unsafe-model-files` (HDF5 runs code when loaded).
 """
 
@@ -23,10 +23,10 @@ import sys
 # export.tflite is imported only after the paths are checked: importing
 # TensorFlow takes seconds, a typo in a path should not. The configuration's
 # closed sets import no TensorFlow.
-from training import model_files
-from training.config import EXPORT_VARIANTS, IO_DTYPES
+from export.variants import CALIBRATION_SIZE, IO_DTYPES, VARIANTS
+from rundir import model_files
 
-_VARIANTS_HELP = ", ".join(EXPORT_VARIANTS)
+_VARIANTS_HELP = ", ".join(VARIANTS)
 
 # Float32 TFLite differs from Keras only by kernel rounding order; a lower
 # agreement means the conversion changed the model.
@@ -46,7 +46,7 @@ def _parse_args(argv):
     parser.add_argument("--out", help="output folder (default: the model's folder)")
     parser.add_argument("--calibration-size", type=int,
                         help="training images for int8 calibration (default "
-                        "export.tflite.DEFAULT_CALIBRATION_SIZE, 256)")
+                        f"{CALIBRATION_SIZE})")
     parser.add_argument("--allow-unsafe-model-files", action="store_true",
                         help="also load HDF5 models and models with Lambda layers, which run "
                         "code when loaded; only for files you trust")
@@ -59,7 +59,7 @@ def _variants(args):
     from export import tflite
 
     if args.variants is None:
-        return [v for v in tflite.VARIANTS if v != "int8_qat" or args.qat_model]
+        return [v for v in VARIANTS if v != "int8_qat" or args.qat_model]
     variants = tflite.check_variants(v.strip() for v in args.variants.split(",") if v.strip())
     if "int8_qat" in variants and not args.qat_model:
         raise ValueError("--variants int8_qat needs --qat-model PATH (the fine-tuned QAT model).")
@@ -71,17 +71,17 @@ def _check_paths(args):
         if path is not None and not os.path.isfile(path):
             raise FileNotFoundError(f"{flag} {path} does not exist.")
         if path is not None:
-            model_files.check_model_file(path)
+            model_files.check_model_file(path, allow_unsafe=args.allow_unsafe_model_files)
     if args.calibration_size is not None and args.calibration_size < 1:
         raise ValueError(f"--calibration-size must be positive, got {args.calibration_size}.")
 
 
-def _load_model(path, *, qat=False):
+def _load_model(path, *, allow_unsafe, qat=False):
     if qat:
         from quantization.qat import load_qat_model
 
-        return load_qat_model(path)
-    return model_files.load_model(path)
+        return load_qat_model(path, allow_unsafe=allow_unsafe)
+    return model_files.load_model(path, allow_unsafe=allow_unsafe)
 
 
 def run(args):
@@ -94,8 +94,10 @@ def run(args):
     variants = _variants(args)
     if args.io_dtype not in IO_DTYPES:
         raise ValueError(f"--io-dtype {args.io_dtype!r}; valid: {', '.join(IO_DTYPES)}.")
-    model = _load_model(args.model)
-    qat_model = _load_model(args.qat_model, qat=True) if "int8_qat" in variants else None
+    unsafe = args.allow_unsafe_model_files
+    model = _load_model(args.model, allow_unsafe=unsafe)
+    qat_model = (_load_model(args.qat_model, allow_unsafe=unsafe, qat=True)
+                 if "int8_qat" in variants else None)
     height = model.input_shape[1]
     dataset = load_dataset(args.dataset, data_dir=args.data_dir,
                            image_size=height if args.dataset == "folder" else None)
@@ -104,7 +106,7 @@ def run(args):
                          f"{tuple(model.input_shape[1:])}.")
     calibration = None
     if "int8" in variants:
-        size = args.calibration_size or tflite.DEFAULT_CALIBRATION_SIZE
+        size = args.calibration_size or CALIBRATION_SIZE
         calibration = dataset.calibration_images(min(size, dataset.num_train))
     out_dir = args.out or os.path.dirname(os.path.abspath(args.model))
     paths = tflite.export_variants(model, out_dir=out_dir, variants=variants,
@@ -147,8 +149,6 @@ def run(args):
 
 def main(argv=None):
     args = _parse_args(argv)
-    if args.allow_unsafe_model_files:
-        os.environ[model_files.ALLOW_UNSAFE_ENV] = "1"
     try:
         return run(args)
     except (ValueError, FileNotFoundError, OSError) as e:

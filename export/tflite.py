@@ -24,18 +24,10 @@ import time
 import numpy as np
 
 from export import tflite_file
+from export.variants import INTEGER_VARIANTS, VARIANTS, check_io_dtype, check_variants
 from resnet_keras.backend import tf
 from resnet_keras.models import fold_channel_reversal
 
-# The closed sets are listed once, in the configuration's types.
-from training.config import EXPORT_VARIANTS as VARIANTS
-from training.config import IO_DTYPES
-
-# Enough images for stable min/max calibration of a ResNet (the TFLite guide
-# suggests 100-500); the command line draws this many by default.
-DEFAULT_CALIBRATION_SIZE = 256
-
-_INTEGER_VARIANTS = ("int8", "int8_qat")
 _QAT_LAYER_TYPES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
 
 
@@ -65,8 +57,7 @@ def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
             ops stayed float.
     """
     check_variants([variant])
-    if io_dtype not in IO_DTYPES:
-        raise ValueError(f"Unknown io_dtype {io_dtype!r}; valid: {', '.join(IO_DTYPES)}.")
+    check_io_dtype(io_dtype)
     _check_model_kind(model, variant)
     if variant != "int8_qat":  # a QAT model was folded by quantize_model
         model = fold_channel_reversal(model)
@@ -81,27 +72,16 @@ def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
     if variant == "int8":
         converter.representative_dataset = lambda: ([image[None]] for image in calibration_images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if variant in _INTEGER_VARIANTS:
+    if variant in INTEGER_VARIANTS:
         # int8_qat cannot also ask for TFLITE_BUILTINS_INT8: TF 2.21's converter
         # then demands a representative dataset. `_check_integer_only` checks
         # the result instead.
         converter.inference_input_type = getattr(tf, io_dtype)
         converter.inference_output_type = getattr(tf, io_dtype)
     data = converter.convert()
-    if variant in _INTEGER_VARIANTS:
+    if variant in INTEGER_VARIANTS:
         _check_integer_only(data, variant)
     return data
-
-
-def check_variants(variants):
-    """`variants` as a list, or a ValueError that names the unknown ones and lists `VARIANTS`."""
-    variants = list(variants)
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown or not variants:
-        given = (f"Unknown variant {', '.join(map(repr, unknown))}" if unknown
-                 else "No variant given")
-        raise ValueError(f"{given}; valid: {', '.join(VARIANTS)}.")
-    return variants
 
 
 def export_variants(model, *, out_dir, variants=VARIANTS, qat_model=None,
@@ -126,8 +106,7 @@ def export_variants(model, *, out_dir, variants=VARIANTS, qat_model=None,
             conversion starts; also `int8_qat` without `qat_model`.
     """
     variants = check_variants(variants)
-    if io_dtype not in IO_DTYPES:
-        raise ValueError(f"Unknown io_dtype {io_dtype!r}; valid: {', '.join(IO_DTYPES)}.")
+    check_io_dtype(io_dtype)
     if "int8_qat" in variants and qat_model is None:
         raise ValueError("Variant int8_qat needs qat_model, the model from "
                          "quantization.qat.quantize_model after fine-tuning.")

@@ -8,65 +8,49 @@ training, and saves `qat.keras` and `qat_result.json`.
 import logging
 import time
 
-from quantization.qat import load_qat_model, quantize_model
-from resnet_keras.backend import keras, tf
-from training import distribute, model_files
-from training.loop import StageProgress, compile_model, fit_inputs
+from quantization.qat import quantize_model
+from resnet_keras.backend import tf
+from rundir import model_files
+from rundir.models import load_float_model
+from training import distribute
+from training.loop import StageProgress, compile_for_plan, fit_inputs
 from training.plan import TrainingPlan
 
 logger = logging.getLogger(__name__)
 
 
-def load_float_model(run):
-    """The run's trained float model.
-
-    Args:
-        run: a `training.run_dir.RunDir`.
-
-    Raises:
-        FileNotFoundError: the run has no trained model; says which stage makes it.
-        ValueError: the file is not a whole, safe `.keras` model
-            (`training.model_files.load_model`).
-    """
-    path = run.require(run.last_model, what="trained model", stage="train")
-    return model_files.load_model(path)
-
-
-def load_run_qat_model(run):
-    """The run's QAT model, or a clear error saying which stage makes it."""
-    path = run.require(run.qat_model, what="QAT model", stage="qat",
-                       hint=" (or leave int8_qat out of --export.variants).")
-    return load_qat_model(path)
-
-
-def fine_tune(config, run, dataset) -> dict:
+def fine_tune(run, dataset, *, qat_cfg, train_cfg, calibration, augment=True,
+              allow_unsafe=False) -> dict:
     """Quantization-aware fine-tuning; returns (and writes) its test accuracy.
 
     Args:
-        config: a resolved `training.config.Config` (uses `qat` and `train`).
-        run: a `training.run_dir.RunDir` with a trained float model.
+        run: a `rundir.RunDir` with a trained float model.
         dataset: a `datasets.Dataset`.
+        qat_cfg: the job's `qat` section (`job.config.QATConfig`).
+        train_cfg: the job's `train` section: the strategy, seed, momentum,
+            label smoothing and reference batch of the float run.
+        calibration: float32 `(N, H, W, 3)` training images; each fake-quant
+            range starts at the float model's activations on them.
+        augment: bool, the job's `data.augment`.
+        allow_unsafe: bool, as `rundir.model_files.load_model`.
 
     Returns:
         dict with `test_top1`, `test_top5`, `epochs`, `seconds`.
     """
-    tf.keras.utils.set_random_seed(config.train.seed)
-    strategy = distribute.strategy_for(config.train)
-    plan = TrainingPlan.for_qat(config, dataset, replicas=strategy.num_replicas_in_sync)
-    calibration = dataset.calibration_images(
-        min(config.export.calibration_size, dataset.num_train), seed=config.train.seed)
+    tf.keras.utils.set_random_seed(train_cfg.seed)
+    strategy = distribute.strategy_for(train_cfg)
+    plan = TrainingPlan.for_qat(qat_cfg, dataset, replicas=strategy.num_replicas_in_sync,
+                                reference_batch_size=train_cfg.reference_batch_size)
     with strategy.scope():
-        # Each fake-quant range starts at the float model's activations on these
-        # images; from tfmot's [-6, 6] a trained ResNet-20 evaluates at chance
-        # (10% on digits, measured) and the first fine-tuning steps go astray.
-        qat_model = quantize_model(load_float_model(run), calibration_images=calibration)
-        optimizer = keras.optimizers.SGD(plan.learning_rate_schedule(),
-                                         momentum=config.train.momentum)
-        compile_model(qat_model, optimizer=optimizer, num_classes=dataset.num_classes,
-                      label_smoothing=config.train.label_smoothing, jit_compile=False)
+        # From tfmot's [-6, 6] a trained ResNet-20 evaluates at chance (10% on
+        # digits, measured) and the first fine-tuning steps go astray.
+        qat_model = quantize_model(load_float_model(run, allow_unsafe=allow_unsafe),
+                                   calibration_images=calibration)
+        compile_for_plan(qat_model, train_cfg, num_classes=dataset.num_classes, plan=plan,
+                         jit_compile=False)
     train_ds, test_ds = fit_inputs(dataset, batch_size=plan.global_batch,
-                                   label_smoothing=config.train.label_smoothing,
-                                   seed=config.train.seed, augment=config.data.augment)
+                                   label_smoothing=train_cfg.label_smoothing,
+                                   seed=train_cfg.seed, augment=augment)
     logger.info("  QAT fine-tune: %s", plan.describe())
     start = time.time()
     qat_model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,

@@ -74,6 +74,7 @@ from tensorflow_model_optimization.python.core.quantization.keras import quantiz
 from resnet_keras.backend import keras
 from resnet_keras.blocks import SUBSAMPLE
 from resnet_keras.models import fold_channel_reversal
+from rundir import model_files
 
 INPUT_RANGE = (0.0, 255.0)
 
@@ -233,11 +234,12 @@ def quantize_model(model, *, calibration_images=None, batch_size=32):
     return qat
 
 
-def load_qat_model(path):
+def load_qat_model(path, *, allow_unsafe=False):
     """Loads a QAT model saved with `model.save(path)` (`.keras` format).
 
     Args:
         path: str or path-like, a `.keras` file written by a QAT model.
+        allow_unsafe: bool, as `rundir.model_files.load_model`.
 
     Returns:
         The QAT tf_keras `Model`, compiled if it was saved compiled.
@@ -245,15 +247,13 @@ def load_qat_model(path):
     Raises:
         FileNotFoundError: `path` does not exist.
         ValueError: the file is not a whole, safe `.keras` model
-            (`training.model_files.load_model`).
+            (`rundir.model_files.load_model`).
     """
-    from training import model_files
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"QAT model file {path} does not exist.")
     with quantize_scope():
-        return model_files.load_model(path)
+        return model_files.load_model(path, allow_unsafe=allow_unsafe)
 
 
 def _producers(model):

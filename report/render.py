@@ -30,7 +30,7 @@ from report.decide import (
     size_ratio,
 )
 from report.markdown import DASH, cell, md_table
-from training.run_dir import RunDir
+from rundir import RunDir
 
 # ---------------------------------------------------------------- cells
 
@@ -477,7 +477,7 @@ def write(report, run_dir, *, threshold_points=VERDICT_POINTS):
         report: the report dict. Its `decision` is set here, in place, to
             `decide(report, threshold_points=...)`, so that the caller's dict
             is what report.json holds.
-        run_dir: a `training.run_dir.RunDir`, or the run's folder (created if missing).
+        run_dir: a `rundir.RunDir`, or the run's folder (created if missing).
         threshold_points: float, the top-1 budget of the decision, in points.
 
     Returns:

@@ -14,9 +14,10 @@ import numpy as np
 
 from export import android, edgetpu
 from export.run import load_manifest
-from quantization.finetune import load_float_model, load_run_qat_model
+from quantization.qat import quantize_scope
 from report import diagnose, evaluate
 from report import render as report_lib
+from rundir.models import load_float_model, load_qat_model
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,18 @@ def _selective(model, calibration, layers, *, out_dir, name, images, labels, ref
             "denylist": denylist, **entry}
 
 
-def report_run(config, run, dataset) -> dict:
+def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsafe=False) -> dict:
     """Evaluates the Keras float model and every exported file; writes the report.
+
+    Args:
+        run: a `rundir.RunDir` with exported files.
+        dataset: the run's `datasets.Dataset` (its test split is measured).
+        model_name: str, the job's `model.name`, as the report names the net.
+        export_cfg: the job's `export` section (`latency_runs`,
+            `selective_threshold`).
+        calibration: the run's calibration images (`export.run.calibration_set`),
+            for the int8 diagnosis.
+        allow_unsafe: bool, as `rundir.model_files.load_model`.
 
     Returns:
         The report dict (as written to report.json).
@@ -68,7 +79,7 @@ def report_run(config, run, dataset) -> dict:
         FileNotFoundError: the run has no exported files yet.
     """
     paths = load_manifest(run)
-    model = load_float_model(run)
+    model = load_float_model(run, allow_unsafe=allow_unsafe)
     images, labels = dataset.test_arrays()
     labels = np.asarray(labels)
     reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
@@ -80,7 +91,8 @@ def report_run(config, run, dataset) -> dict:
         # The QAT Keras model (fake-quantized) on its own: int8_qat's Δ against
         # keras_float mixes QAT's extra fine-tuning with quantization, and its
         # agreement with this model is the conversion's fidelity alone.
-        qat_scores = load_run_qat_model(run).predict(images.astype("float32"), batch_size=64,
+        qat_model = load_qat_model(run, scope=quantize_scope, allow_unsafe=allow_unsafe)
+        qat_scores = qat_model.predict(images.astype("float32"), batch_size=64,
                                                      verbose=0)
         entries.append(_entry("keras_qat", file=None, scores=qat_scores, labels=labels,
                               reference=reference, float_top1=float_top1))
@@ -88,7 +100,7 @@ def report_run(config, run, dataset) -> dict:
         qat = {"epochs": qat_result.get("epochs"), "keras_top1": entries[-1]["top1"]}
     # All files timed in the same turns, so that their ratios hold under load.
     latencies = {threads: evaluate.measure_latency(paths, num_threads=count,
-                                                   runs=config.export.latency_runs)
+                                                   runs=export_cfg.latency_runs)
                  for threads, count in (("1_thread", 1), ("all_threads", os.cpu_count()))}
     for variant, path in paths.items():
         latency = {threads: timed[variant] for threads, timed in latencies.items()}
@@ -110,16 +122,14 @@ def report_run(config, run, dataset) -> dict:
     diagnosis = None
     int8 = next((e for e in entries if e["variant"] == "int8"), None)
     if int8 is not None:
-        calibration = dataset.calibration_images(
-            min(config.export.calibration_size, dataset.num_train), seed=config.train.seed)
         layers = diagnose.layer_errors(model, calibration, top_k=10)
         diagnosis = {"layers": layers, "selective": _selective(
             model, calibration, layers, out_dir=run.export_dir, name=model.name, images=images,
             labels=labels, reference=reference, float_top1=float_top1,
-            int8_top1=int8["top1"], threshold=config.export.selective_threshold)}
+            int8_top1=int8["top1"], threshold=export_cfg.selective_threshold)}
 
     report = {
-        "model": config.model.name,
+        "model": model_name,
         "dataset": dataset.name,
         "num_test": int(len(labels)),
         "num_classes": int(dataset.num_classes),

@@ -18,13 +18,13 @@ import torch_resnet  # tests/ is on sys.path under pytest
 from safetensors.numpy import save_file
 
 import resnet_keras as rk
+from job import config as config_lib
 from resnet_keras import weights as weights_lib
 from resnet_keras.backend import keras
-from training import config as config_lib
+from rundir import RunDir
 from training import pretrained
 from training.loop import train_head, training_model
 from training.plan import TrainingPlan
-from training.run_dir import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_SHAPE = (32, 32, 3)
@@ -36,7 +36,9 @@ def _config(**overrides):
 
 
 def _build(num_classes=10, **overrides):
-    return training_model(_config(**overrides), num_classes=num_classes, image_shape=IMAGE_SHAPE)
+    config = _config(**overrides)
+    return training_model(config.model, weight_decay=config.train.weight_decay,
+                          num_classes=num_classes, image_shape=IMAGE_SHAPE)
 
 
 def _kernel(model, layer="conv1_conv"):
@@ -216,12 +218,12 @@ def test_head_plan():
     config = _config(model__weights="x.h5", train__head_epochs="0.5",
                      train__head_learning_rate="0.2", train__batch_size="50",
                      train__reference_batch_size="100")
-    head = TrainingPlan.for_head(config, _Data, replicas=2)
+    head = TrainingPlan.for_head(config.train, _Data, replicas=2)
     assert (head.epochs, head.steps_per_epoch, head.schedule) == (1, 10, "cosine")
     assert head.learning_rate == pytest.approx(0.2)  # scaled to the global batch of 100
-    assert TrainingPlan.for_head(_config(), _Data, replicas=1) is None
+    assert TrainingPlan.for_head(_config().train, _Data, replicas=1) is None
     config = _config(model__weights="x.h5", train__head_epochs="1")
-    assert TrainingPlan.for_head(config, _Data, replicas=1).learning_rate == \
+    assert TrainingPlan.for_head(config.train, _Data, replicas=1).learning_rate == \
         config.train.learning_rate
 
 
@@ -275,7 +277,7 @@ def test_a_finished_head_phase_is_loaded_not_repeated(tmp_path):
     done.save(run.head_model)
     model = rk.build_model("resnet20", classes=10)
     config = _config(model__weights="x.h5", train__head_epochs="1")
-    seconds = train_head(model, config=config, run=run, dataset=None, plan=None,
+    seconds = train_head(model, train_cfg=config.train, run=run, dataset=None, plan=None,
                          strategy=None, inputs=None, jit_compile=False)
     assert seconds == 0.0
     for a, b in zip(done.get_weights(), model.get_weights()):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from datasets import load_dataset
-from training.config import EXPORT_VARIANTS
+from job.config import EXPORT_VARIANTS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements-mediapipe.txt"

@@ -79,7 +79,7 @@ def test_all_stages_write_report_and_files(finished_run):
 def test_a_bfloat16_trained_model_is_saved_quantized_and_exported_in_float32(finished_run):
     run_dir, stdout = finished_run
     from export import tflite_file
-    from training.run_dir import RunDir
+    from rundir import RunDir
     run = RunDir(run_dir)
     assert run.read_json(run.train_result)["precision"] == {
         "policy": "mixed_bfloat16", "reason": "--train.mixed_precision bfloat16"}

@@ -16,11 +16,10 @@ import sys
 import numpy as np
 import pytest
 
-import pipeline
 import train as train_cli
-from training import config as config_lib
-from training import model_files
-from training.run_dir import RunDir
+from job import config as config_lib
+from job import pipeline
+from rundir import RunDir, model_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--train.epochs", "3", "--train.steps_per_epoch", "4", "--train.batch_size", "16",
@@ -144,7 +143,7 @@ def test_a_resume_skips_finished_stages_even_with_stages(tmp_path, monkeypatch):
     calls = []
     for stage in config_lib.STAGES:
         monkeypatch.setitem(pipeline.STAGE_FUNCTIONS, stage,
-                            lambda config, run, dataset, stage=stage: calls.append(stage) or {})
+                            lambda job, stage=stage: calls.append(stage) or {})
     run_dir = str(tmp_path / "run")
     assert train_cli.main(["--stages", "train", "--run-dir", run_dir]) == 0
     assert train_cli.main(["--resume", run_dir, "--stages", "train"]) == 0

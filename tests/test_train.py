@@ -13,11 +13,10 @@ import time
 import numpy as np
 import pytest
 
-import pipeline
-from training import config as config_lib
-from training import model_files
+from job import config as config_lib
+from job import pipeline
+from rundir import RunDir, model_files
 from training.plan import TrainingPlan
-from training.run_dir import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A few quick steps: enough to exercise the mechanism, not to learn.
@@ -101,14 +100,15 @@ def test_training_plan_scales_the_rate_and_counts_steps():
     config = config_lib.resolve(overrides={"train.batch_size": "64",
                                            "train.reference_batch_size": "64",
                                            "train.learning_rate": "0.1", "train.epochs": "2.5"})
-    plan = TrainingPlan.for_training(config, _Data, replicas=2)
+    plan = TrainingPlan.for_training(config.train, _Data, replicas=2)
     assert (plan.global_batch, plan.steps_per_epoch, plan.epochs) == (128, 8, 3)
     assert plan.learning_rate == pytest.approx(0.2)  # linear scaling, Goyal et al.
-    qat = TrainingPlan.for_qat(config, _Data, replicas=2)
+    qat = TrainingPlan.for_qat(config.qat, _Data, replicas=2,
+                              reference_batch_size=config.train.reference_batch_size)
     assert (qat.global_batch, qat.schedule, qat.warmup_epochs) == (128, "cosine", 0.0)
     assert qat.learning_rate == pytest.approx(config.qat.learning_rate * 2)
     with pytest.raises(ValueError, match=r"larger than the training set \(1000 images of tiny"):
-        TrainingPlan.for_training(config, _Data, replicas=16)
+        TrainingPlan.for_training(config.train, _Data, replicas=16)
     with pytest.raises(ValueError, match="must end before the first learning-rate decay"):
         TrainingPlan.build(batch_size=8, replicas=1, num_train=100, epochs=4, learning_rate=0.1,
                            reference_batch_size=8, schedule="step", lr_decay_epochs=(2,),
@@ -163,7 +163,7 @@ def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypa
     calls = []
     for stage in config_lib.STAGES:
         monkeypatch.setitem(pipeline.STAGE_FUNCTIONS, stage,
-                            lambda config, run, dataset, stage=stage: calls.append(stage) or {})
+                            lambda job, stage=stage: calls.append(stage) or {})
     config = config_lib.resolve(overrides={"stages": "report,train"})
     run = RunDir(tmp_path / "run")
     pipeline.run(config, run)

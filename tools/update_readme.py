@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 
-from training.run_dir import RunDir
+from rundir import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Committed runs: {name under docs/results/: README section}.

@@ -18,9 +18,9 @@ import numpy as np
 
 from resnet_keras.backend import keras, tf
 from resnet_keras.models import build_model
-from training import distribute, model_files, pretrained
+from rundir import model_files, replacing
+from training import distribute, pretrained
 from training.plan import TrainingPlan
-from training.run_dir import replacing
 
 logger = logging.getLogger(__name__)
 
@@ -240,13 +240,20 @@ def current_learning_rate(optimizer) -> float:
     return float(keras.backend.get_value(lr))
 
 
-def training_model(config, *, num_classes, image_shape, policy="float32"):
-    """The float model for `config.model` and what was loaded into it.
+def training_model(model_cfg, *, weight_decay, num_classes, image_shape, policy="float32"):
+    """The float model of the job's `model` section and what was loaded into it.
 
     Weight decay is an L2 penalty on kernels. With `model.weights` the model is
     built in the variant the weights need and loaded from them; a top that does
     not fit `num_classes` stays new (`training.pretrained`). The model computes
     in the Keras dtype `policy` (`training.distribute.choose_precision`).
+
+    Args:
+        model_cfg: the job's `model` section (`job.config.ModelConfig`).
+        weight_decay: float, the SGD weight decay on kernels (0: none).
+        num_classes: int.
+        image_shape: (height, width, 3).
+        policy: str, the Keras dtype policy.
 
     Returns:
         (model, `training.pretrained.PretrainedWeights` or None without weights).
@@ -255,9 +262,9 @@ def training_model(config, *, num_classes, image_shape, policy="float32"):
         FileNotFoundError, ValueError: the weights file is missing, unreadable
             or does not fit; the variant conflicts with the weights.
     """
-    cfg = config.model
+    cfg = model_cfg
     weights = pretrained.resolve(cfg)
-    wd = config.train.weight_decay
+    wd = weight_decay
     with distribute.dtype_policy(policy):
         model = build_model(
             cfg.name, variant=weights.variant if weights else cfg.variant,
@@ -270,10 +277,11 @@ def training_model(config, *, num_classes, image_shape, policy="float32"):
     return model, weights
 
 
-def build_training_model(config, *, num_classes, image_shape, policy="float32"):
+def build_training_model(model_cfg, *, weight_decay, num_classes, image_shape,
+                         policy="float32"):
     """The model of `training_model`, pretrained weights loaded, without their record."""
-    return training_model(config, num_classes=num_classes, image_shape=image_shape,
-                          policy=policy)[0]
+    return training_model(model_cfg, weight_decay=weight_decay, num_classes=num_classes,
+                          image_shape=image_shape, policy=policy)[0]
 
 
 def compile_model(model, *, optimizer, num_classes, label_smoothing, jit_compile):
@@ -291,19 +299,32 @@ def compile_model(model, *, optimizer, num_classes, label_smoothing, jit_compile
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
 
 
-def compile_for_plan(model, config, *, dataset, plan, jit_compile):
-    """Compiles `model` with SGD + momentum on `plan`'s schedule, the run's loss and metrics."""
-    optimizer = keras.optimizers.SGD(plan.learning_rate_schedule(),
-                                     momentum=config.train.momentum)
-    compile_model(model, optimizer=optimizer, num_classes=dataset.num_classes,
-                  label_smoothing=config.train.label_smoothing, jit_compile=jit_compile)
+def compile_for_plan(model, train_cfg, *, num_classes, plan, jit_compile):
+    """Compiles `model` with SGD + momentum on `plan`'s schedule, the run's loss and metrics.
+
+    Every training loop (float training, its head phase, QAT, the degradation
+    experiment) compiles through here.
+
+    Args:
+        model: the model to compile (inside its strategy's scope).
+        train_cfg: the job's `train` section (`momentum`, `label_smoothing`).
+        num_classes: int.
+        plan: the loop's `TrainingPlan`.
+        jit_compile: bool.
+    """
+    optimizer = keras.optimizers.SGD(plan.learning_rate_schedule(), momentum=train_cfg.momentum)
+    compile_model(model, optimizer=optimizer, num_classes=num_classes,
+                  label_smoothing=train_cfg.label_smoothing, jit_compile=jit_compile)
 
 
-def compiled_training_model(config, *, dataset, plan, jit_compile, policy="float32"):
+def compiled_training_model(model_cfg, train_cfg, *, dataset, plan, jit_compile,
+                            policy="float32"):
     """`build_training_model` compiled with SGD + momentum on `plan`'s schedule."""
-    model = build_training_model(config, num_classes=dataset.num_classes,
+    model = build_training_model(model_cfg, weight_decay=train_cfg.weight_decay,
+                                 num_classes=dataset.num_classes,
                                  image_shape=dataset.image_shape, policy=policy)
-    compile_for_plan(model, config, dataset=dataset, plan=plan, jit_compile=jit_compile)
+    compile_for_plan(model, train_cfg, num_classes=dataset.num_classes, plan=plan,
+                     jit_compile=jit_compile)
     return model
 
 
@@ -326,7 +347,7 @@ def frozen_backbone(model):
             layer.trainable = flags[layer.name]
 
 
-def train_head(model, *, config, run, dataset, plan, strategy, inputs, jit_compile):
+def train_head(model, *, train_cfg, run, dataset, plan, strategy, inputs, jit_compile):
     """Fine-tuning's head phase: trains only the new top, then saves `run.head_model`.
 
     A run that already has `run.head_model` loads it and skips the phase, so a
@@ -335,8 +356,8 @@ def train_head(model, *, config, run, dataset, plan, strategy, inputs, jit_compi
 
     Args:
         model: the built, uncompiled model with its pretrained weights.
-        config: a resolved `training.config.Config`.
-        run: the `training.run_dir.RunDir`.
+        train_cfg: the job's `train` section.
+        run: the `rundir.RunDir`.
         dataset: a `datasets.Dataset`.
         plan: the head phase's `TrainingPlan` (`TrainingPlan.for_head`).
         strategy: the `tf.distribute` strategy the model was built under.
@@ -361,12 +382,13 @@ def train_head(model, *, config, run, dataset, plan, strategy, inputs, jit_compi
     start = time.time()
     with frozen_backbone(model):
         with strategy.scope():
-            compile_for_plan(model, config, dataset=dataset, plan=plan, jit_compile=jit_compile)
+            compile_for_plan(model, train_cfg, num_classes=dataset.num_classes, plan=plan,
+                             jit_compile=jit_compile)
         model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
                   validation_data=held_out_ds,
                   callbacks=[guard, StageProgress(plan.epochs, held_out=_held_out(dataset),
                                                   label="head epoch")],
-                  verbose=config.train.verbose if config.train.verbose != 2 else 0)
+                  verbose=train_cfg.verbose if train_cfg.verbose != 2 else 0)
         if not guard.weights_finite(batch=plan.steps_per_epoch - 1):
             epoch, step = guard.diverged_at
             raise TrainingDiverged(
@@ -422,13 +444,15 @@ def plot_history(history_csv, path) -> None:
     plt.close(fig)
 
 
-def train(config, run, dataset) -> dict:
-    """Trains `config.model` on `dataset`, resuming from the run's backup if any.
+def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
+    """Trains the job's model on `dataset`, resuming from the run's backup if any.
 
     Args:
-        config: a resolved `training.config.Config`.
-        run: the `training.run_dir.RunDir` (its folder created by the caller).
+        run: the `rundir.RunDir` (its folder created by the caller).
         dataset: a `datasets.Dataset`.
+        model_cfg: the job's `model` section (`job.config.ModelConfig`).
+        train_cfg: the job's `train` section (`job.config.TrainConfig`).
+        augment: bool, the job's `data.augment`.
 
     Returns:
         dict written as `train_result.json`: test top-1/top-5, loss, epochs,
@@ -445,37 +469,39 @@ def train(config, run, dataset) -> dict:
             good checkpoint is kept.
         OSError: a checkpoint could not be written; the previous one is kept.
     """
-    cfg = config.train
+    cfg = train_cfg
     tf.keras.utils.set_random_seed(cfg.seed)
     precision = distribute.choose_precision(cfg.mixed_precision)
     strategy = distribute.strategy_for(cfg)
-    plan = TrainingPlan.for_training(config, dataset, replicas=strategy.num_replicas_in_sync)
-    head_plan = TrainingPlan.for_head(config, dataset, replicas=strategy.num_replicas_in_sync)
+    plan = TrainingPlan.for_training(cfg, dataset, replicas=strategy.num_replicas_in_sync)
+    head_plan = TrainingPlan.for_head(cfg, dataset, replicas=strategy.num_replicas_in_sync)
     jit = distribute.resolve_switch(cfg.xla)
     held_out = _held_out(dataset)
     logger.info("  %s on %s: %d train / %d %s images, %d replica(s) (%s), global batch %d, "
-                "lr %g, %d epochs x %d steps, precision %s (%s), XLA %s", config.model.name,
+                "lr %g, %d epochs x %d steps, precision %s (%s), XLA %s", model_cfg.name,
                 dataset.name, dataset.num_train, dataset.num_val or dataset.num_test, held_out,
                 plan.replicas, distribute.strategy_name(strategy), plan.global_batch,
                 plan.learning_rate, plan.epochs, plan.steps_per_epoch, precision.policy,
                 precision.reason, "on" if jit else "off")
 
     with strategy.scope():
-        model, weights = training_model(config, num_classes=dataset.num_classes,
+        model, weights = training_model(model_cfg, weight_decay=cfg.weight_decay,
+                                        num_classes=dataset.num_classes,
                                         image_shape=dataset.image_shape,
                                         policy=precision.policy)
     if weights:
         logger.info("  %s", weights.describe())
     train_ds, held_out_ds = fit_inputs(dataset, batch_size=plan.global_batch,
                                        label_smoothing=cfg.label_smoothing, seed=cfg.seed,
-                                       augment=config.data.augment, val=True)
+                                       augment=augment, val=True)
     head_seconds = 0.0
     if head_plan:
-        head_seconds = train_head(model, config=config, run=run, dataset=dataset,
+        head_seconds = train_head(model, train_cfg=cfg, run=run, dataset=dataset,
                                   plan=head_plan, strategy=strategy,
                                   inputs=(train_ds, held_out_ds), jit_compile=jit)
     with strategy.scope():
-        compile_for_plan(model, config, dataset=dataset, plan=plan, jit_compile=jit)
+        compile_for_plan(model, cfg, num_classes=dataset.num_classes, plan=plan,
+                         jit_compile=jit)
 
     guard = NaNGuard()
     backup = NaNSafeBackupAndRestore(run.backup, guard=guard,
@@ -521,7 +547,7 @@ def train(config, run, dataset) -> dict:
     metrics = last.evaluate(test_ds, verbose=0, return_dict=True)
     steps_run = len(history.history.get("loss", [])) * plan.steps_per_epoch
     result = {
-        "model": config.model.name,
+        "model": model_cfg.name,
         "dataset": dataset.name,
         "test_top1": float(metrics["accuracy"]),
         "test_top5": float(metrics["top5"]) if "top5" in metrics else None,
@@ -535,7 +561,7 @@ def train(config, run, dataset) -> dict:
         "seconds": round(seconds, 2),
         "images_per_second": (round(steps_run * plan.global_batch / seconds, 1)
                               if steps_run else None),
-        **pretrained.record(weights, variant=config.model.variant),
+        **pretrained.record(weights, variant=model_cfg.variant),
         "head_epochs": head_plan.epochs if head_plan else 0,
         "head_learning_rate": head_plan.learning_rate if head_plan else None,
         "head_seconds": round(head_seconds, 2),

@@ -76,9 +76,8 @@ class TrainingPlan:
                    schedule=schedule, lr_decay_epochs=decays, warmup_epochs=warmup_epochs)
 
     @classmethod
-    def for_training(cls, config, dataset, *, replicas):
-        """The float training plan of a `training.config.Config` (its `train` section)."""
-        cfg = config.train
+    def for_training(cls, cfg, dataset, *, replicas):
+        """The float training plan of the job's `train` section (`job.config.TrainConfig`)."""
         return cls.build(batch_size=cfg.batch_size, replicas=replicas,
                          num_train=dataset.num_train, epochs=cfg.epochs,
                          learning_rate=cfg.learning_rate,
@@ -88,15 +87,17 @@ class TrainingPlan:
                          dataset_name=dataset.name)
 
     @classmethod
-    def for_head(cls, config, dataset, *, replicas):
+    def for_head(cls, cfg, dataset, *, replicas):
         """The head phase of fine-tuning: only the new top trains, backbone frozen.
 
         `train.head_epochs` at `train.head_learning_rate` (default: the
         `train.learning_rate`), scaled with the global batch like it, cosine
         decay without warmup; batch and steps per epoch as the main phase.
         Returns None when `train.head_epochs` is 0 (no head phase).
+
+        Args:
+            cfg: the job's `train` section (`job.config.TrainConfig`).
         """
-        cfg = config.train
         if not cfg.head_epochs:
             return None
         rate = cfg.learning_rate if cfg.head_learning_rate is None else cfg.head_learning_rate
@@ -107,16 +108,18 @@ class TrainingPlan:
                          dataset_name=dataset.name)
 
     @classmethod
-    def for_qat(cls, config, dataset, *, replicas):
+    def for_qat(cls, cfg, dataset, *, replicas, reference_batch_size):
         """The QAT fine-tuning plan: the `qat` section, cosine decay, no warmup.
 
-        The rate scales with the global batch against the float run's
-        `train.reference_batch_size`, like the float rate.
+        Args:
+            cfg: the job's `qat` section (`job.config.QATConfig`).
+            reference_batch_size: int, the float run's `train.reference_batch_size`:
+                the rate scales with the global batch against it, like the float rate.
         """
-        return cls.build(batch_size=config.qat.batch_size, replicas=replicas,
-                         num_train=dataset.num_train, epochs=config.qat.epochs,
-                         learning_rate=config.qat.learning_rate,
-                         reference_batch_size=config.train.reference_batch_size,
+        return cls.build(batch_size=cfg.batch_size, replicas=replicas,
+                         num_train=dataset.num_train, epochs=cfg.epochs,
+                         learning_rate=cfg.learning_rate,
+                         reference_batch_size=reference_batch_size,
                          schedule="cosine", dataset_name=dataset.name)
 
     @property

@@ -71,7 +71,7 @@ def resolve(model_config) -> PretrainedWeights | None:
     `conv1_conv` says (a bias: `v1`; none: `v1.5`).
 
     Args:
-        model_config: a `training.config.ModelConfig`.
+        model_config: a `job.config.ModelConfig`.
 
     Returns:
         `PretrainedWeights` (`top_replaced` still None), or None without weights.

@@ -4,7 +4,7 @@ tf_keras honours `safe_mode` only inside a `.keras` zip: an HDF5 model (or a
 SavedModel folder) runs the Python of its `Lambda` layers when loaded, whatever
 `safe_mode` says. So `load_model` opens nothing but a real `.keras` zip whose
 configuration has no `Lambda`, checked before anything is deserialized, unless
-the user opts in (`--allow-unsafe-model-files`, or `ALLOW_UNSAFE_ENV=1`).
+the caller passes `allow_unsafe=True` (the commands' `--allow-unsafe-model-files`).
 `save_model` writes a file whole or not at all, never one with a
 non-finite value, and always a float32 model: a model trained under a
 mixed-precision policy is saved (and loaded) as its float32 twin, so QAT,
@@ -18,18 +18,15 @@ import zipfile
 
 import numpy as np
 
-from training.run_dir import replacing
+from rundir.files import replacing
 
-# The opt-in that every loader honours; the commands' --allow-unsafe-model-files sets it.
-ALLOW_UNSAFE_ENV = "RESNET_KERAS_ALLOW_UNSAFE_MODEL_FILES"
 # Test-only: "<point>" or "<point>@<n>" makes the process kill -9 itself the
 # n-th time it reaches `kill_point(point)` (tests/test_reliability.py).
 TEST_KILL_ENV = "RESNET_KERAS_TEST_KILL_AT"
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _TFLITE_IDENTIFIER = b"TFL3"
-_UNSAFE_OPT_IN = (f"pass --allow-unsafe-model-files (or set {ALLOW_UNSAFE_ENV}=1) only if you "
-                  f"trust whoever made the file")
+_UNSAFE_OPT_IN = ("pass --allow-unsafe-model-files only if you trust whoever made the file")
 _kill_counts = {}
 
 
@@ -47,10 +44,6 @@ def kill_point(point):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _unsafe_allowed(allow_unsafe):
-    return os.environ.get(ALLOW_UNSAFE_ENV) == "1" if allow_unsafe is None else allow_unsafe
-
-
 def _has_lambda(node):
     if isinstance(node, dict):
         if node.get("class_name") in ("Lambda", "__lambda__"):
@@ -61,13 +54,13 @@ def _has_lambda(node):
     return False
 
 
-def check_model_file(path, *, allow_unsafe=None):
+def check_model_file(path, *, allow_unsafe=False):
     """Refuses a file that is not a safe, whole `.keras` model; imports no TensorFlow.
 
     Args:
         path: str or path-like.
         allow_unsafe: bool, accept HDF5, SavedModel folders and `Lambda`
-            layers; None: `ALLOW_UNSAFE_ENV` decides.
+            layers.
 
     Returns:
         str, `path`.
@@ -80,9 +73,8 @@ def check_model_file(path, *, allow_unsafe=None):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Model file {path} does not exist.")
-    unsafe = _unsafe_allowed(allow_unsafe)
     if os.path.isdir(path):
-        if unsafe:
+        if allow_unsafe:
             return path
         raise ValueError(f"{path} is a folder (a SavedModel?); only .keras model files are "
                          f"loaded, since a SavedModel can run code when loaded: "
@@ -94,7 +86,7 @@ def check_model_file(path, *, allow_unsafe=None):
                          f"converted from. A .tflite is already an export: measure it with "
                          f"report.evaluate.evaluate_tflite, or give the run's last.keras.")
     if head == _HDF5_SIGNATURE:
-        if unsafe:
+        if allow_unsafe:
             return path
         raise ValueError(f"{path} is an HDF5 model file, which runs the code of its Lambda "
                          f"layers when loaded (tf_keras ignores safe_mode for HDF5). Re-save "
@@ -108,13 +100,13 @@ def check_model_file(path, *, allow_unsafe=None):
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
         raise ValueError(f"{path} is not a whole .keras model file ({e}): it is truncated or "
                          f"corrupt.") from None
-    if _has_lambda(config) and not unsafe:
+    if _has_lambda(config) and not allow_unsafe:
         raise ValueError(f"{path} holds a Lambda layer, whose Python code would run when it "
                          f"is loaded; refused: {_UNSAFE_OPT_IN}.")
     return path
 
 
-def load_model(path, *, allow_unsafe=None, compile=True):
+def load_model(path, *, allow_unsafe=False, compile=True):
     """Loads a whole model after `check_model_file`, then checks its values are finite.
 
     Custom objects (e.g. the QAT layers) come from the caller's
@@ -137,7 +129,7 @@ def load_model(path, *, allow_unsafe=None, compile=True):
     path = check_model_file(path, allow_unsafe=allow_unsafe)
     try:
         model = keras.models.load_model(path, compile=compile,
-                                        safe_mode=not _unsafe_allowed(allow_unsafe))
+                                        safe_mode=not allow_unsafe)
     except (zipfile.BadZipFile, OSError, KeyError, EOFError, ValueError) as e:
         raise ValueError(f"{path} could not be loaded: {' '.join(str(e).split())[:300]}") from e
     bad = non_finite_variables(model)
@@ -195,7 +187,7 @@ def save_model(model, path):
 
     Raises:
         NonFiniteWeights: a variable holds NaN or inf; nothing is written.
-        OSError: as `training.run_dir.replacing`.
+        OSError: as `rundir.replacing`.
     """
     path = os.fspath(path)
     bad = non_finite_variables(model)

@@ -13,6 +13,9 @@ import types
 import typing
 from typing import Literal
 
+# Export owns its closed sets (TensorFlow-free); the configuration takes them from there.
+from export import variants as export_variants
+
 # The closed sets, each listed once; `_coerce` rejects anything else with the
 # valid values, and the modules that act on them take their tuples from here.
 Stage = Literal["train", "qat", "export", "report"]
@@ -20,13 +23,8 @@ Schedule = Literal["cosine", "step", "constant"]
 Switch = Literal["auto", "on", "off"]
 PrecisionSetting = Literal["auto", "on", "off", "float16", "bfloat16"]
 Distribute = Literal["auto", "none", "mirrored", "multi_worker", "tpu"]
-# Model Garden's export_tflite_lib keeps the same kind of closed set.
-ExportVariant = Literal["float32", "fp16", "dynamic", "int8", "int8_qat"]
-IODtype = Literal["uint8", "int8"]
 
 STAGES: tuple[str, ...] = typing.get_args(Stage)
-EXPORT_VARIANTS: tuple[str, ...] = typing.get_args(ExportVariant)
-IO_DTYPES: tuple[str, ...] = typing.get_args(IODtype)
 
 
 @dataclasses.dataclass
@@ -89,9 +87,9 @@ class QATConfig:
 
 @dataclasses.dataclass
 class ExportConfig:
-    variants: tuple[ExportVariant, ...] = EXPORT_VARIANTS
-    calibration_size: int = 300
-    io_dtype: IODtype = "uint8"  # uint8 is the Edge TPU convention
+    variants: tuple[export_variants.Variant, ...] = export_variants.VARIANTS
+    calibration_size: int = export_variants.CALIBRATION_SIZE
+    io_dtype: export_variants.IODtype = "uint8"  # uint8 is the Edge TPU convention
     selective_threshold: float = 1.0  # int8 drop (points) above which float fallback is tried
     latency_runs: int = 50
 
@@ -392,7 +390,7 @@ def validate(config: Config) -> None:
         raise ValueError(f"stages is empty; give some of {', '.join(STAGES)}.")
     if not config.export.variants:
         raise ValueError(f"export.variants is empty; give some of "
-                         f"{', '.join(EXPORT_VARIANTS)}.")
+                         f"{', '.join(export_variants.VARIANTS)}.")
 
 
 def to_dict(config: Config) -> dict:

@@ -1,59 +1,93 @@
 """The whole job as stages over one run directory: train, qat, export, report.
 
 `train.py` is its command line; experiments call `run` directly. Each stage
-reads what the earlier ones left in the run directory (`training.run_dir.RunDir`)
+reads what the earlier ones left in the run directory (`rundir.RunDir`)
 and prints one progress line when it starts and one when it is done.
 
-    >>> config = training.config.resolve("digits", overrides={"train.epochs": 5})
+    >>> config = job.config.resolve("digits", overrides={"train.epochs": 5})
     >>> pipeline.run(config, pipeline.new_run_dir(config))
 """
 
+import dataclasses
+import functools
 import logging
 import os
 import resource
 import sys
 import time
 
-from training import config as config_lib
-from training.run_dir import RunDir
+from job import config as config_lib
+from rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
 # The packages whose progress lines a command-line user sees.
 # "__main__" is a module run with `python -m` (an experiment's own lines).
-_PROGRESS_LOGGERS = ("pipeline", "datasets", "training", "quantization", "export", "report",
-                     "experiments", "__main__")
+_PROGRESS_LOGGERS = ("job", "rundir", "datasets", "training", "quantization", "export",
+                     "report", "experiments", "__main__")
 # What a run's model and data are: changing one makes its checkpoints unusable.
 _IDENTITY_KEYS = (("model", "name"), ("model", "variant"), ("model", "shortcut"),
                   ("model", "weights"), ("data", "dataset"))
 
 
-# ---- stages: each takes (config, run, dataset) and returns a summary dict ----
+@dataclasses.dataclass
+class Job:
+    """What a stage is given: the configuration, the run directory, the data, the opt-ins.
 
-def stage_train(config, run, dataset):
+    Attributes:
+        config: the resolved `job.config.Config`; each stage takes its sections.
+        run: the `rundir.RunDir`.
+        dataset: the loaded `datasets.Dataset`.
+        allow_unsafe: bool, the command line's `--allow-unsafe-model-files`.
+    """
+
+    config: config_lib.Config
+    run: RunDir
+    dataset: object
+    allow_unsafe: bool = False
+
+    @functools.cached_property
+    def calibration(self):
+        """The run's calibration images, drawn once for QAT, export and the report."""
+        from export.run import calibration_set
+        return calibration_set(self.dataset, size=self.config.export.calibration_size,
+                               seed=self.config.train.seed)
+
+
+# ---- stages: each takes the `Job` and returns a summary dict ----
+
+def stage_train(job):
     from training.loop import train
-    result = train(config, run, dataset)
+    config = job.config
+    result = train(job.run, job.dataset, model_cfg=config.model, train_cfg=config.train,
+                   augment=config.data.augment)
     return {"test top-1": result["test_top1"], "images/s": round(result["images_per_second"] or 0)}
 
 
-def stage_qat(config, run, dataset):
+def stage_qat(job):
     from quantization.finetune import fine_tune
-    result = fine_tune(config, run, dataset)
+    config = job.config
+    result = fine_tune(job.run, job.dataset, qat_cfg=config.qat, train_cfg=config.train,
+                       calibration=job.calibration, augment=config.data.augment,
+                       allow_unsafe=job.allow_unsafe)
     return {"qat test top-1": result["test_top1"]}
 
 
-def stage_export(config, run, dataset):
+def stage_export(job):
     from export.run import export_run
-    paths = export_run(config, run, dataset)
+    paths = export_run(job.run, job.dataset, export_cfg=job.config.export,
+                       calibration=job.calibration, allow_unsafe=job.allow_unsafe)
     return {"files": len(paths)}
 
 
-def stage_report(config, run, dataset):
+def stage_report(job):
     from report.render import render_table
     from report.run import report_run
-    report = report_run(config, run, dataset)
+    report = report_run(job.run, job.dataset, model_name=job.config.model.name,
+                        export_cfg=job.config.export, calibration=job.calibration,
+                        allow_unsafe=job.allow_unsafe)
     logger.info("%s", render_table(report))
-    return {"report": run.report_markdown}
+    return {"report": job.run.report_markdown}
 
 
 STAGE_FUNCTIONS = {"train": stage_train, "qat": stage_qat, "export": stage_export,
@@ -156,14 +190,16 @@ def check_inputs(config, run):
             + (f" or leave int8_qat out (--export.variants {others})." if others else "."))
 
 
-def run(config, run_dir, *, skip_completed=False):
+def run(config, run_dir, *, skip_completed=False, allow_unsafe=False):
     """Runs the configured stages in order, one progress line per stage.
 
     Args:
-        config: a resolved `training.config.Config`.
+        config: a resolved `job.config.Config`.
         run_dir: a `RunDir` or a folder path (created if missing).
         skip_completed: bool, skip stages that `state.json` lists as done
             (continuing a killed run).
+        allow_unsafe: bool, also load model files that can run code
+            (`rundir.model_files`); only for files the user trusts.
 
     Returns:
         dict {stage: its summary dict}.
@@ -177,10 +213,11 @@ def run(config, run_dir, *, skip_completed=False):
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     check_inputs(config, run_dir)
     with run_dir.locked():
-        return _run_stages(config, run_dir, skip_completed=skip_completed)
+        return _run_stages(config, run_dir, skip_completed=skip_completed,
+                           allow_unsafe=allow_unsafe)
 
 
-def _run_stages(config, run_dir, *, skip_completed):
+def _run_stages(config, run_dir, *, skip_completed, allow_unsafe):
     from datasets import load_dataset
     from training.distribute import strategy_for
 
@@ -193,6 +230,7 @@ def _run_stages(config, run_dir, *, skip_completed):
                            image_size=config.data.image_size,
                            augmentation=config.data.augmentation,
                            val_split=config.data.val_split, seed=config.train.seed)
+    job = Job(config, run_dir, dataset, allow_unsafe=allow_unsafe)
     summaries, timing, peak_rss = {}, {}, {}
     for stage in config_lib.STAGES:
         if stage not in config.stages:
@@ -202,7 +240,7 @@ def _run_stages(config, run_dir, *, skip_completed):
             continue
         logger.info("[%s] started", stage)
         stage_start = time.time()
-        summaries[stage] = STAGE_FUNCTIONS[stage](config, run_dir, dataset)
+        summaries[stage] = STAGE_FUNCTIONS[stage](job)
         completed = sorted(set(completed) | {stage}, key=config_lib.STAGES.index)
         run_dir.write_json(run_dir.state, {"completed": completed})
         timing[stage] = round(time.time() - stage_start, 1)

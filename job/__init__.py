@@ -1,0 +1,5 @@
+"""The job: its configuration (`job.config`) and the stage runner (`job.pipeline`).
+
+The top of the flow, beside the command line (`train.py`): it imports every
+stage and no stage imports it.
+"""
