@@ -19,6 +19,7 @@ import sys
 from job import config as config_lib
 from job import pipeline
 from rundir import RunDir
+from rundir.progress import show_progress
 
 
 def parse_args(argv):
@@ -43,7 +44,9 @@ def parse_args(argv):
         if isinstance(default, (list, tuple)):
             default = ",".join(str(v) for v in default)
         parser.add_argument(f"--{key}", dest=key, default=argparse.SUPPRESS, metavar="V",
-                            help=f"default: {default}")
+                            help=f"default: {default}" + (
+                                f"; valid: {config_lib.RANGES[key].describe()}"
+                                if key in config_lib.RANGES else ""))
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if "." in k}
     if args.stages:
@@ -74,7 +77,7 @@ def resolve_run(args, overrides):
 
 def main(argv=None) -> int:
     args, overrides = parse_args(argv)
-    pipeline.configure_logging()
+    show_progress()
 
     def body():
         config, run = resolve_run(args, overrides)

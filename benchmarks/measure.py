@@ -17,9 +17,8 @@ import time
 import numpy as np
 
 from datasets import writers
-from export import tflite
+from export import runtime, tflite
 from job import config as config_lib
-from report import evaluate
 from resnet_keras import build_model, count_macs
 from resnet_keras.backend import keras, tf
 from resnet_keras.models import fold_channel_reversal
@@ -436,7 +435,7 @@ def matmul_macs_per_second(*, size, repeats):
 def inference_and_export(name, *, image_size, calibration, runs, out_dir, reference=None):
     """Keras and TFLite latency, file size, op placement, conversion time and RSS for one model.
 
-    Every file is timed in the same turns (`evaluate.measure_latency`), so the
+    Every file is timed in the same turns (`runtime.measure_latency`), so the
     ratios to float32 compare files run under the same machine load. Beside
     the four variants, the int8 file of the model's own input normalization
     alone is timed (what an int8 file spends before conv1), and, when given,
@@ -486,12 +485,12 @@ def inference_and_export(name, *, image_size, calibration, runs, out_dir, refere
 
     entries = {**result["variants"], **result["others"]}
     for key, threads in (("latency_1_thread_ms", 1), ("latency_all_threads_ms", os.cpu_count())):
-        timed = evaluate.measure_latency(files, num_threads=threads, runs=runs)
+        timed = runtime.measure_latency(files, num_threads=threads, runs=runs)
         for file_key, stats in timed.items():
             entries[file_key][key] = {k.replace("_ms", ""): v for k, v in stats.items()}
     base = result["variants"]["float32"]
     for file_key, entry in entries.items():
-        entry["xnnpack"] = evaluate.xnnpack_placement(files[file_key])
+        entry["xnnpack"] = runtime.xnnpack_placement(files[file_key])
         entry["size_vs_float32"] = entry["size_bytes"] / base["size_bytes"]
         for key in ("latency_1_thread_ms", "latency_all_threads_ms"):
             entry[key.replace("_ms", "_vs_float32")] = \
@@ -522,7 +521,7 @@ def inference_reference(name, *, image_size):
 def litert_tool_latency(path, *, num_threads, runs, warmup=5):
     """Latency from LiteRT's own benchmark tool (its CompiledModel runtime), in a child process.
 
-    A cross-check of `evaluate.measure_latency` by a second runtime path.
+    A cross-check of `runtime.measure_latency` by a second runtime path.
 
     Returns:
         dict(median, min, max) in ms and `fully_accelerated` (whether the CPU

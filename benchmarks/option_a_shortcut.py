@@ -28,8 +28,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     from datasets import load_dataset
-    from export import tflite
-    from report import evaluate
+    from export import runtime, tflite
     from resnet_keras import build_model, load_weights
     from rundir import model_files
 
@@ -51,11 +50,11 @@ def main(argv=None) -> int:
                 paths[graph] = os.path.join(tmp, f"{graph}_{variant}.tflite")
                 with open(paths[graph], "wb") as f:
                     f.write(tflite.convert(model, variant, calibration_images=calibration))
-                scores[graph] = evaluate.predict_tflite(paths[graph], images)
-            latency = evaluate.measure_latency(paths, num_threads=1, runs=200)
+                scores[graph] = runtime.predict_tflite(paths[graph], images)
+            latency = runtime.measure_latency(paths, num_threads=1, runs=200)
             result["variants"][variant] = {graph: {
                 "top1": float(np.mean(scores[graph].argmax(-1) == labels)),
-                "xnnpack": evaluate.xnnpack_placement(paths[graph]),
+                "xnnpack": runtime.xnnpack_placement(paths[graph]),
                 "latency_1_thread_ms": latency[graph],
             } for graph in paths}
             result["variants"][variant]["agreement"] = float(np.mean(

@@ -7,11 +7,9 @@ inside) and int32 labels, augmented as in He et al. 2015 (arXiv 1512.03385),
 sec. 4.2 for CIFAR.
 """
 
-import os
-
 import numpy as np
 
-from resnet_keras.backend import tf
+from resnet_keras.backend import keras_cache_dir, tf
 
 # The training augmentations `load_dataset` accepts. `auto` is each source's
 # own; the others mean the same for every source (see `shift_augmentation`).
@@ -302,6 +300,44 @@ def check_count(name, value):
         raise ValueError(f"{name} must be a positive int, got {value!r}.")
 
 
+def check_pixels(name, images, image_shape):
+    """The argument `name` as float32 `(N, *image_shape)`, checked: a batch of raw pixels.
+
+    The one check of the images that calibration, QAT's starting ranges and
+    the int8 diagnosis feed a model: pixels in [0, 255] as `Dataset` serves
+    them, in the model's input shape.
+
+    Args:
+        name: str, the argument's name, for the messages.
+        images: array-like, e.g. `Dataset.calibration_images(n)`.
+        image_shape: the model's `input_shape[1:]`; a None dimension takes any size.
+
+    Returns:
+        np.ndarray float32.
+
+    Raises:
+        ValueError: None, the wrong rank or shape, empty, or not finite; the
+            message names `name` and gives the expected shape.
+    """
+    expected = f"(N, {', '.join(str(d) for d in image_shape)})"
+    if images is None:
+        raise ValueError(f"{name} is missing: it needs raw pixels in [0, 255] of shape "
+                         f"{expected}.")
+    images = np.asarray(images, dtype=np.float32)
+    wrong_shape = images.ndim != len(image_shape) + 1 or any(
+        d is not None and d != got for d, got in zip(image_shape, images.shape[1:]))
+    if wrong_shape:
+        got = (f"rank {images.ndim} array of shape {images.shape}"
+               if images.ndim != len(image_shape) + 1 else f"{images.shape}")
+        raise ValueError(f"{name} must be raw pixels in [0, 255] matching the model input, "
+                         f"of shape {expected}; got {got}.")
+    if len(images) == 0:
+        raise ValueError(f"{name} is empty; it needs at least one image of shape {expected}.")
+    if not np.isfinite(images).all():
+        raise ValueError(f"{name} contains NaN or infinite values.")
+    return images
+
+
 def check_native_size(name, image_size):
     """Checks that `image_size` leaves the 32x32 images of dataset `name` as they are.
 
@@ -316,8 +352,7 @@ def check_native_size(name, image_size):
 
 def keras_datasets_dir():
     """The folder where Keras caches datasets: `$KERAS_HOME/datasets`, default `~/.keras`."""
-    return os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
-                        "datasets")
+    return keras_cache_dir("datasets")
 
 
 def pad_crop(image, seed, *, pad):

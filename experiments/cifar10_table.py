@@ -183,7 +183,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from job import pipeline
     from resnet_keras.registry import get_spec
-    pipeline.configure_logging()
+    from rundir.progress import show_progress
+    show_progress()
 
     def body():
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())

@@ -1,8 +1,8 @@
 """Degradation: deeper plain nets train worse, ResNets do not (arXiv 1512.03385, sec. 4.2, Fig. 6).
 
-    python -m experiments.degradation                      # digits, 4 nets, ~7 min on 2 CPU cores
+    python -m experiments.degradation                      # digits, 4 nets
     python -m experiments.degradation --dataset fashion_mnist --train-subset 10000 \
-        --out docs/experiments/degradation_fashion_mnist    # ~45 min on 2 CPU cores
+        --out docs/experiments/degradation_fashion_mnist
     python -m experiments.degradation --dataset cifar10 --data-dir ~/cifar-10-python.tar.gz
     python -m experiments.degradation --models plain20,plain32,plain44,plain56 --epochs 30
 
@@ -39,6 +39,7 @@ import sys
 import time
 
 from experiments import paper
+from report.statistics import standard_error_points, within_noise
 from resnet_keras.registry import get_spec
 
 DEFAULT_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
@@ -220,21 +221,21 @@ def _relation(a, b):
     return "higher" if a > b else "lower" if a < b else "equal"
 
 
-def standard_error(error_percent, count):
-    """Binomial standard error, in points, of an error rate measured on `count` images."""
-    p = error_percent / 100.0
-    return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / count)
+def _standard_error(error_percent, count):
+    """The binomial standard error, in points, of an error rate (%) measured on `count` images."""
+    return standard_error_points(error_percent / 100.0, count)
 
 
 def _beyond_noise(a, b, count):
-    """Whether errors `a` and `b` (%) on `count` images differ by more than 2 standard errors.
+    """Whether errors `a` and `b` (%) on `count` images differ beyond the noise.
 
     None without a count. The two errors are treated as independent measurements,
     so the gap's standard error is the root sum of squares of theirs.
     """
     if not count:
         return None
-    return abs(a - b) > 2 * math.hypot(standard_error(a, count), standard_error(b, count))
+    return not within_noise(a - b, math.hypot(_standard_error(a, count),
+                                              _standard_error(b, count)))
 
 
 def _pair(curves, shallow, deep, *, expect, num_train=None, num_test=None,
@@ -392,9 +393,9 @@ def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds,
             "diverged_at": c["diverged_at"],
             "precision": c.get("precision"),
             # The binomial noise of each final error on the images it was measured on.
-            "train_error_se": (standard_error(c["train_error"][-1], num_train)
+            "train_error_se": (_standard_error(c["train_error"][-1], num_train)
                                if c["train_error"] else None),
-            "test_error_se": (standard_error(c["test_error"][-1], num_test)
+            "test_error_se": (_standard_error(c["test_error"][-1], num_test)
                               if c["test_error"] else None),
         })
     return {
@@ -635,7 +636,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="run directory (default runs/degradation-<dataset>-<time>)")
     args = parser.parse_args(argv)
     from job import pipeline
-    pipeline.configure_logging()
+    from rundir.progress import show_progress
+    show_progress()
 
     def body():
         if args.dataset not in PRESETS:

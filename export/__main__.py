@@ -6,25 +6,28 @@
 
 Every file carries TFLite metadata with the dataset's class names as
 `labels.txt` (export/metadata.py), so MediaPipe Tasks' ImageClassifier loads it
-with no options. Every file runs in LiteRT on the dataset's whole test split; the table gives
-its size, top-1 accuracy and top-1 agreement with the Keras model. The
+with no options. Every file runs in LiteRT (export/runtime.py) on the dataset's whole test
+split; the table gives its size, top-1 accuracy and top-1 agreement with the Keras model. The
 float32 file must reproduce the Keras model (top-1 agreement of at least
 `FLOAT32_MIN_AGREEMENT`), else the exit status is 1. The results are also
 written as `export.json` next to the files. Errors print one line and exit 2.
+The files are made by the export stage's own `export.run.export_models`, on
+`export.run.calibration_set`'s images.
 Models load through rundir/model_files.py: a whole `.keras` without `Lambda`
 layers, unless `--allow-unsafe-model-files` (HDF5 runs code when loaded).
 """
 
 import argparse
-import json
 import os
 import sys
 
-# export.tflite is imported only after the paths are checked: importing
-# TensorFlow takes seconds, a typo in a path should not. The configuration's
-# closed sets import no TensorFlow.
-from export.variants import CALIBRATION_SIZE, IO_DTYPES, VARIANTS
+# export.run is imported only after the arguments are checked: importing
+# TensorFlow takes seconds, a typo in a path should not. The closed sets
+# import no TensorFlow.
+from export.variants import CALIBRATION_SIZE, VARIANTS, check_io_dtype, check_variants
 from rundir import model_files
+from rundir.files import write_json
+from rundir.progress import show_progress
 
 _VARIANTS_HELP = ", ".join(VARIANTS)
 
@@ -56,17 +59,15 @@ def _parse_args(argv):
 
 
 def _variants(args):
-    from export import tflite
-
     if args.variants is None:
         return [v for v in VARIANTS if v != "int8_qat" or args.qat_model]
-    variants = tflite.check_variants(v.strip() for v in args.variants.split(",") if v.strip())
+    variants = check_variants(v.strip() for v in args.variants.split(",") if v.strip())
     if "int8_qat" in variants and not args.qat_model:
         raise ValueError("--variants int8_qat needs --qat-model PATH (the fine-tuned QAT model).")
     return variants
 
 
-def _check_paths(args):
+def _check_args(args):
     for flag, path in (("--model", args.model), ("--qat-model", args.qat_model)):
         if path is not None and not os.path.isfile(path):
             raise FileNotFoundError(f"{flag} {path} does not exist.")
@@ -74,29 +75,53 @@ def _check_paths(args):
             model_files.check_model_file(path, allow_unsafe=args.allow_unsafe_model_files)
     if args.calibration_size is not None and args.calibration_size < 1:
         raise ValueError(f"--calibration-size must be positive, got {args.calibration_size}.")
+    check_io_dtype(args.io_dtype)
+    return _variants(args)
 
 
-def _load_model(path, *, allow_unsafe, qat=False):
-    if qat:
-        from quantization.qat import load_qat_model
+def _evaluate(model, paths, dataset):
+    """(Keras float top-1, one row per file) on the dataset's whole test split."""
+    from export import runtime
 
-        return load_qat_model(path, allow_unsafe=allow_unsafe)
-    return model_files.load_model(path, allow_unsafe=allow_unsafe)
+    images, labels = dataset.test_arrays()
+    reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
+    keras_top1 = float((reference.argmax(-1) == labels).mean())
+    rows = []
+    for variant, path in paths.items():
+        result = runtime.evaluate_tflite(path, images, labels, reference_predictions=reference)
+        rows.append({"variant": variant, "file": os.path.basename(path),
+                     "size_bytes": os.path.getsize(path), **result})
+    return keras_top1, rows
+
+
+def _print_table(rows, *, dataset, name, keras_top1):
+    """Prints the table; returns the exit status (1: float32 does not reproduce Keras)."""
+    print(f"\n{dataset.num_test} {name} test images; Keras float top-1 "
+          f"{100 * keras_top1:.2f}%")
+    print(f"{'variant':<10}{'size MB':>9}{'top-1 %':>9}{'agree %':>9}{'max |diff|':>12}")
+    for row in rows:
+        print(f"{row['variant']:<10}{row['size_bytes'] / 1e6:>9.3f}{100 * row['top1']:>9.2f}"
+              f"{100 * row['agreement']:>9.2f}{row['max_abs_diff']:>12.2e}")
+    float_row = next((row for row in rows if row["variant"] == "float32"), None)
+    if float_row is None:
+        return 0
+    ok = float_row["agreement"] >= FLOAT32_MIN_AGREEMENT
+    print(f"float32 vs Keras: max |diff| {float_row['max_abs_diff']:.2e}, top-1 agreement "
+          f"{100 * float_row['agreement']:.2f}% (needs >= {100 * FLOAT32_MIN_AGREEMENT:.1f}%)"
+          f": {'OK' if ok else 'FAILED'}")
+    return 0 if ok else 1
 
 
 def run(args):
     """Converts, evaluates and prints; returns the exit status."""
-    _check_paths(args)
+    variants = _check_args(args)
     from datasets import load_dataset
-    from export import metadata, tflite
-    from report import evaluate
+    from export.run import calibration_set, export_models
+    from quantization.qat import load_qat_model
 
-    variants = _variants(args)
-    if args.io_dtype not in IO_DTYPES:
-        raise ValueError(f"--io-dtype {args.io_dtype!r}; valid: {', '.join(IO_DTYPES)}.")
     unsafe = args.allow_unsafe_model_files
-    model = _load_model(args.model, allow_unsafe=unsafe)
-    qat_model = (_load_model(args.qat_model, allow_unsafe=unsafe, qat=True)
+    model = model_files.load_model(args.model, allow_unsafe=unsafe)
+    qat_model = (load_qat_model(args.qat_model, allow_unsafe=unsafe)
                  if "int8_qat" in variants else None)
     height = model.input_shape[1]
     dataset = load_dataset(args.dataset, data_dir=args.data_dir,
@@ -104,46 +129,20 @@ def run(args):
     if dataset.image_shape != tuple(model.input_shape[1:]):
         raise ValueError(f"{args.dataset} images are {dataset.image_shape}, the model takes "
                          f"{tuple(model.input_shape[1:])}.")
-    calibration = None
-    if "int8" in variants:
-        size = args.calibration_size or CALIBRATION_SIZE
-        calibration = dataset.calibration_images(min(size, dataset.num_train))
+    calibration = (calibration_set(dataset, size=args.calibration_size or CALIBRATION_SIZE)
+                   if "int8" in variants else None)
     out_dir = args.out or os.path.dirname(os.path.abspath(args.model))
-    paths = tflite.export_variants(model, out_dir=out_dir, variants=variants,
-                                   qat_model=qat_model, calibration_images=calibration,
-                                   io_dtype=args.io_dtype)
-    for path in paths.values():
-        metadata.write(path, labels=dataset.class_names,
-                       version=os.path.relpath(args.model, os.path.dirname(os.path.dirname(
-                           os.path.abspath(args.model)))))
-
-    images, labels = dataset.test_arrays()
-    reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
-    keras_top1 = float((reference.argmax(-1) == labels).mean())
-    rows = []
-    for variant, path in paths.items():
-        result = evaluate.evaluate_tflite(path, images, labels, reference_predictions=reference)
-        rows.append({"variant": variant, "file": os.path.basename(path),
-                     "size_bytes": os.path.getsize(path), **result})
-
-    print(f"\n{dataset.num_test} {args.dataset} test images; Keras float top-1 "
-          f"{100 * keras_top1:.2f}%")
-    print(f"{'variant':<10}{'size MB':>9}{'top-1 %':>9}{'agree %':>9}{'max |diff|':>12}")
-    for row in rows:
-        print(f"{row['variant']:<10}{row['size_bytes'] / 1e6:>9.3f}{100 * row['top1']:>9.2f}"
-              f"{100 * row['agreement']:>9.2f}{row['max_abs_diff']:>12.2e}")
-    status = 0
-    float_row = next((row for row in rows if row["variant"] == "float32"), None)
-    if float_row is not None:
-        ok = float_row["agreement"] >= FLOAT32_MIN_AGREEMENT
-        print(f"float32 vs Keras: max |diff| {float_row['max_abs_diff']:.2e}, top-1 agreement "
-              f"{100 * float_row['agreement']:.2f}% (needs >= {100 * FLOAT32_MIN_AGREEMENT:.1f}%)"
-              f": {'OK' if ok else 'FAILED'}")
-        status = 0 if ok else 1
-    results = {"model": model.name, "dataset": args.dataset, "num_test": dataset.num_test,
-               "keras_top1": keras_top1, "io_dtype": args.io_dtype, "variants": rows}
-    with open(os.path.join(out_dir, RESULTS_FILE), "w") as f:
-        json.dump(results, f, indent=2)
+    # The metadata's version: the model file within its run, e.g. `resnet20-digits-x/last.keras`.
+    version = os.path.relpath(args.model, os.path.dirname(os.path.dirname(
+        os.path.abspath(args.model))))
+    paths = export_models(model, qat_model=qat_model, out_dir=out_dir, variants=variants,
+                          calibration=calibration, io_dtype=args.io_dtype,
+                          labels=dataset.class_names, version=version)
+    keras_top1, rows = _evaluate(model, paths, dataset)
+    status = _print_table(rows, dataset=dataset, name=args.dataset, keras_top1=keras_top1)
+    write_json(os.path.join(out_dir, RESULTS_FILE),
+               {"model": model.name, "dataset": args.dataset, "num_test": dataset.num_test,
+                "keras_top1": keras_top1, "io_dtype": args.io_dtype, "variants": rows})
     return status
 
 
@@ -157,4 +156,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    show_progress()
     sys.exit(main())

@@ -1,8 +1,8 @@
-"""The `export` stage of train.py: every TFLite variant of a run's models.
+"""The `export` stage of train.py and of `python -m export`: every TFLite variant of a model.
 
-`export_run` converts the run's float and QAT models into the configured
-variants under the run directory's `export/`, gives each file its classifier
-metadata and labels (export/metadata.py) and lists them in its manifest.
+`export_models` converts a float (and QAT) model into variants and gives each
+file its classifier metadata and labels (export/metadata.py); `export_run`
+does so for a run directory and lists the files in its manifest.
 """
 
 import os
@@ -41,17 +41,42 @@ def export_run(run, dataset, *, export_cfg, calibration, allow_unsafe=False) -> 
         is the run directory's name), also written, as file names, to the
         run's manifest.
     """
-    cfg = export_cfg
     model = load_float_model(run, allow_unsafe=allow_unsafe)
     qat_model = (load_qat_model(run, scope=quantize_scope, allow_unsafe=allow_unsafe)
-                 if "int8_qat" in cfg.variants else None)
-    paths = tflite.export_variants(model, out_dir=run.export_dir, variants=cfg.variants,
-                                   qat_model=qat_model, calibration_images=calibration,
-                                   io_dtype=cfg.io_dtype)
-    for path in paths.values():
-        metadata.write(path, labels=dataset.class_names,
-                       version=os.path.basename(os.path.normpath(run.root)))
+                 if "int8_qat" in export_cfg.variants else None)
+    paths = export_models(model, qat_model=qat_model, out_dir=run.export_dir,
+                          variants=export_cfg.variants, calibration=calibration,
+                          io_dtype=export_cfg.io_dtype, labels=dataset.class_names,
+                          version=os.path.basename(os.path.normpath(run.root)))
     run.write_json(run.manifest, {v: os.path.basename(p) for v, p in paths.items()})
+    return paths
+
+
+def export_models(model, *, qat_model=None, out_dir, variants, calibration, io_dtype, labels,
+                  version):
+    """Converts `model` (and `qat_model`) to `variants`, each file with its metadata.
+
+    Args:
+        model: the trained float model (its name names the files).
+        qat_model: the fine-tuned QAT model, for `int8_qat`; else None.
+        out_dir: str, the folder of the files (created if missing).
+        variants: names from `export.variants.VARIANTS`.
+        calibration: `calibration_set`'s images, for `int8`; else None.
+        io_dtype: str, from `export.variants.IO_DTYPES`.
+        labels: the class names, written into each file as `labels.txt`.
+        version: str, the metadata's model version.
+
+    Returns:
+        dict variant -> path of the `.tflite` file, in the order of `variants`.
+
+    Raises:
+        ValueError: as `export.tflite.export_variants`, before any file is written.
+    """
+    paths = tflite.export_variants(model, out_dir=out_dir, variants=variants,
+                                   qat_model=qat_model, calibration_images=calibration,
+                                   io_dtype=io_dtype)
+    for path in paths.values():
+        metadata.write(path, labels=labels, version=version)
     return paths
 
 

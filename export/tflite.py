@@ -16,19 +16,25 @@ compiler and phones expect:
   `calibration_images`; int8 ops only, `uint8` or `int8` input and output.
 - `int8_qat`: full integer from a quantization-aware-trained model
   (`quantization.qat.quantize_model`), same integer input and output.
+
+`configured_converter` is the one place a variant becomes converter settings,
+as `convert_tflite_model` is in export_tflite_lib; the int8 diagnosis
+(report/diagnose.py) takes its converter from there too.
 """
 
+import logging
 import os
 import time
 
-import numpy as np
-
+from datasets.pipeline import check_pixels
 from export import tflite_file
 from export.variants import INTEGER_VARIANTS, VARIANTS, check_io_dtype, check_variants
 from resnet_keras.backend import tf
 from resnet_keras.models import fold_channel_reversal
 
 _QAT_LAYER_TYPES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
+
+logger = logging.getLogger(__name__)
 
 
 def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
@@ -40,8 +46,7 @@ def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
         variant: one of `VARIANTS`.
         calibration_images: for `int8` only: array-like `(N, H, W, 3)` of
             float pixels in [0, 255] (the model's input shape), e.g.
-            `Dataset.calibration_images(DEFAULT_CALIBRATION_SIZE)`. All N
-            images are used.
+            `export.run.calibration_set(dataset)`. All N images are used.
         io_dtype: `uint8` (default, the Edge TPU convention) or `int8`: the
             input and output type of the integer variants; ignored by the
             float ones. With `int8_qat` a uint8 input has scale 1, zero point 0.
@@ -56,8 +61,38 @@ def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
             float model for `int8_qat`, or an integer variant in which some
             ops stayed float.
     """
+    data = configured_converter(model, variant, calibration_images=calibration_images,
+                                io_dtype=io_dtype).convert()
+    if variant in INTEGER_VARIANTS:
+        _check_integer_only(data, variant)
+    return data
+
+
+def configured_converter(model, variant, *, calibration_images=None, io_dtype="uint8",
+                         integer_only=True):
+    """The TFLiteConverter of one variant, set up but not run: where a variant becomes settings.
+
+    `convert` runs it; report/diagnose.py hands the int8 one to TFLite's
+    QuantizationDebugger, which calibrates and quantizes it itself.
+
+    Args:
+        model, variant, calibration_images, io_dtype: as `convert`.
+        integer_only: bool, for `int8`: True (the exported file) restricts the
+            target ops to int8 and makes the input and output `io_dtype`;
+            False keeps the default target ops and float input and output, so
+            that ops the QuantizationDebugger is told to leave out stay float.
+
+    Returns:
+        A `tf.lite.TFLiteConverter` with a static batch-1 input named `input`.
+
+    Raises:
+        ValueError: as `convert`, before anything is traced; also
+            `integer_only=False` for a variant other than `int8`.
+    """
     check_variants([variant])
     check_io_dtype(io_dtype)
+    if not integer_only and variant != "int8":
+        raise ValueError(f"integer_only=False applies to variant int8 only, got {variant!r}.")
     _check_model_kind(model, variant)
     if variant != "int8_qat":  # a QAT model was folded by quantize_model
         model = fold_channel_reversal(model)
@@ -71,24 +106,23 @@ def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
         converter.target_spec.supported_types = [tf.float16]
     if variant == "int8":
         converter.representative_dataset = lambda: ([image[None]] for image in calibration_images)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if variant in INTEGER_VARIANTS:
+    if variant in INTEGER_VARIANTS and integer_only:
+        if variant == "int8":
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         # int8_qat cannot also ask for TFLITE_BUILTINS_INT8: TF 2.21's converter
         # then demands a representative dataset. `_check_integer_only` checks
         # the result instead.
         converter.inference_input_type = getattr(tf, io_dtype)
         converter.inference_output_type = getattr(tf, io_dtype)
-    data = converter.convert()
-    if variant in INTEGER_VARIANTS:
-        _check_integer_only(data, variant)
-    return data
+    return converter
 
 
 def export_variants(model, *, out_dir, variants=VARIANTS, qat_model=None,
                     calibration_images=None, io_dtype="uint8"):
     """Writes `<model name>_<variant>.tflite` for each variant into `out_dir`.
 
-    Prints one line per file: variant, seconds taken and size.
+    Logs one line per file (logger `export.tflite`, level INFO): variant,
+    seconds taken, size and path.
 
     Args:
         model: the trained float model (its name names the files).
@@ -124,8 +158,8 @@ def export_variants(model, *, out_dir, variants=VARIANTS, qat_model=None,
         with open(path, "wb") as f:
             f.write(data)
         paths[variant] = path
-        print(f"{variant:<9} {time.perf_counter() - start:6.1f} s  "
-              f"{len(data) / 1e6:8.3f} MB  {path}", flush=True)
+        logger.info("%-9s %6.1f s  %8.3f MB  %s", variant, time.perf_counter() - start,
+                    len(data) / 1e6, path)
     return paths
 
 
@@ -133,27 +167,14 @@ def check_calibration_images(images, model):
     """Returns `images` as float32 `(N, H, W, C)` checked against `model`'s input.
 
     Raises:
-        ValueError: None, empty, wrong rank or shape, or not finite; the
-            message gives the expected shape.
+        ValueError: as `datasets.pipeline.check_pixels` (None, empty, wrong
+            rank or shape, or not finite); the message gives the expected shape.
     """
-    expected = (None, *model.input_shape[1:])
-    expected_text = f"(N, {', '.join(str(d) for d in expected[1:])})"
     if images is None:
+        shape = ", ".join(str(d) for d in model.input_shape[1:])
         raise ValueError(f"Variant int8 needs calibration_images: float pixels in [0, 255] "
-                         f"of shape {expected_text}, a few hundred training images.")
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != len(expected):
-        raise ValueError(f"calibration_images must have shape {expected_text}; got rank "
-                         f"{images.ndim} array of shape {images.shape}.")
-    if len(images) == 0:
-        raise ValueError(f"calibration_images is empty; int8 needs at least one image of "
-                         f"shape {expected_text} (a few hundred are recommended).")
-    if any(e is not None and e != got for e, got in zip(expected[1:], images.shape[1:])):
-        raise ValueError(f"calibration_images must have shape {expected_text}; got "
-                         f"{images.shape}.")
-    if not np.isfinite(images).all():
-        raise ValueError("calibration_images contains NaN or infinite values.")
-    return images
+                         f"of shape (N, {shape}), a few hundred training images.")
+    return check_pixels("calibration_images", images, model.input_shape[1:])
 
 
 def _is_qat_model(model):

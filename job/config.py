@@ -105,19 +105,23 @@ class Config:
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
 
 
+# The paper's CIFAR-10 recipe (sec. 4.2): batch 128, lr 0.1 divided by 10 at
+# 32k and 48k of 64k iterations, weight decay 1e-4, momentum 0.9 (the default).
+# With 45k training images one epoch is 351.6 iterations: 32k, 48k, 64k = 91,
+# 136.5, 182 epochs.
+_PAPER_CIFAR_TRAIN = {"batch_size": 128, "reference_batch_size": 128, "learning_rate": 0.1,
+                      "weight_decay": 1e-4, "schedule": "step"}
+_PAPER_CIFAR_EPOCHS = {"epochs": 182, "lr_decay_epochs": (91, 136.5)}
+
 # Each preset is a set of overrides of the defaults above.
 PRESETS: dict[str, dict] = {
-    # The default job: ~1 minute of training on the embedded digits on 2 CPU cores.
+    # The default job: the embedded digits on 2 CPU cores (README, "Results").
     "digits": {},
-    # Paper sec. 4.2: batch 128, lr 0.1 / 10 at 32k and 48k iterations, stop at
-    # 64k, weight decay 1e-4, momentum 0.9, 45k/5k train/val split. With 45k
-    # images one epoch is 351.6 iterations: 32k, 48k, 64k = 91, 136.5, 182 epochs.
+    # Paper sec. 4.2, with its 45k/5k train/val split.
     "cifar10-paper": {
         "data": {"dataset": "cifar10", "val_split": 5000},
         "model": {"name": "resnet20"},
-        "train": {"epochs": 182, "batch_size": 128, "reference_batch_size": 128,
-                  "learning_rate": 0.1, "weight_decay": 1e-4, "schedule": "step",
-                  "lr_decay_epochs": (91, 136.5), "save_every_steps": 500},
+        "train": {**_PAPER_CIFAR_TRAIN, **_PAPER_CIFAR_EPOCHS, "save_every_steps": 500},
         "qat": {"epochs": 5, "learning_rate": 0.001, "batch_size": 128},
     },
     # Paper sec. 3.4: batch 256, lr 0.1 (scaled linearly with the global batch,
@@ -148,9 +152,8 @@ PRESETS: dict[str, dict] = {
     },
     # Fashion-MNIST (the real 60,000/10,000 images; `apt-get install
     # dataset-fashion-mnist`): ResNet-20 on the 28x28 images padded to 32x32,
-    # pad-4 crop and flip, cosine decay; 24 epochs of about 66 s each on 2 CPU
-    # cores (measured), under half an hour, for at least 93% test top-1. QAT one
-    # epoch at a 20x lower rate.
+    # pad-4 crop and flip, cosine decay, 24 epochs (the committed run and its
+    # timing: docs/results/fashion_mnist/). QAT one epoch at a 20x lower rate.
     "fashion-mnist": {
         "data": {"dataset": "fashion_mnist"},
         "model": {"name": "resnet20"},
@@ -163,7 +166,7 @@ PRESETS: dict[str, dict] = {
     # net, the step schedule dividing by 10 at 50% and 75% of the epochs (the
     # paper's 32k and 48k of 64k iterations) after a warmup at a tenth of the
     # rate (its ResNet-110 warmup), so that the deep plain nets do not diverge.
-    # Digits: ~7 minutes for four nets on 2 CPU cores. lr 0.05 at batch 64 is
+    # On digits, lr 0.05 at batch 64 is
     # the paper's 0.1 at batch 128 scaled linearly (Goyal et al., arXiv
     # 1706.02677); at 0.1 ResNet-56 did not start learning within these few
     # hundred steps. No augmentation: degradation is an optimization effect,
@@ -175,26 +178,20 @@ PRESETS: dict[str, dict] = {
                   "learning_rate": 0.05, "weight_decay": 1e-4, "schedule": "step",
                   "lr_decay_epochs": (5, 7.5), "warmup_epochs": 1.0},
     },
-    # Fashion-MNIST, hard enough for depth to matter: the paper's recipe (batch
-    # 128, lr 0.1, weight decay 1e-4, /10 at 50% and 75%) with pad-crop-flip,
-    # 20 epochs; with the experiment's `--train-subset 10000` the four nets take
-    # about 45 minutes on 2 CPU cores with bfloat16.
+    # Fashion-MNIST, hard enough for depth to matter: the paper's recipe with
+    # pad-crop-flip, 20 epochs, /10 at 50% and 75% (docs/experiments/ holds the
+    # committed run and its timing).
     "degradation-fashion-mnist": {
         "stages": ("train",),
         "data": {"dataset": "fashion_mnist"},
-        "train": {"epochs": 20, "batch_size": 128, "reference_batch_size": 128,
-                  "learning_rate": 0.1, "weight_decay": 1e-4, "schedule": "step",
-                  "lr_decay_epochs": (10, 15), "warmup_epochs": 1.0,
-                  "save_every_steps": 500},
+        "train": {**_PAPER_CIFAR_TRAIN, "epochs": 20, "lr_decay_epochs": (10, 15),
+                  "warmup_epochs": 1.0, "save_every_steps": 500},
     },
-    # The paper's sec. 4.2 recipe on all 50k training images: batch 128, lr 0.1,
-    # 182 epochs (decays at 91 and 136.5), pad-crop-flip.
+    # The paper's sec. 4.2 recipe on all 50k training images, pad-crop-flip.
     "degradation-cifar10": {
         "stages": ("train",),
         "data": {"dataset": "cifar10"},
-        "train": {"epochs": 182, "batch_size": 128, "reference_batch_size": 128,
-                  "learning_rate": 0.1, "weight_decay": 1e-4, "schedule": "step",
-                  "lr_decay_epochs": (91, 136.5), "warmup_epochs": 1.0,
+        "train": {**_PAPER_CIFAR_TRAIN, **_PAPER_CIFAR_EPOCHS, "warmup_epochs": 1.0,
                   "save_every_steps": 500},
     },
 }
@@ -357,40 +354,119 @@ def resolve(preset="digits", *, file=None, overrides=None) -> Config:
     return config
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The valid values of one numeric key: `low` <= value <= `high`, either end open or absent.
+
+    Attributes:
+        low, high: float or None (no bound on that side).
+        low_open, high_open: bool, the bound itself is not valid.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, value) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        low = None if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        high = None if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        return " and ".join(part for part in (low, high) if part)
+
+
+_POSITIVE = Range(0, low_open=True)
+_COUNT = Range(1)
+_NON_NEGATIVE = Range(0)
+_FRACTION = Range(0, 1, high_open=True)  # momentum-like: 1 would never forget
+
+# Every numeric key's valid values, checked by `validate` before anything runs;
+# `train.py --help` shows them. A None value (where the type allows it) means
+# "the default" and is not checked here.
+RANGES: dict[str, Range] = {
+    # Folder images are decoded at this size: a CIFAR net needs 8, beyond 1024 a
+    # few thousand images no longer fit in memory.
+    "data.image_size": Range(8, 1024),
+    "model.bn_momentum": _FRACTION,
+    "train.epochs": _POSITIVE,
+    "train.batch_size": _COUNT,
+    "train.learning_rate": _POSITIVE,
+    "train.reference_batch_size": _COUNT,
+    "train.momentum": _FRACTION,
+    "train.weight_decay": _NON_NEGATIVE,
+    "train.warmup_epochs": _NON_NEGATIVE,
+    # 1 would make every target uniform; above it the true class's target is negative.
+    "train.label_smoothing": _FRACTION,
+    "train.head_epochs": _NON_NEGATIVE,
+    "train.head_learning_rate": _POSITIVE,
+    "train.steps_per_epoch": _COUNT,  # Keras reads -1 as "run forever"
+    "train.save_every_steps": _COUNT,
+    "train.cpu_replicas": _COUNT,
+    "train.seed": _NON_NEGATIVE,  # numpy's generators refuse a negative seed
+    "train.verbose": Range(0, 2),
+    "qat.epochs": _POSITIVE,
+    "qat.learning_rate": _POSITIVE,
+    "qat.batch_size": _COUNT,
+    "export.calibration_size": _COUNT,
+    "export.selective_threshold": _NON_NEGATIVE,
+    "export.latency_runs": _COUNT,
+}
+
+
+def _value(config, key):
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
 def validate(config: Config) -> None:
-    """Checks what `_coerce` cannot: ranges, and the dataset against `datasets.DATASETS`."""
+    """Checks what `_coerce` cannot: every key's range (`RANGES`), names against their registries.
+
+    Raises:
+        ValueError: the first invalid value; the message names the key and
+            what is valid.
+    """
     from datasets import AUGMENTATIONS, DATASETS
 
-    for key, value, valid in (("data.dataset", config.data.dataset, DATASETS),
-                              ("data.augmentation", config.data.augmentation, AUGMENTATIONS)):
-        if value not in valid:
-            raise ValueError(f"{key}={value!r} is not valid. Valid values: "
+    for key, valid in (("data.dataset", DATASETS), ("data.augmentation", AUGMENTATIONS)):
+        if _value(config, key) not in valid:
+            raise ValueError(f"{key}={_value(config, key)!r} is not valid. Valid values: "
                              f"{', '.join(valid)}.")
-    bounds = ((">= 1", lambda v: v >= 1, ("train.batch_size", "qat.batch_size",
-                                          "train.cpu_replicas", "train.save_every_steps")),
-              ("> 0", lambda v: v > 0, ("train.epochs", "train.learning_rate", "qat.epochs",
-                                        "qat.learning_rate")),
-              (">= 0", lambda v: v >= 0, ("train.momentum", "train.weight_decay",
-                                          "train.warmup_epochs", "train.label_smoothing",
-                                          "train.head_epochs")))
-    for bound, holds, keys in bounds:
-        for key in keys:
-            section, name = key.split(".")
-            value = getattr(getattr(config, section), name)
-            if not holds(value):
-                raise ValueError(f"{key} must be {bound}, got {value}.")
+    for key, valid in RANGES.items():
+        value = _value(config, key)
+        if value is not None and not valid.holds(value):
+            raise ValueError(f"{key} must be {valid.describe()}, got {value}.")
+    _check_val_split(config.data.val_split)
+    _check_schedule(config.train)
     if config.train.head_epochs and not config.model.weights:
         raise ValueError(f"train.head_epochs={config.train.head_epochs} trains a new top on "
                          f"pretrained features, but model.weights is not set; give "
                          f"--model.weights or leave train.head_epochs at 0.")
-    if config.train.head_learning_rate is not None and config.train.head_learning_rate <= 0:
-        raise ValueError(f"train.head_learning_rate must be > 0, got "
-                         f"{config.train.head_learning_rate}.")
     if not config.stages:
         raise ValueError(f"stages is empty; give some of {', '.join(STAGES)}.")
     if not config.export.variants:
         raise ValueError(f"export.variants is empty; give some of "
                          f"{', '.join(export_variants.VARIANTS)}.")
+
+
+def _check_val_split(val_split):
+    """A count (an int >= 0) or a fraction of the training split (a float in [0, 1))."""
+    if isinstance(val_split, float) and not 0 <= val_split < 1:
+        raise ValueError(f"data.val_split={val_split} is neither a fraction in [0, 1) nor a "
+                         f"count of images (an integer >= 0).")
+    if isinstance(val_split, int) and val_split < 0:
+        raise ValueError(f"data.val_split must be >= 0 (a count of images), got {val_split}.")
+
+
+def _check_schedule(cfg):
+    """The step schedule's decays are epochs > 0, in order (a preset's may lie past a short run)."""
+    decays = cfg.lr_decay_epochs
+    if any(e <= 0 for e in decays) or list(decays) != sorted(set(decays)):
+        raise ValueError(f"train.lr_decay_epochs={','.join(f'{e:g}' for e in decays)} must be "
+                         f"increasing epochs > 0.")
 
 
 def to_dict(config: Config) -> dict:

@@ -21,10 +21,6 @@ from rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
-# The packages whose progress lines a command-line user sees.
-# "__main__" is a module run with `python -m` (an experiment's own lines).
-_PROGRESS_LOGGERS = ("job", "rundir", "datasets", "training", "quantization", "export",
-                     "report", "experiments", "__main__")
 # What a run's model and data are: changing one makes its checkpoints unusable.
 _IDENTITY_KEYS = (("model", "name"), ("model", "variant"), ("model", "shortcut"),
                   ("model", "weights"), ("data", "dataset"))
@@ -117,18 +113,6 @@ def command_line(body):
         return 0
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
     return 2
-
-
-def configure_logging(level=logging.INFO):
-    """Shows this project's progress lines on stdout, message only, as a terminal user expects."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    for name in _PROGRESS_LOGGERS:
-        package_logger = logging.getLogger(name)
-        package_logger.setLevel(level)
-        if not package_logger.handlers:
-            package_logger.addHandler(handler)
-        package_logger.propagate = False
 
 
 def new_run_dir(config, *, parent="runs"):

@@ -71,6 +71,7 @@ import tensorflow_model_optimization as tfmot
 # Not exported by tfmot's public API; needed only to subclass (see QuantizeLayer).
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
 
+from datasets.pipeline import check_pixels
 from resnet_keras.backend import keras
 from resnet_keras.blocks import SUBSAMPLE
 from resnet_keras.models import fold_channel_reversal
@@ -424,11 +425,7 @@ def _pre_activation(layer):
 
 def _init_activation_ranges(qat, model, images, *, batch_size):
     """Sets every activation quantizer's range to the float model's min/max."""
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4 or images.shape[1:] != tuple(model.input_shape[1:]) or not len(images):
-        raise ValueError(
-            f"calibration_images must have shape (N, {', '.join(map(str, model.input_shape[1:]))})"
-            f" with N >= 1; got {images.shape}.")
+    images = check_pixels("calibration_images", images, model.input_shape[1:])
     targets = _range_variables(qat)
     outputs = [_pre_activation(model.get_layer(name)) if kind == "pre_activation"
                else model.get_layer(name).output for name, kind, _, _ in targets]

@@ -10,7 +10,7 @@ here too, so the renderers read the numbers the way the decision did.
     ('int8', True)
 """
 
-import math
+from report.statistics import standard_error_points, within_noise
 
 # The budget the verdict applies: int8 is "good enough" when it loses at most
 # this many top-1 points against the Keras float model.
@@ -121,10 +121,8 @@ def _candidate(entry, ref, *, threshold_points, standard_error):
         "delta_points": points,
         "agreement": entry.get("agreement"),
         "within_budget": points is not None and points >= -threshold_points,
-        # Two standard errors: a smaller difference is what another draw of
-        # the test set could give.
         "within_noise": bool(standard_error) and points is not None
-                        and abs(points) <= 2 * standard_error,
+                        and within_noise(points, standard_error),
     }
 
 
@@ -167,7 +165,7 @@ def qat_gain(report, *, standard_error):
         (against keras_float), `conversion_agreement` (int8_qat's top-1
         agreement with the QAT Keras model), `over_int8_points` (int8_qat
         top-1 minus int8's, or None without int8) and `within_noise`
-        (|over_int8_points| <= 2 standard errors).
+        (`report.statistics.within_noise`).
     """
     by_name = entries(report)
     if "keras_qat" not in by_name or "int8_qat" not in by_name:
@@ -181,7 +179,7 @@ def qat_gain(report, *, standard_error):
             "conversion_agreement": facts.get("int8_qat_agreement"),
             "over_int8_points": over,
             "within_noise": (over is not None and bool(standard_error)
-                             and abs(over) <= 2 * standard_error)}
+                             and within_noise(over, standard_error))}
 
 
 def decide(report, *, threshold_points=VERDICT_POINTS):
@@ -224,10 +222,8 @@ def decide(report, *, threshold_points=VERDICT_POINTS):
         return decision
     decision["reference"] = {"variant": ref["variant"], "top1": ref["top1"]}
     if num_test:
-        p = ref["top1"]
         decision["one_image_points"] = 100.0 / num_test
-        decision["standard_error_points"] = 100.0 * math.sqrt(max(p * (1.0 - p), 0.0)
-                                                              / num_test)
+        decision["standard_error_points"] = standard_error_points(ref["top1"], num_test)
     int8 = [by_name[name] for name in INT8_VARIANTS if name in by_name]
     decision["candidates"] = [
         _candidate(entry, ref, threshold_points=threshold_points,

@@ -17,11 +17,9 @@ import io
 import math
 import warnings
 
-import numpy as np
-
-from export import tflite_file
+from datasets.pipeline import check_pixels
+from export import tflite, tflite_file
 from resnet_keras.backend import tf
-from resnet_keras.models import fold_channel_reversal
 
 # The error of ideal round-to-nearest quantization, in quantization steps:
 # the standard deviation of a uniform distribution on [-0.5, 0.5].
@@ -32,18 +30,6 @@ _STAT_FIELDS = ("num_elements", "stddev", "mean_error", "max_abs_error",
                 "mean_squared_error")
 # Ops that only convert types: not layers one could keep in float.
 _CONVERSIONS = ("QUANTIZE", "DEQUANTIZE")
-
-
-def _check_images(model, images, name):
-    images = np.asarray(images, dtype=np.float32)
-    expected = tuple(model.input_shape[1:])
-    if images.ndim != 4 or len(images) == 0 or any(
-            e is not None and e != s for e, s in zip(expected, images.shape[1:])):
-        shape = ", ".join(map(str, expected))
-        raise ValueError(f"{name} must be a non-empty float array (N, {shape}) of raw "
-                         f"pixels in [0, 255] matching the model input, got shape "
-                         f"{images.shape}.")
-    return images
 
 
 @contextlib.contextmanager
@@ -58,20 +44,15 @@ def _quiet_debugger():
 
 
 def _debugger(model, calibration_images, *, debug_images=None, denylist=None):
-    """A QuantizationDebugger over an int8 PTQ converter (calibrates once)."""
-    def calibration():
-        for image in calibration_images:
-            yield [image[None]]
-
+    """A QuantizationDebugger over the int8 variant's converter (calibrates once)."""
     def debug():
         for image in (calibration_images if debug_images is None else debug_images):
             yield [image[None]]
 
-    # The graph `tflite.convert` gives: BGR reordering folded into conv1.
-    converter = tf.lite.TFLiteConverter.from_keras_model(fold_channel_reversal(model))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = calibration
-    # Default target ops (not INT8-only): a denylisted op must be able to stay float.
+    # The int8 file's own converter, but with the default target ops and float
+    # input and output: a denylisted op must be able to stay float.
+    converter = tflite.configured_converter(model, "int8", calibration_images=calibration_images,
+                                            integer_only=False)
     options = tf.lite.experimental.QuantizationDebugOptions(
         denylisted_nodes=list(denylist) if denylist else None)
     with _quiet_debugger():
@@ -121,9 +102,10 @@ def layer_errors(model, calibration_images, *, top_k=10, debug_images=None):
     """
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
-    calibration_images = _check_images(model, calibration_images, "calibration_images")
+    calibration_images = check_pixels("calibration_images", calibration_images,
+                                      model.input_shape[1:])
     if debug_images is not None:
-        debug_images = _check_images(model, debug_images, "debug_images")
+        debug_images = check_pixels("debug_images", debug_images, model.input_shape[1:])
     debugger = _debugger(model, calibration_images, debug_images=debug_images)
     debugger.run()
     dump = io.StringIO()
@@ -218,7 +200,8 @@ def selective_int8(model, calibration_images, *, denylist):
     if not denylist:
         raise ValueError("denylist is empty; export.tflite.convert(model, 'int8') gives the "
                          "plain int8 model.")
-    calibration_images = _check_images(model, calibration_images, "calibration_images")
+    calibration_images = check_pixels("calibration_images", calibration_images,
+                                      model.input_shape[1:])
     debugger = _debugger(model, calibration_images)
     valid = _op_output_names(debugger.get_nondebug_quantized_model())
     nodes = []

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from export.edgetpu import COMPILER_VERSION
 from report.decide import (
     VERDICT_POINTS,
     check,
@@ -31,6 +32,7 @@ from report.decide import (
 )
 from report.markdown import DASH, cell, md_table
 from rundir import RunDir
+from rundir.files import replacing, write_json
 
 # ---------------------------------------------------------------- cells
 
@@ -263,7 +265,8 @@ def _edgetpu_section(report):
         lines += [f"  - {note}" for note in edgetpu.get("notes") or []]
         versions = _op_versions(edgetpu.get("ops") or [])
         if versions:
-            lines.append(f"  - op versions against edgetpu_compiler 16.0's limits: {versions}")
+            lines.append(f"  - op versions against edgetpu_compiler {COMPILER_VERSION}'s limits: "
+                         f"{versions}")
     return lines
 
 
@@ -493,15 +496,14 @@ def write(report, run_dir, *, threshold_points=VERDICT_POINTS):
         raise ValueError(f"{where} is NaN or infinite; report.json must hold measured, "
                          f"finite numbers (use None for 'not measured').")
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    pathlib.Path(run.root).mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=2, allow_nan=False, default=_json_default)
     paths = {"json": pathlib.Path(run.report_json),
              "markdown": pathlib.Path(run.report_markdown),
              "chart": pathlib.Path(run.report_chart)}
-    paths["json"].write_text(text + "\n", encoding="utf-8")
+    write_json(paths["json"], report, allow_nan=False, default=_json_default)
     # Render from what was written, so the Markdown and the chart show the JSON.
-    data = json.loads(text)
+    data = json.loads(paths["json"].read_text(encoding="utf-8"))
     render_chart(data, paths["chart"])
-    paths["markdown"].write_text(render_markdown(data, chart=paths["chart"].name),
-                                 encoding="utf-8")
+    with replacing(paths["markdown"]) as partial:
+        pathlib.Path(partial).write_text(render_markdown(data, chart=paths["chart"].name),
+                                         encoding="utf-8")
     return paths

@@ -1,8 +1,8 @@
 """The `report` stage of train.py: every exported file measured on the test split.
 
-`report_run` evaluates each file with LiteRT next to the Keras float model,
-writes its Android bundle, and writes report.json first, then report.md and
-report.png from it.
+`report_run` evaluates each file with LiteRT (export/runtime.py) next to the
+Keras float model, writes its Android bundle, and writes report.json first,
+then report.md and report.png from it.
 """
 
 import datetime
@@ -12,10 +12,10 @@ import platform
 
 import numpy as np
 
-from export import android, edgetpu
+from export import android, edgetpu, runtime
 from export.run import load_manifest
 from quantization.qat import quantize_scope
-from report import diagnose, evaluate
+from report import diagnose
 from report import render as report_lib
 from rundir.models import load_float_model, load_qat_model
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None, check=None,
            xnnpack=None):
-    metrics = evaluate.classification_metrics(scores, labels, reference_predictions=reference)
+    metrics = runtime.classification_metrics(scores, labels, reference_predictions=reference)
     return {
         "variant": variant,
         "file": os.path.basename(file) if file else None,
@@ -53,7 +53,7 @@ def _selective(model, calibration, layers, *, out_dir, name, images, labels, ref
     with open(path, "wb") as f:
         f.write(diagnose.selective_int8(model, calibration, denylist=denylist))
     entry = _entry("int8_selective", file=path,
-                   scores=evaluate.predict_tflite(path, images), labels=labels,
+                   scores=runtime.predict_tflite(path, images), labels=labels,
                    reference=reference, float_top1=float_top1)
     return {"applied": True, "int8_drop_points": round(drop, 4), "threshold_points": threshold,
             "denylist": denylist, **entry}
@@ -83,7 +83,7 @@ def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsaf
     images, labels = dataset.test_arrays()
     labels = np.asarray(labels)
     reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
-    float_top1 = evaluate.classification_metrics(reference, labels)["top1"]
+    float_top1 = runtime.classification_metrics(reference, labels)["top1"]
     entries = [_entry("keras_float", file=None, scores=reference, labels=labels,
                       reference=reference, float_top1=float_top1)]
     qat = None
@@ -99,19 +99,19 @@ def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsaf
         qat_result = run.read_json(run.qat_result) if os.path.exists(run.qat_result) else {}
         qat = {"epochs": qat_result.get("epochs"), "keras_top1": entries[-1]["top1"]}
     # All files timed in the same turns, so that their ratios hold under load.
-    latencies = {threads: evaluate.measure_latency(paths, num_threads=count,
-                                                   runs=export_cfg.latency_runs)
+    latencies = {threads: runtime.measure_latency(paths, num_threads=count,
+                                                  runs=export_cfg.latency_runs)
                  for threads, count in (("1_thread", 1), ("all_threads", os.cpu_count()))}
     for variant, path in paths.items():
         latency = {threads: timed[variant] for threads, timed in latencies.items()}
-        interpreter = evaluate.load_interpreter(path)
-        scores = evaluate.predict_tflite(interpreter, images)
+        interpreter = runtime.load_interpreter(path)
+        scores = runtime.predict_tflite(interpreter, images)
         entries.append(_entry(variant, file=path, scores=scores, labels=labels,
                               reference=reference, float_top1=float_top1, latency=latency,
                               check=edgetpu.check(path),
-                              xnnpack=evaluate.xnnpack_placement(interpreter)))
+                              xnnpack=runtime.xnnpack_placement(interpreter)))
         if variant == "int8_qat":
-            qat["int8_qat_agreement"] = evaluate.classification_metrics(
+            qat["int8_qat_agreement"] = runtime.classification_metrics(
                 scores, labels, reference_predictions=qat_scores)["agreement"]
         bundle_entry = entries[-1]
         android.write_bundle(path, out_dir=run.android_bundle(variant),

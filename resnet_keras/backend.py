@@ -14,4 +14,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf
 import tf_keras as keras
 
-__all__ = ["keras", "tf"]
+__all__ = ["keras", "keras_cache_dir", "tf"]
+
+
+def keras_cache_dir(subdir: str) -> str:
+    """Where Keras caches downloads of one kind: `$KERAS_HOME/<subdir>`.
+
+    Read at each call, so a KERAS_HOME set after import still applies.
+
+    Args:
+        subdir: str, `models` (weight files) or `datasets`, as `keras.utils.get_file`.
+
+    Returns:
+        str, the folder path; KERAS_HOME defaults to `~/.keras`, as in Keras.
+    """
+    return os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), subdir)

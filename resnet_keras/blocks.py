@@ -149,29 +149,37 @@ def bottleneck_block(x, filters, *, stride=1, layout, residual=True, name):
     return _merge(y, short, name=name)
 
 
-def preact_bottleneck_block(x, filters, *, stride=1, layout, conv_shortcut=False, name):
+def preact_bottleneck_block(x, filters, *, stride=1, layout, residual=True, name):
     """Pre-activation bottleneck (He et al. 2016, arXiv 1603.05027), as keras.applications v2.
 
     BN and ReLU come before each conv; the block ends at the addition with no
-    ReLU after it. keras.applications places the stride on the 3x3 conv of the
-    *last* block of a stage; the strided identity is a 1x1 max-pool.
+    ReLU after it. Where the channels change (the first block of a stage) the
+    shortcut is a 1x1 conv of the pre-activation, as keras.applications'
+    `conv_shortcut`; a strided identity is a 1x1 max-pool.
 
     Args:
         x: input tensor.
         filters: inner width; the block outputs 4 * filters channels.
         stride: stride of the 3x3 conv.
         layout: a `Layout` (conv_bias applies to the last 1x1 and projection).
-        conv_shortcut: project the shortcut with a 1x1 conv (first block).
+        residual: must be True: the output is the addition, so there is no
+            plain counterpart.
         name: block prefix.
 
     Returns:
         The block's output tensor.
+
+    Raises:
+        ValueError: `residual` is False.
     """
+    if not residual:
+        raise ValueError(f"{name}: preact_bottleneck blocks have no plain counterpart "
+                         f"(residual=False); use `basic` or `bottleneck`.")
     bn = dict(epsilon=layout.bn_epsilon, momentum=layout.bn_momentum)
     reg = dict(kernel_regularizer=layout.kernel_regularizer)
     preact = layers.BatchNormalization(**bn, name=f"{name}_preact_bn")(x)
     preact = layers.Activation("relu", name=f"{name}_preact_relu")(preact)
-    if conv_shortcut:
+    if x.shape[-1] != 4 * filters:
         short = layers.Conv2D(4 * filters, 1, strides=stride, use_bias=layout.conv_bias,
                               **reg, name=f"{name}_0_conv")(preact)
     elif stride > 1:
@@ -190,15 +198,26 @@ def preact_bottleneck_block(x, filters, *, stride=1, layout, conv_shortcut=False
     return layers.Add(name=f"{name}_out")([short, y])
 
 
-def stack(x, filters, blocks, *, block, stride, layout, residual=True, name):
+# Every block kind of the registry, each called as
+# `block(x, filters, *, stride, layout, residual, name)`.
+BLOCKS = {
+    "basic": basic_block,
+    "bottleneck": bottleneck_block,
+    "preact_bottleneck": preact_bottleneck_block,
+}
+
+
+def stack(x, filters, blocks, *, block, stride, stride_block="first", layout, residual=True,
+          name):
     """One stage (`conv2_x` .. `conv5_x` in Table 1): `blocks` blocks of one kind.
 
     Args:
         x: input tensor.
         filters: filters of the stage's blocks.
         blocks: number of blocks.
-        block: `basic`, `bottleneck` or `preact_bottleneck`.
+        block: a key of `BLOCKS` (a `ModelSpec` checks it).
         stride: the stage's downsampling stride (1 or 2).
+        stride_block: `first` or `last`: the block that carries the stride.
         layout: a `Layout`.
         residual: False builds the plain counterpart.
         name: stage prefix, e.g. `conv3`.
@@ -206,14 +225,8 @@ def stack(x, filters, blocks, *, block, stride, layout, residual=True, name):
     Returns:
         The stage's output tensor.
     """
+    strided = {"first": 1, "last": blocks}[stride_block]
     for i in range(1, blocks + 1):
-        block_name = f"{name}_block{i}"
-        if block == "preact_bottleneck":
-            x = preact_bottleneck_block(
-                x, filters, stride=stride if i == blocks else 1, layout=layout,
-                conv_shortcut=i == 1, name=block_name)
-        else:
-            block_fn = basic_block if block == "basic" else bottleneck_block
-            x = block_fn(x, filters, stride=stride if i == 1 else 1, layout=layout,
-                         residual=residual, name=block_name)
+        x = BLOCKS[block](x, filters, stride=stride if i == strided else 1,
+                          layout=layout, residual=residual, name=f"{name}_block{i}")
     return x

@@ -7,7 +7,7 @@ RGB pixels in [0, 255]: the normalization their weights expect is a layer.
 
 from resnet_keras import weights as weights_lib
 from resnet_keras.backend import keras
-from resnet_keras.blocks import Layout, conv_bn, stack
+from resnet_keras.blocks import Layout, stack
 from resnet_keras.registry import get_spec
 
 layers = keras.layers
@@ -159,6 +159,29 @@ def _check_options(spec, *, variant, shortcut, include_top, weights, input_shape
                              f"pixels, got input_shape={tuple(input_shape)!r}.")
 
 
+def _bn_relu(x, *, layout, name):
+    x = layers.BatchNormalization(epsilon=layout.bn_epsilon, momentum=layout.bn_momentum,
+                                  name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def _stem(x, spec, *, layout):
+    """`conv1` (and `pool1` for the ImageNet nets): Table 1, or sec. 4.2's 3x3 conv."""
+    conv = dict(use_bias=layout.conv_bias, kernel_regularizer=layout.kernel_regularizer,
+                name="conv1_conv")
+    if spec.stem == "imagenet":
+        x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
+        x = layers.Conv2D(64, 7, strides=2, **conv)(x)
+    else:
+        x = layers.Conv2D(spec.widths[0], 3, padding="same", **conv)(x)
+    if spec.stem_bn:
+        x = _bn_relu(x, layout=layout, name="conv1")
+    if spec.stem == "imagenet":
+        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    return x
+
+
 def build_model(name, *, include_top=True, weights=None, input_shape=None, pooling=None,
                 classes=None, classifier_activation="softmax", variant=None,
                 shortcut=None, preprocessing=None, bn_momentum=0.9,
@@ -213,7 +236,7 @@ def build_model(name, *, include_top=True, weights=None, input_shape=None, pooli
     (None, 10)
     """
     spec = get_spec(name)
-    variant = variant or ("v1" if spec.family == "v1" else spec.family)
+    variant = variant or VARIANTS[spec.family][0]
     shortcut = shortcut or ("A" if spec.stem == "cifar" else "B")
     classes = classes if classes is not None else (1000 if spec.stem == "imagenet" else 10)
     input_shape = tuple(input_shape or ((224, 224, 3) if spec.stem == "imagenet"
@@ -231,31 +254,14 @@ def build_model(name, *, include_top=True, weights=None, input_shape=None, pooli
 
     inputs = layers.Input(shape=input_shape, name="input")
     x = preprocessing_layers(inputs, preprocessing)
-    if spec.stem == "imagenet":
-        x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
-        x = layers.Conv2D(64, 7, strides=2, use_bias=layout.conv_bias,
-                          kernel_regularizer=kernel_regularizer, name="conv1_conv")(x)
-        if spec.family != "v2":
-            x = layers.BatchNormalization(epsilon=layout.bn_epsilon, momentum=bn_momentum,
-                                          name="conv1_bn")(x)
-            x = layers.Activation("relu", name="conv1_relu")(x)
-        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
-        x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    else:
-        x = conv_bn(x, spec.widths[0], 3, layout=layout, name="conv1")
-
-    for stage, (filters, blocks) in enumerate(zip(spec.widths, spec.depths)):
-        stride = 1 if stage == 0 else 2
-        if spec.family == "v2":
-            # keras.applications strides the last block of conv2..conv4, not conv5.
-            stride = 1 if stage == len(spec.depths) - 1 else 2
-        x = stack(x, filters, blocks, block=spec.block, stride=stride, layout=layout,
-                  residual=spec.residual, name=f"conv{stage + 2}")
-
-    if spec.family == "v2":
-        x = layers.BatchNormalization(epsilon=layout.bn_epsilon, momentum=bn_momentum,
-                                      name="post_bn")(x)
-        x = layers.Activation("relu", name="post_relu")(x)
+    x = _stem(x, spec, layout=layout)
+    for stage, (filters, blocks, stride) in enumerate(
+            zip(spec.widths, spec.depths, spec.strides), start=2):
+        x = stack(x, filters, blocks, block=spec.block, stride=stride,
+                  stride_block=spec.stride_block, layout=layout, residual=spec.residual,
+                  name=f"conv{stage}")
+    if spec.post_bn:
+        x = _bn_relu(x, layout=layout, name="post")
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         # float32 even under a mixed-precision policy: a float16 softmax is unstable.

@@ -6,10 +6,11 @@ is adding one row.
 """
 
 import dataclasses
-from typing import Literal
+from typing import Literal, get_args
 
-BLOCK_KINDS = ("basic", "bottleneck", "preact_bottleneck")
-STEM_KINDS = ("imagenet", "cifar")
+BlockKind = Literal["basic", "bottleneck", "preact_bottleneck"]
+StemKind = Literal["imagenet", "cifar"]
+StrideBlock = Literal["first", "last"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,15 +28,42 @@ class ModelSpec:
         residual: False for the plain counterparts (shortcuts removed).
         keras_applications: name of the keras.applications builder with the
             same architecture and weight files, if any.
+        stem_bn: the stem conv is followed by BN and ReLU. The v2 nets leave
+            them to the first block's pre-activation.
+        unstrided_stage: index of the one stage that keeps its input's
+            resolution; every other stage halves it. 0 in the paper (the stem
+            has already downsampled); -1 in keras.applications v2, which
+            downsamples at the end of conv2..conv4 and leaves conv5 unstrided.
+        stride_block: which block of a stage carries its stride: `first`
+            (the paper) or `last` (keras.applications v2).
+        post_bn: a BN and ReLU after the last stage (`post_bn`, `post_relu`),
+            needed when the blocks end without an activation (v2).
     """
 
     name: str
-    block: Literal["basic", "bottleneck", "preact_bottleneck"]
+    block: BlockKind
     depths: tuple[int, ...]
     widths: tuple[int, ...]
-    stem: Literal["imagenet", "cifar"]
+    stem: StemKind
     residual: bool = True
     keras_applications: str | None = None
+    stem_bn: bool = True
+    unstrided_stage: int = 0
+    stride_block: StrideBlock = "first"
+    post_bn: bool = False
+
+    def __post_init__(self):
+        for field, kind in (("block", BlockKind), ("stem", StemKind),
+                            ("stride_block", StrideBlock)):
+            if getattr(self, field) not in get_args(kind):
+                raise ValueError(f"{self.name}: {field}={getattr(self, field)!r} is not "
+                                 f"valid; valid: {', '.join(get_args(kind))}.")
+        if len(self.depths) != len(self.widths):
+            raise ValueError(f"{self.name}: depths={self.depths!r} and widths={self.widths!r} "
+                             f"must have one entry per stage.")
+        if not -len(self.depths) <= self.unstrided_stage < len(self.depths):
+            raise ValueError(f"{self.name}: unstrided_stage={self.unstrided_stage!r} is not "
+                             f"the index of one of its {len(self.depths)} stages.")
 
     @property
     def family(self) -> str:
@@ -43,6 +71,12 @@ class ModelSpec:
         if self.stem == "cifar":
             return "cifar"
         return "v2" if self.block == "preact_bottleneck" else "v1"
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """The downsampling stride of each stage, conv2 first."""
+        unstrided = self.unstrided_stage % len(self.depths)
+        return tuple(1 if stage == unstrided else 2 for stage in range(len(self.depths)))
 
     @property
     def expansion(self) -> int:
@@ -66,6 +100,9 @@ _IMAGENET_DEPTHS = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 _CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+# Where keras.applications' ResNetV2, whose weight files the v2 nets load, puts
+# BN, ReLU and strides; He et al. 2016 (arXiv 1603.05027) stride a stage's first block.
+_V2_PLACEMENT = dict(stem_bn=False, unstrided_stage=-1, stride_block="last", post_bn=True)
 
 
 def _build_registry() -> dict[str, ModelSpec]:
@@ -77,7 +114,7 @@ def _build_registry() -> dict[str, ModelSpec]:
         if block == "bottleneck":
             specs.append(ModelSpec(f"resnet{depth}v2", "preact_bottleneck", depths,
                                    _IMAGENET_WIDTHS, "imagenet",
-                                   keras_applications=f"ResNet{depth}V2"))
+                                   keras_applications=f"ResNet{depth}V2", **_V2_PLACEMENT))
         else:
             specs.append(ModelSpec(f"plain{depth}", block, depths, _IMAGENET_WIDTHS,
                                    "imagenet", residual=False))

@@ -9,14 +9,10 @@ import os
 import h5py
 import numpy as np
 
+from resnet_keras.backend import keras_cache_dir
 from resnet_keras.blocks import SUBSAMPLE
 
 KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-
-
-def keras_cache_dir() -> str:
-    """The folder where Keras caches downloaded model files."""
-    return os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
 
 
 def imagenet_weights_path(spec, *, variant, include_top) -> str:
@@ -35,7 +31,7 @@ def imagenet_weights_path(spec, *, variant, include_top) -> str:
             f"--output FILE.h5` and pass weights='FILE.h5' with variant='v1.5'.")
     suffix = "" if include_top else "_notop"
     file_name = f"{spec.name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
-    path = os.path.join(keras_cache_dir(), file_name)
+    path = os.path.join(keras_cache_dir("models"), file_name)
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"ImageNet weights for {spec.name} are not in the Keras cache and this machine "

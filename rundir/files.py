@@ -39,6 +39,30 @@ def replacing(path):
                                f"{os.path.basename(path)} is unchanged") from None
 
 
+def write_json(path, data, **dump_options):
+    """Writes `data` as indented JSON to `path`, whole or not at all (`replacing`).
+
+    Args:
+        path: str or path-like; its folder is created if missing.
+        data: a JSON-able object.
+        **dump_options: passed to `json.dump`, e.g. `allow_nan=False`, `default=`.
+
+    Raises:
+        OSError: as `replacing`.
+        ValueError, TypeError: as `json.dump`; `path` is then unchanged.
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with replacing(path) as partial:
+        try:
+            with open(partial, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2, **dump_options)
+                f.write("\n")
+        except (ValueError, TypeError):
+            os.remove(partial)
+            raise
+
+
 def _file(*parts):
     """A read-only attribute: the path of `parts` inside the run directory."""
     return property(lambda self: os.path.join(self.root, *parts))
@@ -184,12 +208,5 @@ class RunDir:
         return data
 
     def write_json(self, path, data):
-        """Writes `data` as indented JSON to `path`, whole or not at all.
-
-        Raises:
-            OSError: as `replacing`.
-        """
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with replacing(path) as partial, open(partial, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+        """Writes `data` as indented JSON to `path` (one of this run's paths), as `write_json`."""
+        write_json(path, data)

@@ -13,35 +13,19 @@ export and users' code never meet float16 or bfloat16 layers.
 
 import json
 import os
-import signal
 import zipfile
 
 import numpy as np
 
 from rundir.files import replacing
 
-# Test-only: "<point>" or "<point>@<n>" makes the process kill -9 itself the
-# n-th time it reaches `kill_point(point)` (tests/test_reliability.py).
-TEST_KILL_ENV = "RESNET_KERAS_TEST_KILL_AT"
-
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _TFLITE_IDENTIFIER = b"TFL3"
 _UNSAFE_OPT_IN = ("pass --allow-unsafe-model-files only if you trust whoever made the file")
-_kill_counts = {}
 
 
 class NonFiniteWeights(ValueError):
     """A model holds NaN or infinite values."""
-
-
-def kill_point(point):
-    """Test-only: kills this process with SIGKILL here if `TEST_KILL_ENV` names `point`."""
-    wanted = os.environ.get(TEST_KILL_ENV)
-    if not wanted or wanted.split("@")[0] != point:
-        return
-    _kill_counts[point] = _kill_counts.get(point, 0) + 1
-    if _kill_counts[point] == int(wanted.partition("@")[2] or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _has_lambda(node):
@@ -84,7 +68,7 @@ def check_model_file(path, *, allow_unsafe=False):
     if head[4:8] == _TFLITE_IDENTIFIER or path.endswith(".tflite"):
         raise ValueError(f"{path} is a TFLite file; this takes the Keras model (.keras) it was "
                          f"converted from. A .tflite is already an export: measure it with "
-                         f"report.evaluate.evaluate_tflite, or give the run's last.keras.")
+                         f"export.runtime.evaluate_tflite, or give the run's last.keras.")
     if head == _HDF5_SIGNATURE:
         if allow_unsafe:
             return path
@@ -196,4 +180,3 @@ def save_model(model, path):
                                f"inf (first: {bad[0]}); the model diverged.")
     with replacing(path) as partial:
         float32_model(model).save(partial)
-        kill_point("during_save")

@@ -1,4 +1,8 @@
-"""Fixtures shared by several test modules: a hand-made report.json dict."""
+"""Fixtures shared by several test modules: a hand-made report.json dict, a trained resnet20.
+
+TensorFlow is imported inside the fixtures that need it, so collecting a
+test module that does not use them stays fast.
+"""
 
 import pytest
 
@@ -51,3 +55,27 @@ def report():
                           "top1_delta_points": 0.0, "agreement": 0.997},
         },
     }
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The embedded digits dataset."""
+    from datasets import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def trained(digits):
+    """resnet20 (0.27M parameters) trained a few epochs on digits: about 90% top-1.
+
+    Shared by the export tests; do not change its weights.
+    """
+    import resnet_keras as rk
+    from resnet_keras.backend import keras
+
+    keras.utils.set_random_seed(0)
+    model = rk.build_model("resnet20", classes=digits.num_classes)
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
+    model.fit(digits.train(64), epochs=3, verbose=0)
+    return model

@@ -21,11 +21,6 @@ from datasets import AUGMENTATIONS, DATASETS, cifar, folder, idx, load_dataset, 
 CIFAR_PER_BATCH = 20
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
-
-
 def first_batch(dataset):
     images, labels = next(iter(dataset))
     return images.numpy(), labels.numpy()

@@ -15,6 +15,7 @@ import pytest
 from test_datasets import write_cifar, write_idx  # tests/ is on sys.path under pytest
 
 from experiments import block_table, cifar10_table, degradation, paper, readme_section
+from report.statistics import standard_error_points
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,8 +72,8 @@ def test_degradation_writes_consistent_files(tiny_degradation):
         cells = table[net["model"]]
         assert cells[5] == f"{net['train_error']:.2f} ± {net['train_error_se']:.2f}"
         assert cells[6] == f"{net['test_error']:.2f} ± {net['test_error_se']:.2f}"
-        assert net["test_error_se"] == pytest.approx(degradation.standard_error(
-            net["test_error"], summary["num_test"]))
+        assert net["test_error_se"] == pytest.approx(standard_error_points(
+            net["test_error"] / 100, summary["num_test"]))
         assert cells[3] == f"{net['params']:,}"
     # digits has no paper column; the verdict in results.md is summary.json's.
     assert "paper test error" not in results
@@ -135,7 +136,6 @@ def test_a_gap_within_the_noise_is_not_called_reproduced():
     assert "(the gap is within two standard errors: noise)" in checks["text"]
     assert checks["residual"]["beyond_noise"] and checks["residual"]["reproduced"]
     assert degradation.verdict(close)["degradation"]["reproduced"]  # no count: no noise test
-    assert degradation.standard_error(10.0, 1000) == pytest.approx(100 * (0.09 / 1000) ** 0.5)
 
 
 def test_degradation_trains_on_a_stratified_subset(tmp_path):
@@ -160,7 +160,7 @@ def test_degradation_on_tiny_fashion_mnist_with_a_subset(tmp_path):
     assert summary["recipe"]["augment"] and summary["recipe"]["weight_decay"] == 1e-4
     for net in summary["nets"]:
         assert net["train_error_se"] == pytest.approx(
-            degradation.standard_error(net["train_error"], 40))
+            standard_error_points(net["train_error"] / 100, 40))
     assert "two standard errors" in summary["verdict"]["text"]
 
 

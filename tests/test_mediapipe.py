@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from datasets import load_dataset
-from job.config import EXPORT_VARIANTS
+from export.variants import VARIANTS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements-mediapipe.txt"
@@ -88,8 +88,8 @@ def digits_run(tmp_path_factory):
 def test_image_classifier_matches_the_report_on_every_variant(digits_run, tmp_path):
     report = json.loads((digits_run / "report.json").read_text())
     measured = {entry["variant"]: entry for entry in report["variants"]
-                if entry["variant"] in EXPORT_VARIANTS}
-    assert sorted(measured) == sorted(EXPORT_VARIANTS)
+                if entry["variant"] in VARIANTS}
+    assert sorted(measured) == sorted(VARIANTS)
     dataset = load_dataset("digits")
     images, labels = dataset.test_arrays()
     np.save(tmp_path / "images.npy", np.asarray(images, dtype=np.uint8))

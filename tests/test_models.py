@@ -1,16 +1,19 @@
-"""Tests for resnet_keras/models.py, blocks.py, registry.py, weights.py, macs.py."""
+"""Tests for resnet_keras/models.py, blocks.py, registry.py, weights.py, macs.py, backend.py."""
 
 import json
 import os
 import subprocess
 import sys
+from typing import get_args
 
 import numpy as np
 import pytest
 
 import resnet_keras as rk
-from resnet_keras.backend import keras
+from resnet_keras.backend import keras, keras_cache_dir
+from resnet_keras.blocks import BLOCKS, Layout, preact_bottleneck_block
 from resnet_keras.models import fold_channel_reversal, preprocessing_layers
+from resnet_keras.registry import BlockKind, ModelSpec
 
 KERAS_APPLICATIONS_PARAMS = {  # from keras.applications' own count_params()
     "resnet50": 25_636_712, "resnet101": 44_707_176, "resnet152": 60_419_944,
@@ -57,6 +60,87 @@ def test_every_model_builds_with_paper_structure(name):
             assert f"conv{stage}_block{i}_out" in names
             assert (f"conv{stage}_block{i}_add" in names) == (spec.residual and spec.family != "v2")
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
+
+
+def _strided_blocks(model, stage):
+    """Indices of the blocks of `conv{stage}` whose main path has a stride-2 conv."""
+    return {int(layer.name.split("_")[1][len("block"):]) for layer in model.layers
+            if layer.name.startswith(f"conv{stage}_block")
+            and isinstance(layer, keras.layers.Conv2D) and layer.strides == (2, 2)
+            and "_0_" not in layer.name}
+
+
+@pytest.mark.parametrize("name", rk.list_models())
+def test_spec_placement_fields_are_what_is_built(name):
+    spec = rk.get_spec(name)
+    model = rk.build_model(name, input_shape=_small(name), include_top=False)
+    names = {layer.name for layer in model.layers}
+    assert ("conv1_bn" in names) == ("conv1_relu" in names) == spec.stem_bn
+    assert ("post_bn" in names) == ("post_relu" in names) == spec.post_bn
+    size = model.get_layer("pool1_pool" if spec.stem == "imagenet" else "conv1_conv") \
+        .output_shape[1]
+    for stage, (blocks, stride) in enumerate(zip(spec.depths, spec.strides), start=2):
+        last = {"first": 1, "last": blocks}[spec.stride_block]
+        assert _strided_blocks(model, stage) == ({last} if stride == 2 else set())
+        size = -(-size // stride)
+        assert model.get_layer(f"conv{stage}_block{blocks}_out").output_shape[1] == size
+
+
+def test_v2_layout_is_keras_applications_resnet_v2():
+    v2 = rk.build_model("resnet50v2", input_shape=(64, 64, 3))
+    names = {layer.name for layer in v2.layers}
+    assert "conv1_bn" not in names and {"post_bn", "post_relu"} <= names
+    assert rk.get_spec("resnet50v2").strides == (2, 2, 2, 1)
+    # conv2..conv4 downsample in their last block; conv5 not at all.
+    assert v2.get_layer("conv4_block6_2_conv").strides == (2, 2)
+    assert v2.get_layer("conv4_block1_2_conv").strides == (1, 1)
+    assert v2.get_layer("conv5_block3_2_conv").strides == (1, 1)
+    assert v2.get_layer("conv4_block6_0_pool").strides == (2, 2)
+    assert "conv5_block3_0_pool" not in names
+    # The projection sits on each stage's first block only, where the channels change.
+    assert {n for n in names if n.endswith("_0_conv")} == {
+        f"conv{stage}_block1_0_conv" for stage in (2, 3, 4, 5)}
+    assert v2.get_layer("conv5_block3_out").output_shape == (None, 2, 2, 2048)
+    v1 = rk.build_model("resnet50", input_shape=(64, 64, 3))
+    v1_names = {layer.name for layer in v1.layers}
+    assert "conv1_bn" in v1_names and "post_bn" not in v1_names
+    assert rk.get_spec("resnet50").strides == (1, 2, 2, 2)
+    assert v1.get_layer("conv5_block3_out").output_shape == (None, 2, 2, 2048)
+
+
+def test_block_table_covers_every_block_kind():
+    assert set(BLOCKS) == set(get_args(BlockKind))
+    assert {spec.block for spec in rk.REGISTRY.values()} == set(BLOCKS)
+
+
+@pytest.mark.parametrize("fields, match", [
+    (dict(block="residual"), "block='residual' is not valid; valid: basic, bottleneck"),
+    (dict(stem="tiny"), "stem='tiny' is not valid; valid: imagenet, cifar"),
+    (dict(stride_block="middle"), "stride_block='middle' is not valid; valid: first, last"),
+    (dict(depths=(3, 3)), "one entry per stage"),
+    (dict(unstrided_stage=3), "unstrided_stage=3 is not the index"),
+])
+def test_bad_registry_rows_have_clear_messages(fields, match):
+    row = dict(name="resnet20x", block="basic", depths=(3, 3, 3), widths=(16, 32, 64),
+               stem="cifar")
+    with pytest.raises(ValueError, match=match):
+        ModelSpec(**{**row, **fields})
+
+
+def test_preact_block_has_no_plain_counterpart():
+    with pytest.raises(ValueError, match="no plain counterpart"):
+        preact_bottleneck_block(keras.Input((8, 8, 64)), 16, layout=Layout(), residual=False,
+                                name="conv2_block1")
+
+
+def test_keras_cache_dir_follows_keras_home(tmp_path, monkeypatch):
+    from datasets import keras_datasets_dir
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert keras_cache_dir("models") == str(tmp_path / "models")
+    assert keras_datasets_dir() == str(tmp_path / "datasets")
+    monkeypatch.delenv("KERAS_HOME")
+    assert keras_cache_dir("models") == os.path.join(os.path.expanduser("~"), ".keras", "models")
 
 
 @pytest.mark.parametrize("name", _maybe_slow(list(KERAS_APPLICATIONS_PARAMS)))

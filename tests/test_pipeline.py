@@ -1,6 +1,7 @@
-"""Tests for pipeline.py, export/run.py and report/run.py through train.py.
+"""Tests for job/pipeline.py (the stage runner), export/run.py and report/run.py.
 
-All four stages over one run directory.
+The runner's order, skips and bookkeeping with stand-in stages; then all four
+stages over one run directory, through train.py.
 """
 
 import json
@@ -12,6 +13,10 @@ import zipfile
 import numpy as np
 import pytest
 
+from job import config as config_lib
+from job import pipeline
+from rundir import RunDir
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--train.epochs", "2", "--train.steps_per_epoch", "6", "--train.batch_size", "32",
          "--qat.epochs", "1", "--export.calibration_size", "32", "--export.latency_runs", "5"]
@@ -21,6 +26,32 @@ def run_train(args, timeout=900):
     return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
+
+# ---- the runner ----
+
+def test_every_stage_has_a_function():
+    assert sorted(pipeline.STAGE_FUNCTIONS) == sorted(config_lib.STAGES)
+
+
+def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypatch):
+    calls = []
+    for stage in config_lib.STAGES:
+        monkeypatch.setitem(pipeline.STAGE_FUNCTIONS, stage,
+                            lambda job, stage=stage: calls.append(stage) or {})
+    config = config_lib.resolve(overrides={"stages": "report,train"})
+    run = RunDir(tmp_path / "run")
+    pipeline.run(config, run)
+    assert calls == ["train", "report"]
+    assert run.read_json(run.state) == {"completed": ["train", "report"]}
+    config = config_lib.resolve()
+    pipeline.run(config, run, skip_completed=True)
+    assert calls == ["train", "report", "qat", "export"]
+    assert run.read_json(run.config)["stages"] == list(config_lib.STAGES)
+    # Stage times accumulate over invocations: the first run's stages are kept.
+    assert list(run.read_json(run.timing)["stages"]) == list(config_lib.STAGES)
+
+
+# ---- all stages, end to end ----
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
@@ -47,11 +78,11 @@ def test_all_stages_write_report_and_files(finished_run):
     assert report["qat"]["epochs"] == qat_result["epochs"] == 1
     # The conversion's fidelity, recomputed from the files themselves.
     from datasets import load_dataset
+    from export import runtime
     from quantization.qat import load_qat_model
-    from report import evaluate
     images, _ = load_dataset("digits").test_arrays()
     keras_qat = load_qat_model(run_dir / "qat.keras").predict(images.astype("float32"), verbose=0)
-    int8_qat = evaluate.predict_tflite(run_dir / "export" / "resnet20_int8_qat.tflite", images)
+    int8_qat = runtime.predict_tflite(run_dir / "export" / "resnet20_int8_qat.tflite", images)
     assert report["qat"]["int8_qat_agreement"] == np.mean(
         keras_qat.argmax(-1) == int8_qat.argmax(-1))
     assert report["decision"]["qat"]["conversion_agreement"] == report["qat"]["int8_qat_agreement"]

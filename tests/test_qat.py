@@ -8,9 +8,8 @@ import pytest
 import tensorflow_model_optimization as tfmot
 
 import resnet_keras as rk
-from export import tflite
+from export import runtime, tflite
 from quantization import qat
-from report import evaluate
 from resnet_keras.backend import keras
 
 # Representative nets run by default (2-core budget): resnet20 has the CIFAR
@@ -121,12 +120,12 @@ def test_every_model_quantizes_and_runs_as_int8(name, options, tmp_path):
     data = tflite.convert(qat_model, "int8_qat")
     path = tmp_path / f"{name}.tflite"
     path.write_bytes(data)
-    interpreter = evaluate.load_interpreter(path)
+    interpreter = runtime.load_interpreter(path)
     source = interpreter.get_input_details()[0]
     assert source["dtype"] == np.uint8
     assert source["quantization"] == (1.0, 0)  # raw uint8 pixels, no rounding
     assert interpreter.get_output_details()[0]["dtype"] == np.uint8
-    scores = evaluate.predict_tflite(interpreter, images[:2].round().astype(np.uint8))
+    scores = runtime.predict_tflite(interpreter, images[:2].round().astype(np.uint8))
     assert scores.shape == (2, CLASSES)
     np.testing.assert_allclose(scores.sum(-1), 1.0, atol=0.05)
 
@@ -201,7 +200,7 @@ def test_standalone_batch_norm_becomes_affine_and_converts_integer_only(tmp_path
     # convert() raises if any op stayed float.
     path = tmp_path / "v2_like.tflite"
     path.write_bytes(tflite.convert(qat_model, "int8_qat"))
-    assert evaluate.predict_tflite(path, images[:1]).shape == (1, CLASSES)
+    assert runtime.predict_tflite(path, images[:1]).shape == (1, CLASSES)
 
 
 def test_calibration_sets_ranges_from_float_activations():

@@ -2,8 +2,8 @@
 
 No code runs from a model file; resume is exact at epoch boundaries; divergence
 never leaves bad weights; one process per run directory; every OS or input
-error is one line naming the file or key. Kills use the test-only
-`RESNET_KERAS_TEST_KILL_AT` hook (training/model_files.py).
+error is one line naming the file or key. Kills at a chosen point run train.py
+through tests/kill_at.py, which patches the point in: production code has no test hook.
 """
 
 import csv
@@ -35,6 +35,13 @@ def run_train(args, **kwargs):
     return run_command([os.path.join(ROOT, "train.py"), *args], **kwargs)
 
 
+def run_train_killed_at(point, args):
+    """train.py `args`, killed with SIGKILL at `point` ("<point>@<n>", see tests/kill_at.py)."""
+    killed = run_command([os.path.join(ROOT, "tests", "kill_at.py"), point, *args])
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    return killed
+
+
 def error_line(stderr):
     """The `error: ...` line of a command's stderr (TensorFlow logs its own lines too)."""
     lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
@@ -50,9 +57,26 @@ def _error_line(capsys, argv):
     return status, err
 
 
-def history_epochs(run_dir):
+def history_rows(run_dir):
     with open(os.path.join(run_dir, "history.csv")) as f:
-        return [int(row["epoch"]) for row in csv.DictReader(f)]
+        return list(csv.DictReader(f))
+
+
+def history_epochs(run_dir):
+    return [int(row["epoch"]) for row in history_rows(run_dir)]
+
+
+def kept_epoch(path, steps_per_epoch):
+    """The 0-based epoch a saved model was trained to, from its optimizer's step count."""
+    iterations = int(model_files.load_model(path).optimizer.iterations.numpy())
+    assert iterations % steps_per_epoch == 0, iterations
+    return iterations // steps_per_epoch - 1
+
+
+def best_epoch(rows):
+    """The epoch `best.keras` must hold: the first with the highest val_accuracy."""
+    accuracies = [float(row["val_accuracy"]) for row in rows]
+    return int(rows[accuracies.index(max(accuracies))]["epoch"])
 
 
 # ---- 1. no code runs from a model file ----
@@ -117,7 +141,7 @@ def test_model_files_that_are_not_keras_models(tmp_path):
     assert error_line(result.stderr) == (
         f"error: {tflite} is a TFLite file; this takes the Keras model (.keras) it was "
         f"converted from. A .tflite is already an export: measure it with "
-        f"report.evaluate.evaluate_tflite, or give the run's last.keras.")
+        f"export.runtime.evaluate_tflite, or give the run's last.keras.")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     model_files.save_model(model, tmp_path / "m.keras")
     data = (tmp_path / "m.keras").read_bytes()
@@ -151,29 +175,30 @@ def test_a_resume_skips_finished_stages_even_with_stages(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point, val_split", [
-    ("after_history_row@2", "0"),
-    ("during_evaluation@2", "0"),
-    ("during_save@2", "0.1"),  # best.keras of epoch 0, after its last.keras
-])
-def test_a_kill_at_an_epoch_boundary_resumes_exactly(tmp_path, point, val_split):
+@pytest.mark.parametrize("point, val_split, left", [
+    # Killed after epoch 1's row, before its last.keras and backup.
+    ("after_history_row@2", "0", ([0, 1], [])),
+    # Killed in epoch 1's validation, before its row.
+    ("during_evaluation@2", "0", ([0], [])),
+    # Killed writing epoch 1's last.keras (best.keras is copied, not saved): the old one stays.
+    ("during_save@2", "0.1", ([0, 1], [".partial-last.keras"])),
+], ids=["after_history_row", "during_evaluation", "during_save"])
+def test_a_kill_at_an_epoch_boundary_resumes_exactly(tmp_path, point, val_split, left):
     run_dir = tmp_path / "run"
     args = ["--stages", "train", "--run-dir", str(run_dir), *QUICK, "--data.val_split", val_split]
-    killed = run_train(args, env={model_files.TEST_KILL_ENV: point})
-    assert killed.returncode == -9, killed.stderr[-2000:]
+    run_train_killed_at(point, args)
+    epochs, partial = left
+    assert history_epochs(run_dir) == epochs  # killed where the point says
+    assert [f for f in os.listdir(run_dir) if f.startswith(".partial")] == partial
+    assert kept_epoch(run_dir / "last.keras", 4) == 0
     result = run_train(["--resume", str(run_dir)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert not [f for f in os.listdir(run_dir) if f.startswith(".partial")]
     assert history_epochs(run_dir) == [0, 1, 2]
-    model = model_files.load_model(run_dir / "last.keras")
-    assert int(model.optimizer.iterations.numpy()) == 3 * 4
-    with open(run_dir / "history.csv") as f:
-        rows = list(csv.DictReader(f))
+    assert kept_epoch(run_dir / "last.keras", 4) == 2  # 3 epochs x 4 steps, none twice
     if float(val_split):
-        best = max(float(row["val_accuracy"]) for row in rows)
-        best_model = model_files.load_model(run_dir / "best.keras")
-        assert best_model.get_weights()  # a whole model, chosen among logged epochs
-        assert best >= float(rows[-1]["val_accuracy"])
+        # best.keras is the copy of last.keras at the logged epoch of the best val_accuracy.
+        assert kept_epoch(run_dir / "best.keras", 4) == best_epoch(history_rows(run_dir))
     # Done is done: the train stage is not run again, no row is added.
     again = run_train(["--resume", str(run_dir), "--stages", "train"])
     assert again.returncode == 0 and "[train] already done in this run, skipped" in again.stdout
@@ -184,18 +209,24 @@ def test_a_kill_at_an_epoch_boundary_resumes_exactly(tmp_path, point, val_split)
 def test_best_model_survives_a_restart(tmp_path):
     run_dir = tmp_path / "run"
     args = ["--stages", "train", "--run-dir", str(run_dir), *QUICK, "--data.val_split", "0.1"]
-    killed = run_train(args, env={model_files.TEST_KILL_ENV: "during_evaluation@3"})
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    before = (run_dir / "best.keras").stat().st_mtime_ns
-    with open(run_dir / "history.csv") as f:
-        best = max(float(row["val_accuracy"]) for row in csv.DictReader(f))
-    # Epoch 2 at a tiny rate cannot beat the best: best.keras must stay.
-    result = run_train(["--resume", str(run_dir), "--train.learning_rate", "1e-9"])
+    run_train_killed_at("during_evaluation@3", args)  # in epoch 2's validation
+    rows = history_rows(run_dir)
+    assert [int(row["epoch"]) for row in rows] == [0, 1]
+    best = best_epoch(rows)
+    assert kept_epoch(run_dir / "best.keras", 4) == best
+    # The best epoch's row made unbeatable (top-1 is at most 1, and only a higher one
+    # replaces best.keras): a restart that forgot the best so far would replace it.
+    rows[best]["val_accuracy"] = "1.0"
+    with open(run_dir / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    before = (run_dir / "best.keras").read_bytes()
+    result = run_train(["--resume", str(run_dir)])
     assert result.returncode == 0, result.stderr[-3000:]
-    with open(run_dir / "history.csv") as f:
-        last = list(csv.DictReader(f))[-1]
-    if float(last["val_accuracy"]) <= best:
-        assert (run_dir / "best.keras").stat().st_mtime_ns == before
+    assert history_epochs(run_dir) == [0, 1, 2]
+    assert kept_epoch(run_dir / "last.keras", 4) == 2
+    assert (run_dir / "best.keras").read_bytes() == before
 
 
 # ---- 3. divergence never leaves bad weights ----

@@ -9,6 +9,7 @@ top on the frozen backbone (`train.head_epochs`).
 
 import contextlib
 import csv
+import dataclasses
 import logging
 import os
 import shutil
@@ -93,6 +94,17 @@ class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         history: str, the CSV file `keras.callbacks.CSVLogger` appends to; this
             callback must come before the logger.
         **kwargs: as `keras.callbacks.BackupAndRestore` (`save_freq` an int).
+
+    It relies on three private members of tf_keras's `BackupAndRestore`
+    (tf_keras/src/callbacks.py), checked against tf_keras 2.21.0:
+    `_backup(epoch, batch=0)` writes the checkpoint, whose resume position is
+    the epoch and batch that `on_epoch_begin` and `on_train_batch_begin` last
+    recorded (so a backup after an epoch's last batch resumes at the next
+    epoch); `_batches_count` counts the batches since the last backup, the
+    base's `on_train_batch_end` resetting it to 0 before each `_backup`; and
+    `_current_epoch` is the epoch `on_epoch_begin` saw.
+    `test_the_tf_keras_backup_internals_are_as_checked` (tests/test_loop.py)
+    fails on another tf_keras version or when one of them changes.
     """
 
     def __init__(self, backup_dir, *, guard, steps_per_epoch, history, **kwargs):
@@ -196,16 +208,6 @@ class RunCheckpoints(keras.callbacks.Callback):
             # The same model as last.keras: copied, not serialized (and made float32) again.
             with replacing(self.run.best_model) as partial:
                 shutil.copyfile(self.run.last_model, partial)
-
-
-class _TestKill(keras.callbacks.Callback):
-    """Test-only kill points (`model_files.TEST_KILL_ENV`) at an epoch's boundaries."""
-
-    def on_test_begin(self, logs=None):
-        model_files.kill_point("during_evaluation")
-
-    def on_epoch_end(self, epoch, logs=None):
-        model_files.kill_point("after_history_row")
 
 
 class StageProgress(keras.callbacks.Callback):
@@ -469,102 +471,154 @@ def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
             good checkpoint is kept.
         OSError: a checkpoint could not be written; the previous one is kept.
     """
-    cfg = train_cfg
-    tf.keras.utils.set_random_seed(cfg.seed)
-    precision = distribute.choose_precision(cfg.mixed_precision)
-    strategy = distribute.strategy_for(cfg)
-    plan = TrainingPlan.for_training(cfg, dataset, replicas=strategy.num_replicas_in_sync)
-    head_plan = TrainingPlan.for_head(cfg, dataset, replicas=strategy.num_replicas_in_sync)
-    jit = distribute.resolve_switch(cfg.xla)
-    held_out = _held_out(dataset)
-    logger.info("  %s on %s: %d train / %d %s images, %d replica(s) (%s), global batch %d, "
-                "lr %g, %d epochs x %d steps, precision %s (%s), XLA %s", model_cfg.name,
-                dataset.name, dataset.num_train, dataset.num_val or dataset.num_test, held_out,
-                plan.replicas, distribute.strategy_name(strategy), plan.global_batch,
-                plan.learning_rate, plan.epochs, plan.steps_per_epoch, precision.policy,
-                precision.reason, "on" if jit else "off")
-
-    with strategy.scope():
-        model, weights = training_model(model_cfg, weight_decay=cfg.weight_decay,
-                                        num_classes=dataset.num_classes,
-                                        image_shape=dataset.image_shape,
-                                        policy=precision.policy)
-    if weights:
-        logger.info("  %s", weights.describe())
-    train_ds, held_out_ds = fit_inputs(dataset, batch_size=plan.global_batch,
-                                       label_smoothing=cfg.label_smoothing, seed=cfg.seed,
-                                       augment=augment, val=True)
+    tf.keras.utils.set_random_seed(train_cfg.seed)
+    setup = _Setup.decide(train_cfg, dataset)
+    setup.log(model_cfg, dataset)
+    model, weights = _built_model(model_cfg, train_cfg, dataset, setup)
+    inputs = fit_inputs(dataset, batch_size=setup.plan.global_batch,
+                        label_smoothing=train_cfg.label_smoothing, seed=train_cfg.seed,
+                        augment=augment, val=True)
     head_seconds = 0.0
-    if head_plan:
-        head_seconds = train_head(model, train_cfg=cfg, run=run, dataset=dataset,
-                                  plan=head_plan, strategy=strategy,
-                                  inputs=(train_ds, held_out_ds), jit_compile=jit)
-    with strategy.scope():
-        compile_for_plan(model, cfg, num_classes=dataset.num_classes, plan=plan,
-                         jit_compile=jit)
-
-    guard = NaNGuard()
-    backup = NaNSafeBackupAndRestore(run.backup, guard=guard,
-                                     steps_per_epoch=plan.steps_per_epoch, history=run.history,
-                                     save_freq=cfg.save_every_steps, delete_checkpoint=False)
-    callbacks = [
-        guard,
-        backup,
-        keras.callbacks.CSVLogger(run.history, append=True),
-        *([_TestKill()] if os.environ.get(model_files.TEST_KILL_ENV) else []),
-        keras.callbacks.TensorBoard(run.logs, profile_batch=0),
-        RunCheckpoints(run, guard=guard, keep_best=bool(dataset.num_val)),
-        StageProgress(plan.epochs, held_out=held_out),
-        EpochEndBackup(backup),
-    ]
-    start = time.time()
-    history = model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
-                        validation_data=held_out_ds, callbacks=callbacks,
-                        verbose=cfg.verbose if cfg.verbose != 2 else 0)
-    seconds = time.time() - start
-    if guard.diverged_at:
-        epoch, step = guard.diverged_at
-        kept = ("The last good weights are in " + (f"{run.last_model} and " if os.path.exists(
-            run.last_model) else "") + f"{run.backup}."
-                # BackupAndRestore keeps its checkpoint in a subfolder ("chief").
-                if tf.io.gfile.glob(os.path.join(run.backup, "*", "checkpoint"))
-                else "No checkpoint had been saved yet.")
-        raise TrainingDiverged(
-            f"Training diverged at epoch {epoch}, step {step}: {guard.reason}; training "
-            f"stopped. {kept} Lower the learning rate (--train.learning_rate, now "
-            f"{cfg.learning_rate}) or add warmup (--train.warmup_epochs 1).")
-    if not history.history.get("loss"):
-        logger.info("  training was already complete (%s); evaluating %s", run.relative(
-            run.backup), run.relative(run.last_model))
+    if setup.head_plan:
+        head_seconds = train_head(model, train_cfg=train_cfg, run=run, dataset=dataset,
+                                  plan=setup.head_plan, strategy=setup.strategy, inputs=inputs,
+                                  jit_compile=setup.jit)
+    history, seconds = _fit(model, run, dataset, setup=setup, train_cfg=train_cfg,
+                            inputs=inputs)
     if os.path.exists(run.history):
         plot_history(run.history, run.training_curve)
-
-    last = model_files.load_model(run.last_model)
-    compile_model(last, optimizer="sgd", num_classes=dataset.num_classes,
-                  label_smoothing=cfg.label_smoothing, jit_compile=False)
-    _, test_ds = fit_inputs(dataset, batch_size=plan.global_batch,
-                            label_smoothing=cfg.label_smoothing, seed=cfg.seed, augment=False)
-    metrics = last.evaluate(test_ds, verbose=0, return_dict=True)
-    steps_run = len(history.history.get("loss", [])) * plan.steps_per_epoch
+    metrics = _test_metrics_of_last_model(run, dataset, setup=setup, train_cfg=train_cfg)
     result = {
         "model": model_cfg.name,
         "dataset": dataset.name,
         "test_top1": float(metrics["accuracy"]),
         "test_top5": float(metrics["top5"]) if "top5" in metrics else None,
         "test_loss": float(metrics["loss"]),
-        "epochs": plan.epochs,
-        "steps_per_epoch": plan.steps_per_epoch,
-        "global_batch": plan.global_batch,
-        "replicas": plan.replicas,
-        "learning_rate": plan.learning_rate,
-        "precision": precision.to_dict(),
+        **setup.plan_record(),
         "seconds": round(seconds, 2),
-        "images_per_second": (round(steps_run * plan.global_batch / seconds, 1)
-                              if steps_run else None),
+        "images_per_second": _images_per_second(history, setup.plan, seconds),
         **pretrained.record(weights, variant=model_cfg.variant),
-        "head_epochs": head_plan.epochs if head_plan else 0,
-        "head_learning_rate": head_plan.learning_rate if head_plan else None,
+        "head_epochs": setup.head_plan.epochs if setup.head_plan else 0,
+        "head_learning_rate": setup.head_plan.learning_rate if setup.head_plan else None,
         "head_seconds": round(head_seconds, 2),
     }
     run.write_json(run.train_result, result)
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What `train` decides before it builds anything: precision, strategy, plans, XLA."""
+
+    precision: distribute.Precision
+    strategy: tf.distribute.Strategy
+    plan: TrainingPlan
+    head_plan: TrainingPlan | None
+    jit: bool
+
+    @classmethod
+    def decide(cls, train_cfg, dataset):
+        precision = distribute.choose_precision(train_cfg.mixed_precision)
+        strategy = distribute.strategy_for(train_cfg)
+        replicas = strategy.num_replicas_in_sync
+        return cls(precision=precision, strategy=strategy,
+                   plan=TrainingPlan.for_training(train_cfg, dataset, replicas=replicas),
+                   head_plan=TrainingPlan.for_head(train_cfg, dataset, replicas=replicas),
+                   jit=distribute.resolve_switch(train_cfg.xla))
+
+    def log(self, model_cfg, dataset):
+        plan = self.plan
+        logger.info("  %s on %s: %d train / %d %s images, %d replica(s) (%s), global batch %d, "
+                    "lr %g, %d epochs x %d steps, precision %s (%s), XLA %s", model_cfg.name,
+                    dataset.name, dataset.num_train, dataset.num_val or dataset.num_test,
+                    _held_out(dataset), plan.replicas, distribute.strategy_name(self.strategy),
+                    plan.global_batch, plan.learning_rate, plan.epochs, plan.steps_per_epoch,
+                    self.precision.policy, self.precision.reason, "on" if self.jit else "off")
+
+    def plan_record(self):
+        """The plan and precision fields of `train_result.json`."""
+        plan = self.plan
+        return {"epochs": plan.epochs, "steps_per_epoch": plan.steps_per_epoch,
+                "global_batch": plan.global_batch, "replicas": plan.replicas,
+                "learning_rate": plan.learning_rate, "precision": self.precision.to_dict()}
+
+
+def _built_model(model_cfg, train_cfg, dataset, setup):
+    """`training_model` under the run's strategy and precision; logs the weights loaded."""
+    with setup.strategy.scope():
+        model, weights = training_model(model_cfg, weight_decay=train_cfg.weight_decay,
+                                        num_classes=dataset.num_classes,
+                                        image_shape=dataset.image_shape,
+                                        policy=setup.precision.policy)
+    if weights:
+        logger.info("  %s", weights.describe())
+    return model, weights
+
+
+def _fit(model, run, dataset, *, setup, train_cfg, inputs):
+    """Compiles on the plan and fits with the run's callbacks; returns (history, seconds).
+
+    Raises:
+        TrainingDiverged: the NaN guard stopped training.
+    """
+    plan = setup.plan
+    with setup.strategy.scope():
+        compile_for_plan(model, train_cfg, num_classes=dataset.num_classes, plan=plan,
+                         jit_compile=setup.jit)
+    guard = NaNGuard()
+    backup = NaNSafeBackupAndRestore(run.backup, guard=guard,
+                                     steps_per_epoch=plan.steps_per_epoch, history=run.history,
+                                     save_freq=train_cfg.save_every_steps,
+                                     delete_checkpoint=False)
+    callbacks = [
+        guard,
+        backup,
+        keras.callbacks.CSVLogger(run.history, append=True),
+        keras.callbacks.TensorBoard(run.logs, profile_batch=0),
+        RunCheckpoints(run, guard=guard, keep_best=bool(dataset.num_val)),
+        StageProgress(plan.epochs, held_out=_held_out(dataset)),
+        EpochEndBackup(backup),
+    ]
+    train_ds, held_out_ds = inputs
+    start = time.time()
+    history = model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                        validation_data=held_out_ds, callbacks=callbacks,
+                        verbose=train_cfg.verbose if train_cfg.verbose != 2 else 0)
+    seconds = time.time() - start
+    if guard.diverged_at:
+        raise _diverged(guard, run, train_cfg)
+    if not history.history.get("loss"):
+        logger.info("  training was already complete (%s); evaluating %s", run.relative(
+            run.backup), run.relative(run.last_model))
+    return history, seconds
+
+
+def _diverged(guard, run, train_cfg):
+    """The `TrainingDiverged` that says where, why, what was kept and what to change."""
+    epoch, step = guard.diverged_at
+    kept = ("The last good weights are in " + (f"{run.last_model} and " if os.path.exists(
+        run.last_model) else "") + f"{run.backup}."
+            # BackupAndRestore keeps its checkpoint in a subfolder ("chief").
+            if tf.io.gfile.glob(os.path.join(run.backup, "*", "checkpoint"))
+            else "No checkpoint had been saved yet.")
+    return TrainingDiverged(
+        f"Training diverged at epoch {epoch}, step {step}: {guard.reason}; training "
+        f"stopped. {kept} Lower the learning rate (--train.learning_rate, now "
+        f"{train_cfg.learning_rate}) or add warmup (--train.warmup_epochs 1).")
+
+
+def _test_metrics_of_last_model(run, dataset, *, setup, train_cfg):
+    """`last.keras` re-evaluated on the test split: what the later stages start from."""
+    last = model_files.load_model(run.last_model)
+    compile_model(last, optimizer="sgd", num_classes=dataset.num_classes,
+                  label_smoothing=train_cfg.label_smoothing, jit_compile=False)
+    _, test_ds = fit_inputs(dataset, batch_size=setup.plan.global_batch,
+                            label_smoothing=train_cfg.label_smoothing, seed=train_cfg.seed,
+                            augment=False)
+    return last.evaluate(test_ds, verbose=0, return_dict=True)
+
+
+def _images_per_second(history, plan, seconds):
+    """Training throughput of this invocation; None when it trained no step."""
+    steps_run = len(history.history.get("loss", [])) * plan.steps_per_epoch
+    return round(steps_run * plan.global_batch / seconds, 1) if steps_run else None

@@ -1,11 +1,12 @@
-"""Runs `.tflite` files with LiteRT: predictions, accuracy and single-image latency.
+"""The LiteRT runtime of the exported files: predictions, accuracy, latency, XNNPACK placement.
 
 Files run through `ai_edge_litert` (XNNPACK by default), one image per
-invoke: the exported files have a static batch of 1, as on a device.
+invoke: the exported files have a static batch of 1, as on a device. The
+export stage checks its files with it, the report measures them with it.
 
-    >>> from report import evaluate
-    >>> scores = evaluate.predict_tflite("runs/x/resnet20_int8.tflite", images)
-    >>> evaluate.evaluate_tflite("runs/x/resnet20_int8.tflite", images, labels)
+    >>> from export import runtime
+    >>> scores = runtime.predict_tflite("runs/x/resnet20_int8.tflite", images)
+    >>> runtime.evaluate_tflite("runs/x/resnet20_int8.tflite", images, labels)
     {'top1': 0.975, 'top5': 1.0}
 """
 

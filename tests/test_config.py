@@ -1,0 +1,129 @@
+"""Tests for job/config.py: presets, overrides and files, checks, the saved configuration."""
+
+import dataclasses
+import json
+import typing
+
+import pytest
+
+from job import config as config_lib
+
+
+def test_presets_resolve_to_the_papers_recipes():
+    cifar = config_lib.resolve("cifar10-paper")
+    assert (cifar.train.batch_size, cifar.train.learning_rate, cifar.train.weight_decay) == \
+        (128, 0.1, 1e-4)
+    # 32k, 48k and 64k iterations at 45,000 / 128 = 351.6 iterations per epoch.
+    steps = 45_000 / 128
+    assert [round(e * steps, -3) for e in (*cifar.train.lr_decay_epochs, cifar.train.epochs)] == \
+        [32_000, 48_000, 64_000]
+    assert cifar.data.val_split == 5000
+    imagenet = config_lib.resolve("imagenet-paper")
+    assert (imagenet.train.batch_size, imagenet.train.epochs, imagenet.train.lr_decay_epochs) == \
+        (256, 90, (30, 60))
+
+
+def test_finetune_preset_and_head_configuration():
+    config = config_lib.resolve("finetune")
+    assert (config.model.name, config.model.weights, config.data.dataset) == \
+        ("resnet50", "imagenet", "folder")
+    assert (config.train.learning_rate, config.train.batch_size, config.train.schedule,
+            config.train.weight_decay, config.train.head_epochs) == \
+        (0.01, 64, "cosine", 1e-4, 1)
+    with pytest.raises(ValueError, match="model.weights is not set"):
+        config_lib.resolve(overrides={"train.head_epochs": "1"})
+    with pytest.raises(ValueError, match="train.head_epochs must be >= 0"):
+        config_lib.resolve(overrides={"train.head_epochs": "-1", "model.weights": "x.h5"})
+
+
+def test_overrides_file_and_precedence(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 7\n  batch_size: 32\nmodel:\n  name: resnet32\n")
+    config = config_lib.resolve("digits", file=str(path), overrides={"train.epochs": "3"})
+    assert (config.train.epochs, config.train.batch_size, config.model.name) == (3, 32, "resnet32")
+    config = config_lib.resolve(overrides={"stages": "train,qat",
+                                           "train.lr_decay_epochs": "10,20.5"})
+    assert config.stages == ("train", "qat")
+    assert config.train.lr_decay_epochs == (10.0, 20.5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(preset="cifar11"), "Valid presets: digits, cifar10-paper, imagenet-paper"),
+    (dict(overrides={"train.epoch": "3"}), "Unknown configuration key 'train.epoch'"),
+    (dict(overrides={"train.epochs": "many"}), "not a valid float"),
+    (dict(overrides={"stages": "train,deploy"}), "Valid values: train, qat, export, report"),
+    (dict(overrides={"train.batch_size": "0"}), "must be >= 1"),
+    (dict(overrides={"train.schedule": "linear"}), "Valid values: cosine, step, constant"),
+    (dict(overrides={"data.val_split": "some"}), "data.val_split='some' is not a number"),
+    (dict(overrides={"export.variants": ""}), "export.variants is empty"),
+    (dict(overrides={"data.dataset": "imagenet"}), "Valid values: digits, cifar10, cifar100"),
+])
+def test_bad_configuration_has_clear_messages(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        config_lib.resolve(**kwargs)
+
+
+def test_val_split_keeps_a_count_an_int(tmp_path):
+    """5000 from the command line, a YAML file or a preset is the count 5000, not 5000.0."""
+    assert repr(config_lib.resolve(overrides={"data.val_split": "5000"}).data.val_split) == "5000"
+    assert repr(config_lib.resolve(overrides={"data.val_split": "0.1"}).data.val_split) == "0.1"
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  val_split: 5000\n")
+    assert repr(config_lib.resolve(file=str(path)).data.val_split) == "5000"
+    saved = config_lib.to_dict(config_lib.resolve("cifar10-paper"))
+    assert repr(config_lib.from_dict(json.loads(json.dumps(saved))).data.val_split) == "5000"
+
+
+def _numeric_keys():
+    """Every int or float key of the configuration (None allowed or not)."""
+    keys = []
+    for section in dataclasses.fields(config_lib.Config):
+        if section.default_factory is dataclasses.MISSING:  # preset, stages
+            continue
+        hints = typing.get_type_hints(section.default_factory)
+        for name, hint in hints.items():
+            if typing.get_origin(hint) is tuple:  # lr_decay_epochs: checked as a schedule
+                continue
+            kinds = set(typing.get_args(hint)) - {type(None)} or {hint}
+            if kinds & {int, float} and bool not in kinds:
+                keys.append(f"{section.name}.{name}")
+    return keys
+
+
+def test_every_numeric_key_has_a_range():
+    # data.val_split is a count or a fraction: checked by its own rule, below.
+    assert sorted(set(_numeric_keys()) - {"data.val_split"}) == sorted(config_lib.RANGES)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.steps_per_epoch", "-1", "train.steps_per_epoch must be >= 1, got -1."),
+    ("data.image_size", "100000", "data.image_size must be >= 8 and <= 1024, got 100000."),
+    ("train.reference_batch_size", "0", "train.reference_batch_size must be >= 1, got 0."),
+    ("train.label_smoothing", "1.5", "train.label_smoothing must be >= 0 and < 1, got 1.5."),
+    ("train.label_smoothing", "1", "train.label_smoothing must be >= 0 and < 1, got 1.0."),
+    ("export.calibration_size", "0", "export.calibration_size must be >= 1, got 0."),
+    ("export.latency_runs", "0", "export.latency_runs must be >= 1, got 0."),
+    ("train.momentum", "1", "train.momentum must be >= 0 and < 1, got 1.0."),
+    ("train.verbose", "3", "train.verbose must be >= 0 and <= 2, got 3."),
+    ("train.head_learning_rate", "0", "train.head_learning_rate must be > 0, got 0.0."),
+    ("data.val_split", "1.5", "data.val_split=1.5 is neither a fraction in [0, 1)"),
+    ("data.val_split", "-5", "data.val_split must be >= 0 (a count of images), got -5."),
+    ("train.lr_decay_epochs", "30,10", "train.lr_decay_epochs=30,10 must be increasing"),
+])
+def test_a_value_out_of_its_range_names_the_key_and_the_range(key, value, message):
+    with pytest.raises(ValueError) as error:
+        config_lib.resolve(overrides={key: value})
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("train.label_smoothing", "0.1"), ("data.image_size", "1024"), ("train.verbose", "0"),
+    ("data.val_split", "0.1"), ("data.val_split", "5000"), ("train.steps_per_epoch", "none"),
+])
+def test_a_value_inside_its_range_is_taken(key, value):
+    config_lib.resolve(overrides={key: value})
+
+
+def test_every_preset_is_inside_the_ranges():
+    for preset in config_lib.PRESETS:
+        config_lib.resolve(preset)

@@ -1,0 +1,64 @@
+"""Tests for training/plan.py: batch, steps and learning rate of every training loop."""
+
+import pytest
+
+from job import config as config_lib
+from training.plan import TrainingPlan
+
+
+class _Data:
+    """The two numbers a plan needs of a dataset."""
+    name, num_train = "tiny", 1000
+
+
+def _config(**overrides):
+    return config_lib.resolve(overrides={k.replace("__", "."): v for k, v in overrides.items()})
+
+
+def test_training_plan_scales_the_rate_and_counts_steps():
+    config = config_lib.resolve(overrides={"train.batch_size": "64",
+                                           "train.reference_batch_size": "64",
+                                           "train.learning_rate": "0.1", "train.epochs": "2.5"})
+    plan = TrainingPlan.for_training(config.train, _Data, replicas=2)
+    assert (plan.global_batch, plan.steps_per_epoch, plan.epochs) == (128, 8, 3)
+    assert plan.learning_rate == pytest.approx(0.2)  # linear scaling, Goyal et al.
+    qat = TrainingPlan.for_qat(config.qat, _Data, replicas=2,
+                              reference_batch_size=config.train.reference_batch_size)
+    assert (qat.global_batch, qat.schedule, qat.warmup_epochs) == (128, "cosine", 0.0)
+    assert qat.learning_rate == pytest.approx(config.qat.learning_rate * 2)
+    with pytest.raises(ValueError, match=r"larger than the training set \(1000 images of tiny"):
+        TrainingPlan.for_training(config.train, _Data, replicas=16)
+    with pytest.raises(ValueError, match="must end before the first learning-rate decay"):
+        TrainingPlan.build(batch_size=8, replicas=1, num_train=100, epochs=4, learning_rate=0.1,
+                           reference_batch_size=8, schedule="step", lr_decay_epochs=(2,),
+                           warmup_epochs=2)
+
+
+def test_learning_rate_schedules():
+    config = config_lib.resolve("cifar10-paper")
+    plan = TrainingPlan.build(batch_size=128, replicas=1, num_train=12_800, epochs=182,
+                              learning_rate=0.1, reference_batch_size=128, schedule="step",
+                              lr_decay_epochs=config.train.lr_decay_epochs)
+    schedule = plan.learning_rate_schedule()
+    assert [round(float(schedule(s)), 6) for s in (0, 9099, 9101, 13700)] == \
+        [0.1, 0.1, 0.01, 0.001]
+    plan = TrainingPlan.build(batch_size=10, replicas=1, num_train=100, epochs=20,
+                              learning_rate=0.1, reference_batch_size=10, schedule="cosine",
+                              warmup_epochs=1)
+    schedule = plan.learning_rate_schedule()
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(10)) == pytest.approx(0.1)
+    assert float(schedule(200)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_head_plan():
+    config = _config(model__weights="x.h5", train__head_epochs="0.5",
+                     train__head_learning_rate="0.2", train__batch_size="50",
+                     train__reference_batch_size="100")
+    head = TrainingPlan.for_head(config.train, _Data, replicas=2)
+    assert (head.epochs, head.steps_per_epoch, head.schedule) == (1, 10, "cosine")
+    assert head.learning_rate == pytest.approx(0.2)  # scaled to the global batch of 100
+    assert TrainingPlan.for_head(_config().train, _Data, replicas=1) is None
+    config = _config(model__weights="x.h5", train__head_epochs="1")
+    assert TrainingPlan.for_head(config.train, _Data, replicas=1).learning_rate == \
+        config.train.learning_rate
