@@ -1,9 +1,21 @@
 """The `folder` dataset: an ImageNet-style tree of image files, any format TF decodes.
 
 The tree is `data_dir/train/<class>/*` and `data_dir/val/<class>/*`, `val`
-being the test split; class names are the sorted folder names under `train`.
-Every file is checked once up front and those TensorFlow cannot decode are
-skipped and logged. Evaluation: resize the shorter side to
+being the test split; class names are the sorted folder names under `train`,
+at least two (one folder of images is a tree one level too shallow, not a
+classifier's data). Every file is checked once up front and those TensorFlow
+cannot decode are skipped and logged.
+
+Links: a linked file is read, and a linked folder followed (a class can live
+on another disk), but each file counts once however many paths reach it
+(symlinks or hard links), under its first path in sorted order; a folder link
+that leads back to a folder already walked or above it (`again -> .`) is not
+followed. Both are logged. Following links that do not loop keeps the trees
+people build with `ln -s` working, where "never follow" would quietly drop
+their classes. A file in two classes of one split is an error; files in both
+`train` and `val` are logged, since they inflate test accuracy.
+
+Evaluation: resize the shorter side to
 `image_size * 256 / 224`, center crop `image_size` (default 224), round to
 whole pixel values (so `test()` sees exactly the pixels of `test_arrays()`).
 
@@ -119,8 +131,9 @@ def load(name, *, data_dir, image_size, augmentation):
         dict, the keyword arguments of `Dataset` but `name`.
 
     Raises:
-        ValueError: no `data_dir`, a bad `image_size`, or a tree that breaks
-            `LAYOUT` (the message says how).
+        ValueError: no `data_dir`, a bad `image_size`, a tree that breaks
+            `LAYOUT` (the message says how), fewer than two classes, or one
+            file in two classes.
         FileNotFoundError: `data_dir`, or its `train` or `val`, is missing.
     """
     if data_dir is None:
@@ -140,26 +153,38 @@ def load(name, *, data_dir, image_size, augmentation):
     train_dir, val_dir = os.path.join(root, "train"), os.path.join(root, "val")
     class_names = [e for e in _visible_entries(train_dir)
                    if os.path.isdir(os.path.join(train_dir, e))]
-    if not class_names:
-        raise ValueError(f"{train_dir} has no class folders; expected {LAYOUT}.")
+    if len(class_names) < 2:
+        found = (f"1 class folder ({class_names[0]})" if class_names
+                 else "no class folders")
+        raise ValueError(f"{train_dir} has {found}; a classifier needs at least 2, each "
+                         f"holding the images of one class: {LAYOUT}.")
     unknown = [e for e in _visible_entries(val_dir)
                if os.path.isdir(os.path.join(val_dir, e)) and e not in class_names]
     if unknown:
         raise ValueError(f"{val_dir} has class folders that {train_dir} lacks: "
                          f"{', '.join(unknown)}. Both must use the same class names.")
-    train_paths, train_labels, skipped = _scan_split(train_dir, class_names)
-    val_paths, val_labels, val_skipped = _scan_split(val_dir, class_names)
+    train_seen, val_seen = {}, {}
+    train_paths, train_labels, skipped, repeated = _scan_split(train_dir, class_names,
+                                                               train_seen)
+    val_paths, val_labels, val_skipped, val_repeated = _scan_split(val_dir, class_names,
+                                                                   val_seen)
     skipped += val_skipped
+    repeated += val_repeated
     if not val_paths:
         raise ValueError(f"{val_dir} has no class folders with images; expected {LAYOUT}.")
     if skipped:
         total = len(train_paths) + len(val_paths) + len(skipped)
-        first = "; ".join(f"{os.path.relpath(p, root)} ({why})"
-                          for p, why in skipped[:_LOG_FIRST_SKIPPED])
-        more = f"; and {len(skipped) - _LOG_FIRST_SKIPPED} more" if len(
-            skipped) > _LOG_FIRST_SKIPPED else ""
         logger.warning("%s dataset %s: skipped %d of %d files that are not decodable "
-                       "images: %s%s", name, root, len(skipped), total, first, more)
+                       "images: %s", name, root, len(skipped), total, _listing(skipped, root))
+    if repeated:
+        logger.warning("%s dataset %s: %d paths lead to files or folders already read, each "
+                       "read once: %s", name, root, len(repeated), _listing(repeated, root))
+    shared = sorted((val_seen[key], f"the same file as {os.path.relpath(train_seen[key], root)}")
+                    for key in val_seen.keys() & train_seen.keys())
+    if shared:
+        logger.warning("%s dataset %s: %d of the %d val images are also training images, so "
+                       "test accuracy overstates: %s", name, root, len(shared), len(val_paths),
+                       _listing(shared, root))
     return dict(class_names=class_names, image_shape=(size, size, 3),
                 augmentation=words,
                 train=Split(train_labels, paths=train_paths),
@@ -197,19 +222,30 @@ def _check_image_file(path):
     return None
 
 
-def _scan_split(split_dir, class_names):
-    """(paths, labels, [(path, reason) skipped]) of the image files under each class."""
+def _scan_split(split_dir, class_names, seen):
+    """(paths, labels, [(path, why) skipped], [(path, why) read once]) of one split.
+
+    `seen`, a dict, is filled with {file identity: path} of the files listed.
+    """
     present = [c for c in class_names if os.path.isdir(os.path.join(split_dir, c))]
-    files = {}
+    files, repeated, owner = {}, [], {}
     for c in present:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(os.path.join(split_dir, c),
-                                                    followlinks=True):
-            # Hidden folders and files (.DS_Store, .ipynb_checkpoints) are
-            # tool metadata, not data worth a warning.
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            found += [os.path.join(dirpath, f) for f in filenames if not f.startswith(".")]
-        files[c] = sorted(found)
+        found, loops = _walk_class(os.path.join(split_dir, c))
+        repeated += [(p, "a folder link that loops, not followed") for p in loops]
+        files[c] = []
+        for path in found:
+            # A broken link has no identity; the image check reports it.
+            key = _identity(path) or path
+            if key not in seen:
+                seen[key], owner[key] = path, c
+                files[c].append(path)
+            elif owner[key] == c:
+                first = os.path.relpath(seen[key], os.path.dirname(split_dir))
+                repeated.append((path, f"the same file as {first}"))
+            else:
+                raise ValueError(f"{path} and {seen[key]} are the same file, in classes "
+                                 f"{c!r} and {owner[key]!r}; an image has one class: remove "
+                                 f"one of them.")
     every = [p for c in present for p in files[c]]
     workers = min(32, 4 * (os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -226,4 +262,49 @@ def _scan_split(split_dir, class_names):
                 f"({', '.join(DECODABLE_FORMATS)}) or remove the folder.")
         paths += good
         labels += [class_names.index(c)] * len(good)
-    return paths, labels, skipped
+    return paths, labels, skipped, repeated
+
+
+def _walk_class(class_dir):
+    """Sorted visible files under `class_dir`, and the folder links left out as loops."""
+    # A loop leads to a folder already walked or to one above `class_dir`;
+    # skipping both ends every loop, since no folder is entered twice.
+    walked = {_identity(class_dir)}
+    above, parent = set(), os.path.realpath(class_dir)
+    while parent != os.path.dirname(parent):
+        parent = os.path.dirname(parent)
+        above.add(_identity(parent))
+    found, loops = [], []
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        # Hidden folders and files (.DS_Store, .ipynb_checkpoints) are
+        # tool metadata, not data worth a warning.
+        kept = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            key = _identity(os.path.join(dirpath, d))
+            if key in walked or key in above:
+                loops.append(os.path.join(dirpath, d))
+            else:
+                walked.add(key)
+                kept.append(d)
+        dirnames[:] = kept
+        found += [os.path.join(dirpath, f) for f in filenames if not f.startswith(".")]
+    return sorted(found), sorted(loops)
+
+
+def _identity(path):
+    """(device, inode) of what `path` leads to, the same for every link to it; None if
+    it leads nowhere."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    # Some network and FUSE file systems report inode 0 for every file.
+    return (info.st_dev, info.st_ino) if info.st_ino else os.path.realpath(path)
+
+
+def _listing(pairs, root):
+    """`path (why); ...` of the first few `(path, why)`, paths relative to `root`."""
+    first = "; ".join(f"{os.path.relpath(p, root)} ({why})"
+                      for p, why in pairs[:_LOG_FIRST_SKIPPED])
+    more = len(pairs) - _LOG_FIRST_SKIPPED
+    return first + (f"; and {more} more" if more > 0 else "")

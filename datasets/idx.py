@@ -231,11 +231,19 @@ def _read_npz(path, source):
 
 
 def _checked(images, labels, images_name, labels_name, source):
-    """`(images, int32 labels)` once their counts match and the labels are classes."""
-    if labels.ndim != 1 or len(labels) != len(images):
-        raise ValueError(f"{images_name} holds {len(images)} images but {labels_name} holds "
-                         f"{labels.size} labels; both files must be from the same split.")
+    """`(images, int32 labels)` once their counts match and the labels are classes.
+
+    Labels of shape `(N, 1)` or `(1, N)`, as some tools save them, are read as `(N,)`.
+    """
     num_classes = len(source.class_names)
+    if labels.ndim > 1 and sum(d != 1 for d in labels.shape) <= 1:
+        labels = labels.reshape(-1)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{labels_name} is {labels.dtype} {labels.shape}; expected integer "
+                         f"class labels 0..{num_classes - 1} of shape (N,), one per image.")
+    if len(labels) != len(images):
+        raise ValueError(f"{images_name} holds {len(images)} images but {labels_name} holds "
+                         f"{len(labels)} labels; both files must be from the same split.")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"{labels_name} has labels outside 0..{num_classes - 1}.")
     return images, labels.astype(np.int32)

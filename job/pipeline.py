@@ -157,21 +157,45 @@ def _completed(run):
     return completed
 
 
+def _needs(config, run, stage):
+    """What `stage` reads from the run: (path, what it is, the stage that makes it, why)."""
+    trained = (run.last_model, "trained model", "train", "")
+    qat = (run.qat_model, "QAT model", "qat", "for export.variants int8_qat")
+    int8_qat = "int8_qat" in config.export.variants
+    return {"train": [],
+            "qat": [trained],
+            "export": [trained] + ([qat] if int8_qat else []),
+            "report": [(run.manifest, "exported models", "export", ""), trained]}[stage]
+
+
 def check_inputs(config, run):
-    """Refuses, before any stage runs, a stage whose input no earlier stage will make.
+    """Refuses, before any stage runs, stages whose inputs no earlier stage will make.
+
+    Everything missing is named in one message, with the stages that make it.
 
     Raises:
-        ValueError: export's int8_qat needs the qat stage's model.
+        ValueError: a configured stage needs a file that is not in the run
+            directory and that no earlier configured stage writes.
     """
-    if ("export" in config.stages and "int8_qat" in config.export.variants
-            and "qat" not in config.stages and not os.path.exists(run.qat_model)):
-        stages = ",".join(s for s in config_lib.STAGES if s in config.stages or s == "qat")
-        others = ",".join(v for v in config.export.variants if v != "int8_qat")
-        raise ValueError(
-            f"export.variants includes int8_qat, which needs the qat stage's "
-            f"{run.relative(run.qat_model)}, but stages={','.join(config.stages)} has no qat. "
-            f"Add it (--stages {stages})"
-            + (f" or leave int8_qat out (--export.variants {others})." if others else "."))
+    stages = [s for s in config_lib.STAGES if s in config.stages]
+    missing = {}
+    for position, stage in enumerate(stages):
+        for path, what, maker, why in _needs(config, run, stage):
+            if not os.path.exists(path) and maker not in stages[:position]:
+                missing.setdefault(path, (what, maker, why))
+    if not missing:
+        return
+    makers = {maker for _, maker, _ in missing.values()}
+    listed = ", no ".join(f"{what} ({run.relative(path)}: the {maker} stage makes it"
+                          + (f", {why})" if why else ")")
+                          for path, (what, maker, why) in missing.items())
+    add = ",".join(s for s in config_lib.STAGES if s in config.stages or s in makers)
+    message = (f"Nothing will make what stages={','.join(config.stages)} needs: {run.root} has "
+               f"no {listed}. Add {'them' if len(makers) > 1 else 'it'} (--stages {add})")
+    others = ",".join(v for v in config.export.variants if v != "int8_qat")
+    if makers == {"qat"} and others:
+        message += f" or leave int8_qat out (--export.variants {others})"
+    raise ValueError(message + ".")
 
 
 def run(config, run_dir, *, skip_completed=False, allow_unsafe=False):

@@ -59,6 +59,25 @@ def _selective(model, calibration, layers, *, out_dir, name, images, labels, ref
             "denylist": denylist, **entry}
 
 
+def _check_exports_fit(run, paths, *, image_shape, num_classes):
+    """Refuses, before anything is measured, a file that is not an export of this run's model.
+
+    Raises:
+        ValueError: a file's input shape or class count differs from the model's;
+            the message names the file and both shapes.
+    """
+    for path in paths.values():
+        interpreter = runtime.load_interpreter(path)
+        takes = tuple(int(d) for d in interpreter.get_input_details()[0]["shape"][1:])
+        gives = int(interpreter.get_output_details()[0]["shape"][-1])
+        if takes != tuple(image_shape) or gives != num_classes:
+            raise ValueError(
+                f"{path} takes {takes} images and gives {gives} scores, but the run's model "
+                f"takes {tuple(image_shape)} and gives {num_classes}: it is not an export of "
+                f"this run. Export again: python train.py --stages export --run-dir "
+                f"{run.root}")
+
+
 def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsafe=False) -> dict:
     """Evaluates the Keras float model and every exported file; writes the report.
 
@@ -98,6 +117,7 @@ def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsaf
                               reference=reference, float_top1=float_top1))
         qat_result = run.read_json(run.qat_result) if os.path.exists(run.qat_result) else {}
         qat = {"epochs": qat_result.get("epochs"), "keras_top1": entries[-1]["top1"]}
+    _check_exports_fit(run, paths, image_shape=images.shape[1:], num_classes=reference.shape[-1])
     # All files timed in the same turns, so that their ratios hold under load.
     latencies = {threads: runtime.measure_latency(paths, num_threads=count,
                                                   runs=export_cfg.latency_runs)

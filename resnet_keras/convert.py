@@ -14,6 +14,7 @@ import argparse
 import os
 import pickle
 import re
+import struct
 import sys
 from collections.abc import Mapping
 
@@ -22,13 +23,18 @@ import numpy as np
 from resnet_keras.backend import keras
 from resnet_keras.models import PREPROCESSING, build_model
 from resnet_keras.registry import REGISTRY, get_spec
-from resnet_keras.weights import check_skip
+from resnet_keras.weights import (
+    CHECKPOINT_FORMATS,
+    FORMATS,
+    check_finite,
+    check_skip,
+    file_format,
+    format_mismatch,
+)
 
 # The registry rows torchvision publishes: the residual v1 ImageNet nets.
 TORCHVISION_MODELS = tuple(name for name, spec in REGISTRY.items()
                            if spec.family == "v1" and spec.residual)
-SAFETENSORS_SUFFIXES = (".safetensors",)
-TORCH_SUFFIXES = (".pth", ".pt")
 # Keys that training frameworks wrap a state dict in.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 # DataParallel/DistributedDataParallel and torch.compile prefix every key.
@@ -43,6 +49,9 @@ _TORCH_BN_EPSILON = 1e-5
 _BLOCK_MODULE = re.compile(r"layer(\d+)\.(\d+)\.(?:(conv|bn)([123])|downsample\.([01]))")
 _BLOCK_LAYER = re.compile(r"conv(\d+)_block(\d+)_(\d)_(conv|bn)")
 _STEM = {"conv1": "conv1_conv", "bn1": "conv1_bn", "fc": "predictions"}
+# torch's weights-only unpickler refused an object, and (when it says) its class.
+_UNPICKLER_REFUSAL = "WeightsUnpickler error"
+_UNPICKLER_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 def _keras_layer_name(module):
@@ -259,17 +268,20 @@ def _unwrap(obj, path):
         raise ValueError(f"{path} holds no state dict (found {type(obj).__name__}"
                          f"{' (empty)' if isinstance(obj, Mapping) else ''}). Save it with "
                          f"torch.save(model.state_dict(), path).")
+    stored = {key: key for key in obj}  # key after stripping -> key in the file
     for prefix in _KEY_PREFIXES:
-        if all(isinstance(k, str) and k.startswith(prefix) for k in obj):
-            obj = {k[len(prefix):]: v for k, v in obj.items()}
+        if all(isinstance(k, str) and k.startswith(prefix) for k in stored):
+            stored = {k[len(prefix):]: v for k, v in stored.items()}
     state_dict = {}
-    for key, value in obj.items():
+    for key, key_in_file in stored.items():
+        value = obj[key_in_file]
         if not (hasattr(value, "detach") or isinstance(value, np.ndarray)):
             raise ValueError(
-                f"{path} does not hold a plain state dict: entry {key!r} is a "
+                f"{path} does not hold a plain state dict: entry {key_in_file!r} is a "
                 f"{type(value).__name__}, not a tensor. Expected parameter names mapped to "
                 f"tensors, possibly wrapped as {{'state_dict': ...}} or {{'model': ...}}.")
         state_dict[key] = _as_numpy(value)
+    check_finite(path, ((stored[key], array) for key, array in state_dict.items()))
     return state_dict
 
 
@@ -283,16 +295,30 @@ def _read_torch(path):
             f".safetensors elsewhere and pass that file.") from None
     try:
         # weights_only: a checkpoint is data; never run code pickled into it.
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # An open file, not the path: torch.load reads a path ending in
+        # .safetensors as safetensors, while the content decided this is torch's.
+        with open(path, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ValueError(
-            f"{path} holds Python objects other than tensors, which are not loaded for "
-            f"safety ({first_line}). If you trust it, re-save just the weights with "
-            f"torch.save(model.state_dict(), path).") from None
-    except (RuntimeError, OSError, EOFError, KeyError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or "
-                         f"corrupt?): {type(e).__name__}: {e}. Download it again.") from None
+        if _UNPICKLER_REFUSAL not in str(e):
+            raise ValueError(_unreadable_torch(path, e)) from None
+        # torch's own message advises loading with weights_only=False, which
+        # runs whatever the file holds: only the refused class is passed on.
+        refused = _UNPICKLER_GLOBAL.search(str(e))
+        what = f" ({refused.group(1)})" if refused else ", or was not written by torch.save"
+        raise ValueError(f"{path} holds Python objects other than tensors{what}; refused: "
+                         f"only tensors are loaded from a checkpoint.") from None
+    # A truncated legacy (pickle) checkpoint fails inside the unpickler with any of these.
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, IndexError,
+            struct.error) as e:
+        raise ValueError(_unreadable_torch(path, e)) from None
+
+
+def _unreadable_torch(path, error):
+    lines = str(error).strip().splitlines()
+    reason = lines[0] if lines and "weights_only" not in lines[0] else "unreadable"
+    return (f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+            f"{type(error).__name__}: {reason}. Download it again.")
 
 
 def _read_safetensors(path):
@@ -307,9 +333,10 @@ def _read_safetensors(path):
 
 
 def read_state_dict(path) -> dict:
-    """Reads a torchvision-style state dict from `.safetensors`, `.pth` or `.pt`.
+    """Reads a torchvision-style state dict from a safetensors or torch.save file.
 
-    `.safetensors` is read with `safetensors.numpy` and needs no PyTorch; the
+    The format is read from the file's first bytes, whatever its suffix.
+    safetensors is read with `safetensors.numpy` and needs no PyTorch; the
     torch formats import torch on demand and load with `weights_only=True`.
     Checkpoints that wrap the state dict (`{"state_dict": ...}`, `{"model":
     ...}`) are unwrapped, and DataParallel's `module.` prefix is stripped.
@@ -323,22 +350,24 @@ def read_state_dict(path) -> dict:
     Raises:
         FileNotFoundError: the file does not exist.
         ImportError: a torch file is given and torch is not installed.
-        ValueError: the suffix is not supported, or the file is truncated,
-            corrupt or holds no state dict.
+        ValueError: the file is in another format, truncated, corrupt, holds
+            objects other than tensors or no state dict, or a tensor holds NaN
+            or inf; the message names the file (and the tensor).
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Checkpoint {path} does not exist.")
     if not os.path.isfile(path):
         raise ValueError(f"Checkpoint {path} is not a file.")
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix in SAFETENSORS_SUFFIXES:
+    found = file_format(path)
+    if found == "safetensors":
         obj = _read_safetensors(path)
-    elif suffix in TORCH_SUFFIXES:
+    elif found in CHECKPOINT_FORMATS:
         obj = _read_torch(path)
     else:
-        raise ValueError(f"Checkpoint {path} has suffix {suffix!r}; supported: "
-                         f"{', '.join(SAFETENSORS_SUFFIXES + TORCH_SUFFIXES)}.")
+        hint = (f" A {FORMATS['hdf5']} loads with build_model(name, weights=FILE)."
+                if found == "hdf5" else "")
+        raise ValueError(format_mismatch(path, found, CHECKPOINT_FORMATS) + hint)
     return _unwrap(obj, path)
 
 
@@ -359,7 +388,8 @@ def convert_file(checkpoint, *, model_name, output, classes=None):
     without top.
 
     Args:
-        checkpoint: str or path-like, a `.pth`, `.pt` or `.safetensors` file.
+        checkpoint: str or path-like, a safetensors or torch.save file
+            (`.safetensors`, `.pth`, `.pt`).
         model_name: one of `TORCHVISION_MODELS`, e.g. `resnet50`.
         output: str or path-like ending in `.h5`; its folder is created.
         classes: int, classes of the checkpoint's `fc`; default: read from
@@ -374,7 +404,8 @@ def convert_file(checkpoint, *, model_name, output, classes=None):
         FileNotFoundError: the checkpoint does not exist.
         ImportError: a torch file is given and torch is not installed.
         ValueError: an unknown model name, an output not ending in `.h5`, an
-            unreadable checkpoint, or one that does not fit the model.
+            unreadable or non-finite checkpoint, or one that does not fit the
+            model.
 
     Example:
 

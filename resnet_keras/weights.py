@@ -2,9 +2,12 @@
 
 Keras's own `load_weights(by_name=True)` silently skips layers it cannot
 find; here a file that does not fit the model is an error naming the layer.
+Every weights file is recognised by its first bytes, never by its suffix, and
+refused if a tensor holds NaN or inf.
 """
 
 import os
+import zipfile
 
 import h5py
 import numpy as np
@@ -13,6 +16,97 @@ from resnet_keras.backend import keras_cache_dir
 from resnet_keras.blocks import SUBSAMPLE
 
 KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+# What `file_format` recognises, in words. A `.keras` model archive is not a
+# weights file, but is recognised so that its message can say how to get one.
+FORMATS = {
+    "hdf5": "Keras .h5 weights file (HDF5)",
+    "safetensors": "safetensors file",
+    "torch_zip": "PyTorch checkpoint (torch.save zip)",
+    "torch_pickle": "legacy PyTorch checkpoint (torch.save pickle)",
+    "keras_model": "Keras .keras model archive",
+}
+# The formats of torchvision checkpoints, which `resnet_keras.convert` reads.
+CHECKPOINT_FORMATS = ("safetensors", "torch_zip", "torch_pickle")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_ZIP_SIGNATURE = b"PK\x03\x04"
+_PICKLE_PROTO = 0x80  # pickle protocol 2+ opens with PROTO; torch's legacy format uses 2
+
+
+def file_format(path) -> str | None:
+    """The format of a weights file, read from its first bytes whatever its suffix.
+
+    A suffix can lie (a `.safetensors` renamed `.pth`), a signature cannot:
+    safetensors opens with its 8-byte little-endian header length and the
+    JSON header's `{`; torch.save writes a zip (or, before PyTorch 1.6, a
+    pickle); HDF5 puts its signature at byte 0, 512, 1024, 2048, ...
+
+    Args:
+        path: str or path-like, an existing file.
+
+    Returns:
+        a key of `FORMATS`, or None when no signature matches.
+    """
+    with open(path, "rb") as f:
+        head = f.read(9)
+        if head.startswith(_ZIP_SIGNATURE):
+            return _zip_format(path)
+        if len(head) == 9 and head[8:9] == b"{":
+            return "safetensors"
+        if len(head) >= 2 and head[0] == _PICKLE_PROTO and 2 <= head[1] <= 5:
+            return "torch_pickle"
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset + len(_HDF5_SIGNATURE) <= size:
+            f.seek(offset)
+            if f.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE:
+                return "hdf5"
+            offset = max(512, 2 * offset)
+    return None
+
+
+def _zip_format(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "torch_zip"  # a truncated checkpoint: torch.load says so
+    if "config.json" in names and not any(n.endswith("data.pkl") for n in names):
+        return "keras_model"
+    return "torch_zip"
+
+
+def format_mismatch(path, found, accepted) -> str:
+    """The sentence for a file whose `file_format` is `found`, not one of `accepted`."""
+    words = ", ".join(FORMATS[name] for name in accepted)
+    if found is not None:
+        return f"{path} is a {FORMATS[found]}, not one of the formats read here: {words}."
+    with open(path, "rb") as f:
+        head = f.read(16)
+    opening = f"begins with {head!r}" if head else "is empty"
+    return (f"{path} is in none of the formats read here ({words}): it {opening} "
+            f"(truncated or corrupt, or another kind of file?).")
+
+
+def check_finite(path, tensors) -> None:
+    """Refuses a weights file whose floating tensors hold NaN or inf.
+
+    Such weights would load, then train as a divergence at the first step; a
+    check at load blames the file instead of the learning rate.
+
+    Args:
+        path: str, the file, for the message.
+        tensors: iterable of (name in the file, numpy array).
+
+    Raises:
+        ValueError: a tensor holds NaN or inf; the message names the file and
+            the tensor.
+    """
+    for name, array in tensors:
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            bad = array.size - np.count_nonzero(np.isfinite(array))
+            raise ValueError(f"{path} holds NaN or inf in tensor {name!r} ({bad:,} of "
+                             f"{array.size:,} values); refused: the file is corrupt or "
+                             f"was saved from a diverged run.")
 
 
 def imagenet_weights_path(spec, *, variant, include_top) -> str:
@@ -47,12 +141,19 @@ def _read_h5(path, *, arrays=True):
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: it is not a readable Keras `.h5` file (truncated, corrupt,
-            another format); the message names the file.
+            another format), or an array holds NaN or inf; the message names
+            the file.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Weights file {path} does not exist.")
-    try:
+    found = file_format(path)
+    if found in CHECKPOINT_FORMATS:
+        raise ValueError(f"{path} is a {FORMATS[found]}, not a {FORMATS['hdf5']}: convert "
+                         f"it with `python -m resnet_keras.convert`.")
+    if found == "keras_model":
+        raise ValueError(format_mismatch(path, found, ("hdf5",)))
+    try:  # anything else is for h5py to read or refuse
         with h5py.File(path, "r") as f:
             group = f["model_weights"] if "model_weights" in f else f
             if "layer_names" not in group.attrs:
@@ -61,9 +162,12 @@ def _read_h5(path, *, arrays=True):
             for layer_name in group.attrs["layer_names"]:
                 layer_name = _text(layer_name)
                 layer_group = group[layer_name]
-                datasets = [layer_group[_text(n)] for n in layer_group.attrs["weight_names"]]
-                result[layer_name] = [np.asarray(d) if arrays else tuple(d.shape)
-                                      for d in datasets]
+                names = [_text(n) for n in layer_group.attrs["weight_names"]]
+                if not arrays:
+                    result[layer_name] = [tuple(layer_group[n].shape) for n in names]
+                    continue
+                result[layer_name] = [np.asarray(layer_group[n]) for n in names]
+                check_finite(path, zip(names, result[layer_name]))
             return result
     except (OSError, KeyError) as e:
         raise ValueError(f"{path} is not a readable .h5 weights file (truncated or "
@@ -111,8 +215,9 @@ def load_weights(model, path, *, skip=()) -> None:
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: a name in `skip` is not a layer of the model, the file is
-            not a Keras `.h5` file, or a layer is missing or has other shapes;
-            the message names the first such layer.
+            not a Keras `.h5` file, a weight holds NaN or inf, or a layer is
+            missing or has other shapes; the message names the first such
+            layer or weight.
     """
     check_skip(model, skip)
     path = os.fspath(path)

@@ -4,10 +4,13 @@ Run `python -m pytest tests/test_convert.py -s` to see the measured logit
 differences between the converted Keras models and the PyTorch reference.
 """
 
+import argparse
 import contextlib
 import copy
 import functools
 import os
+import pickle
+import re
 import subprocess
 import sys
 
@@ -215,6 +218,16 @@ def _write_pth(path, obj):
     return path
 
 
+def _save(path, state_dict, fmt):
+    """Writes numpy `state_dict` to `path` in `fmt`, whatever the suffix of `path`."""
+    if fmt == "safetensors":
+        save_file(state_dict, str(path))
+    else:
+        torch.save({k: torch.from_numpy(v) for k, v in state_dict.items()}, path,
+                   _use_new_zipfile_serialization=fmt == "torch_zip")
+    return path
+
+
 @pytest.mark.parametrize("wrap", ["plain", "state_dict", "model", "module_prefix"])
 def test_read_state_dict_unwraps_checkpoints(tmp_path, wrap):
     tensors = _reference("resnet18").state_dict()
@@ -277,16 +290,13 @@ def test_missing_checkpoint(tmp_path, capsys):
     _assert_cli_error(_args(missing, tmp_path / "o.h5"), capsys, "does not exist")
 
 
-@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
-def test_truncated_checkpoint(tmp_path, capsys, suffix):
-    path = tmp_path / f"full{suffix}"
-    tensors = {"conv1.weight": np.ones((64, 3, 7, 7), np.float32)}
-    if suffix == ".pth":
-        torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, path)
-    else:
-        save_file(tensors, str(path))
+@pytest.mark.parametrize("fmt", ["torch_zip", "torch_pickle", "safetensors"])
+def test_truncated_checkpoint(tmp_path, capsys, fmt):
+    suffix = ".safetensors" if fmt == "safetensors" else ".pth"
+    path = _save(tmp_path / f"full{suffix}",
+                 {"conv1.weight": np.ones((64, 3, 7, 7), np.float32)}, fmt)
     data = path.read_bytes()
-    for cut in (len(data) // 2, 5, 0):
+    for cut in (len(data) // 2, 30, 5, 3, 0):
         truncated = tmp_path / f"cut{cut}{suffix}"
         truncated.write_bytes(data[:cut])
         with pytest.raises(ValueError, match="truncated or corrupt"):
@@ -298,8 +308,84 @@ def test_not_a_state_dict(tmp_path):
     path = _write_pth(tmp_path / "x.pth", {"weights": [1, 2, 3]})
     with pytest.raises(ValueError, match="'weights' is a list, not a tensor"):
         convert.read_state_dict(path)
-    with pytest.raises(ValueError, match="supported: .safetensors, .pth, .pt"):
-        convert.read_state_dict(_write_pth(tmp_path / "x.ckpt", {}))
+    with pytest.raises(ValueError, match=r"holds no state dict \(found dict \(empty\)\)"):
+        convert.read_state_dict(_write_pth(tmp_path / "x.ckpt", {}))  # read, whatever the suffix
+
+
+@pytest.mark.parametrize("fmt, value", [("torch_zip", np.nan), ("torch_pickle", np.inf),
+                                        ("safetensors", -np.inf)])
+def test_non_finite_tensor_names_the_file_and_tensor(tmp_path, capsys, fmt, value):
+    state_dict = _state_dict("resnet18")
+    state_dict["layer1.0.conv1.weight"][0, 0, 1, 2] = value
+    path = _save(tmp_path / "diverged.pth", state_dict, fmt)
+    message = (f"{path} holds NaN or inf in tensor 'layer1.0.conv1.weight' (1 of 36,864 "
+               f"values); refused")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        convert.read_state_dict(path)
+    _assert_cli_error(_args(path, tmp_path / "o.h5"), capsys, message)
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_non_finite_tensor_is_named_as_in_the_file(tmp_path):
+    state_dict = _reference("resnet18").state_dict()
+    state_dict["fc.bias"] = torch.full_like(state_dict["fc.bias"], float("nan"))
+    path = _write_pth(tmp_path / "ddp.pt",
+                      {"model": {"module." + k: v for k, v in state_dict.items()}})
+    with pytest.raises(ValueError, match=r"tensor 'module\.fc\.bias' \(1,000 of 1,000"):
+        convert.read_state_dict(path)
+
+
+@pytest.mark.parametrize("fmt, name", [("safetensors", "resnet18.pth"),
+                                       ("torch_zip", "resnet18.safetensors"),
+                                       ("torch_pickle", "resnet18.bin")])
+def test_format_is_read_from_content_not_suffix(tmp_path, fmt, name):
+    state_dict = _state_dict("resnet18")
+    expected = convert.read_state_dict(_save(tmp_path / f"true.{fmt}", state_dict, fmt))
+    loaded = convert.read_state_dict(_save(tmp_path / name, state_dict, fmt))
+    assert sorted(loaded) == sorted(expected) == sorted(state_dict)
+    assert all(np.array_equal(loaded[k], expected[k]) for k in expected)
+
+
+def test_unknown_content_names_the_file_and_the_formats(tmp_path, capsys):
+    page = tmp_path / "resnet18.pth"
+    page.write_bytes(b"<!DOCTYPE html><html>Not Found</html>")  # a failed download
+    match = (f"{page} is in none of the formats read here (safetensors file, PyTorch "
+             f"checkpoint (torch.save zip), legacy PyTorch checkpoint (torch.save pickle)): "
+             f"it begins with b'<!DOCTYPE html><'")
+    with pytest.raises(ValueError, match=re.escape(match)):
+        convert.read_state_dict(page)
+    _assert_cli_error(_args(page, tmp_path / "o.h5"), capsys, match)
+    h5 = tmp_path / "keras.pth"
+    rk.build_model("resnet20").save_weights(str(tmp_path / "keras.h5"))
+    os.rename(tmp_path / "keras.h5", h5)
+    with pytest.raises(ValueError, match=re.escape(f"{h5} is a Keras .h5 weights file (HDF5), "
+                                                   f"not one of the formats read here")):
+        convert.read_state_dict(h5)
+
+
+@pytest.mark.parametrize("writer, refused", [
+    # torchvision's reference scripts save their argparse arguments beside the weights.
+    ("torch_zip", " (argparse.Namespace)"),
+    ("torch_pickle", " (argparse.Namespace)"),
+    ("pickle", ", or was not written by torch.save"),
+])
+def test_non_tensor_objects_are_refused_without_unsafe_advice(tmp_path, capsys, writer,
+                                                              refused):
+    path = tmp_path / "checkpoint.pth"
+    if writer == "pickle":
+        with open(path, "wb") as f:
+            pickle.dump({"conv1.weight": np.zeros((64, 3, 7, 7), np.float32)}, f)
+    else:
+        torch.save({"model": _reference("resnet18").state_dict(),
+                    "args": argparse.Namespace(lr=0.1)}, path,
+                   _use_new_zipfile_serialization=writer == "torch_zip")
+    message = (f"{path} holds Python objects other than tensors{refused}; refused: only "
+               f"tensors are loaded from a checkpoint.")
+    with pytest.raises(ValueError) as error:
+        convert.read_state_dict(path)
+    assert str(error.value) == message
+    code, lines = _cli(_args(path, tmp_path / "o.h5"), capsys)
+    assert (code, lines) == (2, [f"{CLI_ERROR} {message}"])
 
 
 def test_wrong_shape_names_the_key(tmp_path, capsys):

@@ -333,6 +333,7 @@ def test_folder_loads_assorted_images_and_skips_bad_files(tmp_path, caplog):
 
 def test_folder_default_size_is_224(tmp_path):
     save(tmp_path / "train/a/x.png", np.zeros((300, 400, 3), np.uint8), "PNG")
+    save(tmp_path / "train/b/x.png", np.zeros((20, 20, 3), np.uint8), "PNG")
     save(tmp_path / "val/a/y.png", np.zeros((10, 12, 3), np.uint8), "PNG")
     ds = load_dataset("folder", data_dir=tmp_path)
     assert ds.image_shape == (224, 224, 3)
@@ -356,10 +357,82 @@ def test_folder_errors_explain_the_layout(tmp_path):
     with pytest.raises(ValueError, match="1 files, none a decodable image"):
         load_dataset("folder", data_dir=tmp_path)
     (tmp_path / "train/dog/bad.jpg").unlink()
-    (tmp_path / "train/dog").rmdir()
+    save(tmp_path / "train/dog/d.png", np.zeros((8, 8, 3), np.uint8), "PNG")
     save(tmp_path / "val/bird/c.png", np.zeros((8, 8, 3), np.uint8), "PNG")
     with pytest.raises(ValueError, match="class folders that .* lacks: bird"):
         load_dataset("folder", data_dir=tmp_path)
+
+
+def test_folder_needs_two_classes(tmp_path):
+    """A tree one level too shallow is one class, which any model gets 100% right."""
+    images = np.zeros((3, 8, 8), np.uint8)
+    for split in ("train", "val"):
+        writers.write_image_folder(tmp_path, split, images, [0, 0, 0], class_names=["images"])
+    with pytest.raises(ValueError) as info:
+        load_dataset("folder", data_dir=tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'train'} has 1 class folder (images); a classifier needs at least 2, "
+        f"each holding the images of one class: {folder.LAYOUT}.")
+    shutil.move(tmp_path / "train/images/0.png", tmp_path / "train")
+    shutil.rmtree(tmp_path / "train/images")
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'train'} has no class folders; a "
+                                         f"classifier needs at least 2"):
+        load_dataset("folder", data_dir=tmp_path)
+
+
+def write_linked_folder(root, outside):
+    """train/3 and train/5 of 4 images each, val/3 and val/5 of 1; outside/ of 2."""
+    rng = np.random.default_rng(4)
+    for split, n in (("train", 8), ("val", 2)):
+        writers.write_image_folder(root, split, rng.integers(0, 256, (n, 8, 8), np.uint8),
+                                   np.arange(n) % 2, class_names=["3", "5"])
+    writers.write_image_folder(outside, "extra", rng.integers(0, 256, (2, 8, 8), np.uint8),
+                               [0, 0], class_names=["more"])
+
+
+def test_folder_links_count_each_file_once_and_never_loop(tmp_path, caplog):
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    write_linked_folder(root, outside)
+    os.symlink(".", root / "train/3/again")  # the loop of the issue
+    os.symlink("0.png", root / "train/3/link.png")  # a second name for one file
+    os.link(root / "train/3/2.png", root / "train/3/hard.png")
+    os.symlink(outside / "extra/more", root / "train/5/more")  # followed: 2 more images
+    with caplog.at_level(logging.WARNING, logger="datasets.folder"):
+        ds = load_dataset("folder", data_dir=root, image_size=8)
+    assert (ds.num_train, ds.num_test) == (10, 2)
+    assert np.bincount(all_batches(ds.train(5, shuffle=False))[1]).tolist() == [4, 6]
+    assert not ds.skipped_files
+    message = caplog.text
+    assert "3 paths lead to files or folders already read, each read once: " in message
+    for part in ("train/3/again (a folder link that loops, not followed)",
+                 "train/3/link.png (the same file as train/3/0.png)",
+                 "train/3/hard.png (the same file as train/3/2.png)"):
+        assert part in message
+    assert "also training images" not in message
+
+
+def test_folder_link_above_the_class_folder_is_not_followed(tmp_path, caplog):
+    """train/3/up -> .. reaches train/5 and train/3/up again: a tree without end."""
+    write_linked_folder(tmp_path, tmp_path / "outside")
+    os.symlink("..", tmp_path / "train/3/up")
+    with caplog.at_level(logging.WARNING, logger="datasets.folder"):
+        ds = load_dataset("folder", data_dir=tmp_path, image_size=8)
+    assert ds.num_train == 8
+    assert "train/3/up (a folder link that loops, not followed)" in caplog.text
+
+
+def test_folder_one_file_in_two_classes_or_in_train_and_val(tmp_path, caplog):
+    write_linked_folder(tmp_path, tmp_path / "outside")
+    os.symlink(tmp_path / "train/3/0.png", tmp_path / "val/5/leak.png")
+    with caplog.at_level(logging.WARNING, logger="datasets.folder"):
+        assert load_dataset("folder", data_dir=tmp_path, image_size=8).num_test == 3
+    assert ("1 of the 3 val images are also training images, so test accuracy overstates: "
+            "val/5/leak.png (the same file as train/3/0.png)") in caplog.text
+    os.symlink("../3/0.png", tmp_path / "train/5/zero.png")
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'train/5/zero.png'} and "
+                                         f"{tmp_path / 'train/3/0.png'} are the same file, "
+                                         f"in classes '5' and '3'; an image has one class"):
+        load_dataset("folder", data_dir=tmp_path, image_size=8)
 
 
 def test_folder_training_survives_files_that_fail_to_decode(tmp_path, monkeypatch):
@@ -470,6 +543,29 @@ def test_mnist_npz_as_keras_saves_it(tmp_path, monkeypatch):
     np.savez(tmp_path / "objects.npz", x_train=np.array([None]), y_train=arrays["y_train"])
     with pytest.raises(ValueError, match="objects.npz is not a readable mnist.npz"):
         load_dataset("mnist", data_dir=tmp_path / "objects.npz")
+
+
+def test_mnist_npz_labels_as_columns_are_read_and_other_shapes_named(tmp_path):
+    rng = np.random.default_rng(2)
+    arrays = {"x_train": rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
+              "y_train": (np.arange(12, dtype=np.uint8) % 10)[:, None],
+              "x_test": rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+              "y_test": np.arange(5, dtype=np.uint8)[None, :]}
+    path = tmp_path / "mnist.npz"
+    np.savez(path, **arrays)
+    ds = load_dataset("mnist", data_dir=path)
+    assert (ds.num_train, ds.num_test) == (12, 5)
+    np.testing.assert_array_equal(ds.test_arrays()[1], np.arange(5))
+    np.testing.assert_array_equal(all_batches(ds.train(4, shuffle=False))[1],
+                                  np.arange(12) % 10)
+    for y_train, words in ((np.zeros((12, 2), np.uint8), "uint8 (12, 2)"),
+                           (np.arange(12.0), "float64 (12,)"),
+                           (np.array(3, np.uint8), "uint8 ()")):
+        np.savez(path, **{**arrays, "y_train": y_train})
+        with pytest.raises(ValueError) as info:
+            load_dataset("mnist", data_dir=path)
+        assert str(info.value) == (f"y_train in {path} is {words}; expected integer class "
+                                   f"labels 0..9 of shape (N,), one per image.")
 
 
 @pytest.mark.parametrize("name, flips", [("mnist", False), ("fashion_mnist", True)])

@@ -162,6 +162,19 @@ def test_a_finished_head_phase_is_loaded_not_repeated(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_truncated_head_model_is_named_not_opened(tmp_path):
+    run = RunDir(tmp_path / "run")
+    os.makedirs(run.root)
+    rk.build_model("resnet20", classes=10).save(run.head_model)
+    with open(run.head_model, "r+b") as f:
+        f.truncate(os.path.getsize(run.head_model) // 2)
+    config = config_lib.resolve(overrides={"model.weights": "x.h5", "train.head_epochs": "1"})
+    with pytest.raises(ValueError, match=f"{run.head_model} is not a whole .keras model file "
+                                         r"\(not a zip archive\): it is truncated or corrupt"):
+        train_head(rk.build_model("resnet20", classes=10), train_cfg=config.train, run=run,
+                   dataset=None, plan=None, strategy=None, inputs=None, jit_compile=False)
+
+
 # ---- the tf_keras internals NaNSafeBackupAndRestore relies on ----
 
 # NaNSafeBackupAndRestore (training/loop.py) overrides private members of tf_keras's

@@ -40,6 +40,7 @@ def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypa
                             lambda job, stage=stage: calls.append(stage) or {})
     config = config_lib.resolve(overrides={"stages": "report,train"})
     run = RunDir(tmp_path / "run")
+    run.write_json(run.manifest, {})  # what report reads, as if exported before
     pipeline.run(config, run)
     assert calls == ["train", "report"]
     assert run.read_json(run.state) == {"completed": ["train", "report"]}

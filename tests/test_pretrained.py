@@ -8,6 +8,8 @@ tests/torch_resnet.py (`.pth`, `.safetensors`) and `.h5` files of this package.
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -154,13 +156,81 @@ def test_missing_corrupt_and_unsupported_files_name_the_file(tmp_path, checkpoin
         path.write_bytes(data)
         with pytest.raises(ValueError, match=str(path)):
             _build(model__name="resnet18", model__weights=str(path))
-    with pytest.raises(ValueError, match=r"ending in \.h5, \.hdf5, \.safetensors, \.pth, "
-                                         r"\.pt\. For a \.keras model"):
-        _build(model__name="resnet18", model__weights=str(tmp_path / "last.keras"))
+    page = tmp_path / "weights.h5"
+    page.write_bytes(b"<!DOCTYPE html>")  # a failed download
+    with pytest.raises(ValueError, match=re.escape(
+            f"model.weights='{page}': {page} is in none of the formats read here (Keras .h5 "
+            f"weights file (HDF5), safetensors file, PyTorch checkpoint (torch.save zip), "
+            f"legacy PyTorch checkpoint (torch.save pickle)): it begins with b'<!DOCTYPE")):
+        _build(model__name="resnet18", model__weights=str(page))
+    last = str(tmp_path / "last.keras")
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(last)
+    with pytest.raises(ValueError, match=r"is a Keras \.keras model archive, .*Write its "
+                                         r"weights with model\.save_weights\('FILE\.h5'\)"):
+        _build(model__name="resnet18", model__weights=last)
     with pytest.raises(ValueError, match="torchvision has no resnet20"):
         _build(model__name="resnet20", model__weights=checkpoints[".pth"])
     with pytest.raises(ValueError, match="ImageNet weights for resnet50, .*not resnet18"):
         _build(model__name="resnet18", model__weights="imagenet")
+
+
+def test_files_are_told_apart_by_content_not_suffix(tmp_path, checkpoints):
+    renamed = {"st.pth": checkpoints[".safetensors"], "zip.safetensors": checkpoints[".pth"],
+               "zip.h5": checkpoints[".pth"]}
+    expected = _kernel(_build(model__name="resnet18",
+                              model__weights=checkpoints[".safetensors"])[0])
+    for name, source in renamed.items():
+        shutil.copy(source, tmp_path / name)
+        model, weights = _build(model__name="resnet18", model__weights=str(tmp_path / name))
+        assert (weights.kind, weights.variant) == ("torchvision", "v1.5"), name
+        np.testing.assert_array_equal(_kernel(model), expected, err_msg=name)
+    source = rk.build_model("resnet18", variant="v1.5", classes=10, input_shape=IMAGE_SHAPE)
+    source.save_weights(str(tmp_path / "r18.h5"))
+    os.rename(tmp_path / "r18.h5", tmp_path / "h5.pth")
+    model, weights = _build(model__name="resnet18", model__weights=str(tmp_path / "h5.pth"))
+    assert (weights.kind, weights.variant, weights.top_replaced) == ("h5", "v1.5", False)
+    np.testing.assert_array_equal(_kernel(model), _kernel(source))
+
+
+def _with_non_finite(tmp_path, torch_state, kind):
+    """A `kind` weights file for resnet18 with one NaN or inf; (path, the tensor's name)."""
+    if kind == "h5":
+        model = rk.build_model("resnet18", variant="v1.5", classes=10, input_shape=IMAGE_SHAPE)
+        layer = model.get_layer("conv4_block2_2_bn")
+        gamma, beta, mean, variance = layer.get_weights()
+        layer.set_weights([gamma, beta, mean, np.where(np.arange(variance.size) == 7,
+                                                       np.inf, variance)])
+        path = str(tmp_path / "diverged.h5")
+        model.save_weights(path)
+        return path, "conv4_block2_2_bn/moving_variance:0"
+    state = {k: v.copy() for k, v in torch_state.items()}
+    state["layer3.1.bn2.weight"][5] = np.nan
+    path = str(tmp_path / f"diverged{kind}")
+    if kind == ".safetensors":
+        save_file(state, path)
+    else:
+        torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)
+    return path, "layer3.1.bn2.weight"
+
+
+@pytest.mark.parametrize("kind", [".pth", ".safetensors", "h5"])
+def test_non_finite_weights_are_refused_at_load_naming_file_and_tensor(tmp_path, torch_state,
+                                                                       kind):
+    path, tensor = _with_non_finite(tmp_path, torch_state, kind)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{path} holds NaN or inf in tensor '{tensor}' (1 of ")):
+        _build(model__name="resnet18", model__weights=path)
+
+
+def test_non_finite_checkpoint_stops_train_py_at_start_up(tmp_path, torch_state):
+    path, tensor = _with_non_finite(tmp_path, torch_state, ".pth")
+    result = _train_py(tmp_path / "run", path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: {path} holds NaN or inf in tensor '{tensor}' (1 of 256 values); "
+                     f"refused: the file is corrupt or was saved from a diverged run."]
+    assert "diverge" not in result.stdout and "Epoch" not in result.stdout
+    assert not (tmp_path / "run" / "train_result.json").exists()
 
 
 def test_imagenet_offline_is_one_line_naming_the_file(tmp_path):

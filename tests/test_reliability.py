@@ -349,13 +349,19 @@ def test_no_space_left_keeps_the_previous_file(tmp_path, monkeypatch, capsys):
      "error: export.variants='int4' is not valid. Valid values: float32, fp16, dynamic, int8, "
      "int8_qat."),
     (["--stages", "train,export"],
-     "error: export.variants includes int8_qat, which needs the qat stage's qat.keras, but "
-     "stages=train,export has no qat. Add it (--stages train,qat,export) or leave int8_qat out "
-     "(--export.variants float32,fp16,dynamic,int8)."),
+     "error: Nothing will make what stages=train,export needs: {run} has no QAT model "
+     "(qat.keras: the qat stage makes it, for export.variants int8_qat). Add it (--stages "
+     "train,qat,export) or leave int8_qat out (--export.variants float32,fp16,dynamic,int8)."),
+    # Everything missing in one message: following it leads to no second error.
+    (["--stages", "export"],
+     "error: Nothing will make what stages=export needs: {run} has no trained model "
+     "(last.keras: the train stage makes it), no QAT model (qat.keras: the qat stage makes it, "
+     "for export.variants int8_qat). Add them (--stages train,qat,export)."),
 ])
 def test_bad_values_are_refused_before_any_stage(tmp_path, capsys, args, message):
     run_dir = tmp_path / "run"
-    assert _error_line(capsys, ["--run-dir", str(run_dir), *args]) == (2, message)
+    assert _error_line(capsys, ["--run-dir", str(run_dir), *args]) == (
+        2, message.format(run=run_dir))
     assert not run_dir.exists()
 
 

@@ -371,9 +371,11 @@ def train_head(model, *, train_cfg, run, dataset, plan, strategy, inputs, jit_co
 
     Raises:
         TrainingDiverged: the loss or a weight became NaN or inf; nothing is saved.
+        ValueError: `run.head_model` is truncated, corrupt or unsafe (`rundir.model_files`).
     """
     if os.path.exists(run.head_model):
-        model.load_weights(run.head_model)
+        # Through the one safe loader: a truncated or unsafe file is named, not opened.
+        model.set_weights(model_files.load_model(run.head_model, compile=False).get_weights())
         logger.info("  head phase already done (%s loaded), skipped",
                     run.relative(run.head_model))
         return 0.0

@@ -1,9 +1,10 @@
 """Pretrained weights for training: which file, which variant, which layers to load.
 
 `model.weights` names keras.applications' ImageNet file (`imagenet`), an `.h5`
-of this package's layout, or a torchvision checkpoint. The variant (and so the
-preprocessing) follows the weights, and a top for other classes is replaced by
-a new one: transfer learning of the features (Yosinski et al., arXiv 1411.1792).
+of this package's layout, or a torchvision checkpoint, told apart by content,
+not suffix. The variant (and so the preprocessing) follows the weights, and a
+top for other classes is replaced by a new one: transfer learning of the
+features (Yosinski et al., arXiv 1411.1792).
 """
 
 import dataclasses
@@ -14,7 +15,8 @@ from resnet_keras import weights as weights_lib
 from resnet_keras.registry import REGISTRY, get_spec
 
 IMAGENET = "imagenet"
-H5_SUFFIXES = (".h5", ".hdf5")
+# Each kind of weights file, as the formats of `weights.FORMATS` it comes in.
+FILE_KINDS = {"h5": ("hdf5",), "torchvision": convert.CHECKPOINT_FORMATS}
 # The classifier: the one layer whose shape depends on the classes.
 TOP = "predictions"
 # Each kind of weights, in words for the progress line.
@@ -79,16 +81,17 @@ def resolve(model_config) -> PretrainedWeights | None:
     Raises:
         FileNotFoundError: the file does not exist; for `imagenet`, the message
             names the file and where to put it.
-        ValueError: an unsupported kind of file, a net the weights are not
-            published for, a corrupt `.h5`, or a `model.variant` that
-            conflicts with the weights' (the message names both).
+        ValueError: a file in no supported format (whatever its suffix), a
+            net the weights are not published for, a corrupt `.h5`, or a
+            `model.variant` that conflicts with the weights' (the message
+            names both).
     """
     source = model_config.weights
     if not source:
         return None
     spec = get_spec(model_config.name)
-    kind = _kind(source)
-    if kind == "imagenet":
+    if source == IMAGENET:
+        kind = "imagenet"
         if spec.keras_applications is None:
             published = [name for name, row in REGISTRY.items() if row.keras_applications]
             raise ValueError(f"model.weights=imagenet: keras.applications publishes ImageNet "
@@ -102,6 +105,7 @@ def resolve(model_config) -> PretrainedWeights | None:
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"model.weights: weights file {path} does not exist.")
+        kind = _file_kind(source, path)
         if kind == "torchvision" and spec.name not in convert.TORCHVISION_MODELS:
             raise ValueError(f"model.weights={source!r} is a torchvision checkpoint, but "
                              f"torchvision has no {spec.name}; it publishes "
@@ -160,19 +164,17 @@ def record(weights, *, variant) -> dict:
             "top_replaced": weights.top_replaced}
 
 
-def _kind(source):
-    if source == IMAGENET:
-        return "imagenet"
-    suffix = os.path.splitext(source)[1].lower()
-    if suffix in H5_SUFFIXES:
-        return "h5"
-    if suffix in convert.SAFETENSORS_SUFFIXES + convert.TORCH_SUFFIXES:
-        return "torchvision"
-    suffixes = ", ".join(H5_SUFFIXES + convert.SAFETENSORS_SUFFIXES + convert.TORCH_SUFFIXES)
-    hint = (" For a .keras model, write its weights with model.save_weights('FILE.h5')."
-            if suffix == ".keras" else "")
-    raise ValueError(f"model.weights={source!r} is not valid: give imagenet or a weights "
-                     f"file ending in {suffixes}.{hint}")
+def _file_kind(source, path):
+    """`h5` or `torchvision` from the file's first bytes (a suffix can lie)."""
+    found = weights_lib.file_format(path)
+    for kind, formats in FILE_KINDS.items():
+        if found in formats:
+            return kind
+    accepted = [name for formats in FILE_KINDS.values() for name in formats]
+    hint = (" Write its weights with model.save_weights('FILE.h5') and give that."
+            if found == "keras_model" else "")
+    raise ValueError(f"model.weights={source!r}: "
+                     f"{weights_lib.format_mismatch(path, found, accepted)}{hint}")
 
 
 def _check_variant(model_config, variant):
