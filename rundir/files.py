@@ -25,18 +25,22 @@ def replacing(path):
 
     Raises:
         OSError: the write failed (e.g. no space left); the message names
-            `path` and says the previous file is unchanged.
+            `path` and says the previous file is unchanged. Any other error
+            of the writer propagates as it is; the temporary file is removed
+            either way.
     """
     path = os.fspath(path)
     partial = os.path.join(os.path.dirname(path), ".partial-" + os.path.basename(path))
     try:
         yield partial
         os.replace(partial, path)
-    except OSError as e:
+    except BaseException as e:
         if os.path.exists(partial):
             os.remove(partial)
-        raise OSError(e.errno, f"Could not write {path}: {e.strerror or e}; the previous "
-                               f"{os.path.basename(path)} is unchanged") from None
+        if isinstance(e, OSError):
+            raise OSError(e.errno, f"Could not write {path}: {e.strerror or e}; the previous "
+                                   f"{os.path.basename(path)} is unchanged") from None
+        raise
 
 
 def write_json(path, data, **dump_options):
@@ -53,14 +57,9 @@ def write_json(path, data, **dump_options):
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with replacing(path) as partial:
-        try:
-            with open(partial, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2, **dump_options)
-                f.write("\n")
-        except (ValueError, TypeError):
-            os.remove(partial)
-            raise
+    with replacing(path) as partial, open(partial, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, **dump_options)
+        f.write("\n")
 
 
 def _file(*parts):

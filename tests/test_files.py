@@ -1,10 +1,12 @@
 """Tests for rundir/files.py: the run directory's file names and the atomic writer."""
 
+import json
 import os
 
 import pytest
 
 from rundir import RunDir, replacing
+from rundir.files import write_json
 
 
 def test_run_dir_names_every_file_once(tmp_path):
@@ -40,3 +42,16 @@ def test_replacing_writes_whole_or_not_at_all(tmp_path):
                 f.write("half")
             raise OSError(28, "No space left on device")
     assert path.read_text() == "new" and os.listdir(tmp_path) == ["manifest.json"]
+
+
+def test_replacing_removes_its_temporary_file_whatever_the_writer_raises(tmp_path):
+    path = tmp_path / "result.json"
+    write_json(path, {"kept": 1})
+    with pytest.raises(TypeError):
+        write_json(path, {"not json": object()})
+    with pytest.raises(ValueError, match="not a model"):
+        with replacing(path) as partial:
+            open(partial, "w").write("half")
+            raise ValueError("not a model")
+    assert os.listdir(tmp_path) == ["result.json"]
+    assert json.loads(path.read_text()) == {"kept": 1}
