@@ -6,6 +6,8 @@
     python train.py --resume runs/resnet20-digits-20261127-120000   # continue a killed run
     python train.py --stages export,report --run-dir runs/X         # redo later stages of a run
     python train.py --help                           # every configuration key with its default
+    TF_CONFIG='{"cluster": ..., "task": ...}' python train.py --run-dir /shared/runs/X
+                                    # one worker of a job (README, "Training on a cluster")
 
 Stages run in order (train, qat, export, report; see job/pipeline.py); each reads
 what the earlier ones left in the run directory. The resolved configuration is
@@ -35,6 +37,9 @@ def parse_args(argv):
     parser.add_argument("--allow-unsafe-model-files", action="store_true",
                         help="also load HDF5 models and models with Lambda layers, which run "
                         "code when loaded; only for files you trust (README, 'Resuming')")
+    parser.add_argument("--offline", action="store_true",
+                        help="download nothing: weights and datasets must be cached or given "
+                        "(the same as RESNET_KERAS_OFFLINE=1; README, 'Downloads')")
     defaults = config_lib.to_dict(config_lib.Config())
     for key in config_lib.all_keys():
         if key in ("preset", "stages"):
@@ -70,6 +75,12 @@ def resolve_run(args, overrides):
                                     overrides=overrides)
         return config, run or pipeline.new_run_dir(config)
     if args.preset or args.config:
+        # The same command again is the same run: a multi-worker job's later workers
+        # find the config.json their chief has just written.
+        config = config_lib.resolve(args.preset or "digits", file=args.config,
+                                    overrides=overrides)
+        if config == config_lib.from_dict(run.read_json(run.config)):
+            return config, run
         raise ValueError(f"{folder} is an existing run; --preset and --config apply only to "
                          f"new runs. Override single keys instead (e.g. --qat.epochs 2).")
     return pipeline.existing_run(run, overrides), run
@@ -78,6 +89,10 @@ def resolve_run(args, overrides):
 def main(argv=None) -> int:
     args, overrides = parse_args(argv)
     show_progress()
+    if args.offline:
+        # What resnet_keras.fetch reads (not imported here: it loads TensorFlow); the
+        # environment also reaches the processes this one starts.
+        os.environ["RESNET_KERAS_OFFLINE"] = "1"
 
     def body():
         config, run = resolve_run(args, overrides)

@@ -1,10 +1,11 @@
 """The datasets the nets train and are evaluated on (see `datasets.registry`).
 
 `pipeline` serves a dataset's splits as seeded tf.data pipelines; `digits`,
-`cifar`, `idx` and `folder` each read one source; `registry` maps names to them.
+`cifar`, `idx`, `folder` and `tfds` each read one source; `registry` maps names to them.
 """
 
 from datasets.pipeline import AUGMENTATIONS, Dataset, keras_datasets_dir
-from datasets.registry import DATASETS, load_dataset
+from datasets.registry import DATASETS, check_dataset_name, load_dataset
 
-__all__ = ["AUGMENTATIONS", "DATASETS", "Dataset", "keras_datasets_dir", "load_dataset"]
+__all__ = ["AUGMENTATIONS", "DATASETS", "Dataset", "check_dataset_name", "keras_datasets_dir",
+           "load_dataset"]

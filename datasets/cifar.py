@@ -3,7 +3,10 @@
 The archives of https://www.cs.toronto.edu/~kriz/cifar.html hold 50,000
 training and 10,000 test 32x32 images (CIFAR-100 with its 100 fine labels).
 Read from `data_dir` or from the Keras cache (`$KERAS_HOME/datasets`, default
-`~/.keras/datasets`); nothing is downloaded. Augmentation (`auto`) as in He et
+`~/.keras/datasets`), where the archive is downloaded (as
+`cifar-10-batches-py.tar.gz`, keras.datasets' name, checked against its
+sha256; `resnet_keras.fetch`) when neither holds it; nothing is downloaded
+into a `data_dir`. Augmentation (`auto`) as in He et
 al. 2015 (arXiv 1512.03385), sec. 4.2: zero-pad 4 pixels, random 32x32 crop,
 random horizontal flip. The paper's 45k/5k split for choosing hyper-parameters is
 `val_split=5000`.
@@ -18,6 +21,7 @@ import tarfile
 import numpy as np
 
 from datasets.pipeline import Split, check_native_size, keras_datasets_dir, native_augmentation
+from resnet_keras import fetch
 from resnet_keras.backend import tf
 
 URL = "https://www.cs.toronto.edu/~kriz/"
@@ -37,14 +41,22 @@ class Format:
     meta: str
     label_key: bytes
     names_key: bytes
+    sha256: str  # of `archive`, as keras.datasets checks it (keras/datasets/cifar10.py)
+
+    @property
+    def cache_name(self):
+        """The archive's name in the Keras cache, as keras.datasets downloads it."""
+        return f"{self.folder}.tar.gz"
 
 
 FORMATS = {
     "cifar10": Format("CIFAR-10", "cifar-10-python.tar.gz", "cifar-10-batches-py",
                       tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
-                      "batches.meta", b"labels", b"label_names"),
+                      "batches.meta", b"labels", b"label_names",
+                      "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
     "cifar100": Format("CIFAR-100", "cifar-100-python.tar.gz", "cifar-100-python",
-                       ("train",), ("test",), "meta", b"fine_labels", b"fine_label_names"),
+                       ("train",), ("test",), "meta", b"fine_labels", b"fine_label_names",
+                       "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"),
 }
 
 
@@ -54,7 +66,8 @@ def load(name, *, data_dir, image_size, augmentation):
     Args:
         name: str, a key of `FORMATS`.
         data_dir: the archive, a folder holding it or its extracted folder, or
-            the extracted folder itself; None for the Keras cache.
+            the extracted folder itself; None for the Keras cache, where the
+            archive is downloaded if missing.
         image_size: None or 32.
         augmentation: str, one of `AUGMENTATIONS` but "inception".
 
@@ -62,7 +75,9 @@ def load(name, *, data_dir, image_size, augmentation):
         dict, the keyword arguments of `Dataset` but `name`.
 
     Raises:
-        FileNotFoundError: no archive or extracted folder where it was looked for.
+        FileNotFoundError: no archive or extracted folder in `data_dir`, or in
+            the Keras cache with downloads off.
+        fetch.DownloadError: the download failed or its hash did not match.
         ValueError: an `image_size` other than 32, `augmentation="inception"`,
             or a malformed archive.
     """
@@ -70,12 +85,17 @@ def load(name, *, data_dir, image_size, augmentation):
     check_native_size(name, image_size)
     augment, words = native_augmentation(name, augmentation, pad=PAD, flip=True, cite=PAPER)
     path, searched = _find(fmt, data_dir)
-    if path is None:
+    if path is None and data_dir is not None:
         raise FileNotFoundError(
             f"{fmt.title} not found: looked for {fmt.archive} or its extracted folder "
-            f"{fmt.folder}/ in {searched}. This code downloads nothing: get "
-            f"{URL}{fmt.archive} and either pass data_dir=<the file or its folder> or "
-            f"put it in {keras_datasets_dir()} (the Keras cache; set KERAS_HOME to move it).")
+            f"{fmt.folder}/ in {searched}. Nothing is downloaded into a data_dir: put "
+            f"{URL}{fmt.archive} there, or leave data_dir unset to use the Keras cache "
+            f"({keras_datasets_dir()}; set KERAS_HOME to move it), where it is downloaded.")
+    if path is None:
+        remote = fetch.Remote(url=URL + fmt.archive, file_hash=fmt.sha256,
+                              path=os.path.join(keras_datasets_dir(), fmt.cache_name))
+        path = fetch.fetch(remote, what=f"{fmt.title} (not in {searched})",
+                           alternatives="pass data_dir=<the archive or its folder>")
     files = _read_members(path, fmt.train + fmt.test + (fmt.meta,), fmt.title)
     meta = _unpickle(files[fmt.meta], fmt.meta, fmt.title)
     if fmt.names_key not in meta:
@@ -118,7 +138,7 @@ def _find(fmt, data_dir):
         os.path.join(root, fmt.folder),
         os.path.join(root, f"{fmt.folder}-target", fmt.folder),  # Keras 3 cache
         os.path.join(root, fmt.archive),
-        os.path.join(root, f"{fmt.folder}.tar.gz"),  # tf_keras cache
+        os.path.join(root, fmt.cache_name),  # tf_keras cache
     ]
     found = [path for path in candidates if path is not None and os.path.exists(path)]
     return (found[0] if found else None), root

@@ -5,8 +5,9 @@ of http://yann.lecun.com/exdb/mnist/ (`train-images-idx3-ubyte`, ... gzipped
 as keras.datasets downloads them, or not). Read from `data_dir`, else the Keras
 cache (`$KERAS_HOME/datasets/fashion-mnist/` as keras.datasets lays it out;
 `mnist.npz` or `mnist/` for MNIST), else for Fashion-MNIST the Debian/Ubuntu
-package `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist`);
-nothing is downloaded.
+package `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist`), else
+downloaded into the Keras cache from keras.datasets' files, with its hashes
+(`resnet_keras.fetch`); nothing is downloaded into a `data_dir`.
 
 The images are zero-padded by 2 pixels a side to 32x32, not resampled: every
 pixel keeps the value recorded, and 32x32 is the native input of the CIFAR
@@ -25,6 +26,7 @@ import zlib
 import numpy as np
 
 from datasets.pipeline import Split, check_native_size, keras_datasets_dir, native_augmentation
+from resnet_keras import fetch
 from resnet_keras.backend import tf
 
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # unsigned bytes, 3 and 1 dimensions
@@ -35,6 +37,20 @@ URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 # (images, labels) of each split, without the .gz the downloads have.
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+# keras.datasets' sha256 of each file it downloads from URL (keras/datasets/
+# mnist.py and fashion_mnist.py): MNIST as one .npz, Fashion-MNIST as IDX files.
+MNIST_DOWNLOAD = {"mnist.npz":
+                  "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"}
+FASHION_MNIST_DOWNLOAD = {
+    "train-images-idx3-ubyte.gz":
+        "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+    "train-labels-idx1-ubyte.gz":
+        "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+    "t10k-images-idx3-ubyte.gz":
+        "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+    "t10k-labels-idx1-ubyte.gz":
+        "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +61,9 @@ class Source:
     class_names: tuple
     cache_folder: str  # under the Keras cache, as keras.datasets lays it out
     flip: bool
+    # {file name: sha256} keras.datasets downloads, into `download_folder` of the cache.
+    downloads: dict
+    download_folder: str
     npz: str | None = None  # Keras's single-file copy, in the Keras cache itself
     system_folder: str | None = None
     package: str | None = None  # the Debian/Ubuntu package that installs it
@@ -52,11 +71,12 @@ class Source:
 
 SOURCES = {
     "mnist": Source("MNIST", tuple(str(d) for d in range(10)), "mnist", flip=False,
-                    npz="mnist.npz"),
+                    downloads=MNIST_DOWNLOAD, download_folder="", npz="mnist.npz"),
     "fashion_mnist": Source(
         "Fashion-MNIST", ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                           "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        "fashion-mnist", flip=True, system_folder="/usr/share/datasets/fashion-mnist",
+        "fashion-mnist", flip=True, downloads=FASHION_MNIST_DOWNLOAD,
+        download_folder="fashion-mnist", system_folder="/usr/share/datasets/fashion-mnist",
         package="dataset-fashion-mnist"),
 }
 
@@ -68,7 +88,8 @@ def load(name, *, data_dir, image_size, augmentation):
         name: str, a key of `SOURCES`.
         data_dir: a folder holding the four IDX files (`.gz` or not), or for
             `mnist` also `mnist.npz` or that file; None to look in the Keras
-            cache, then in `Source.system_folder`.
+            cache, then in `Source.system_folder`, then to download
+            `Source.downloads` into the Keras cache.
         image_size: None or 32.
         augmentation: str, one of `AUGMENTATIONS` but "inception".
 
@@ -76,7 +97,9 @@ def load(name, *, data_dir, image_size, augmentation):
         dict, the keyword arguments of `Dataset` but `name`.
 
     Raises:
-        FileNotFoundError: the files are not where they were looked for.
+        FileNotFoundError: the files are not where they were looked for, and
+            `data_dir` was given or downloads are off.
+        fetch.DownloadError: a download failed or its hash did not match.
         ValueError: an `image_size` other than 32, `augmentation="inception"`,
             or a malformed or incomplete file (the message names it).
     """
@@ -85,8 +108,10 @@ def load(name, *, data_dir, image_size, augmentation):
     augment, words = native_augmentation(name, augmentation, pad=PAD, flip=source.flip,
                                          cite=" (CIFAR-style, He et al. 2015, sec. 4.2)")
     found, searched = _find(source, data_dir)
-    if found is None:
+    if found is None and data_dir is not None:
         raise FileNotFoundError(_not_found(source, searched))
+    if found is None:
+        found = _download(source, searched)
     if isinstance(found, str):
         splits = _read_npz(found, source)
     else:
@@ -123,7 +148,10 @@ def _find(source, data_dir):
         if source.system_folder:
             places.append((source.system_folder, True))
     for folder, idx_files in places:
-        files = _idx_files(folder, source) if idx_files else {}
+        # A cache folder left incomplete (by hand, or by a download stopped
+        # between files) is completed by the download, not refused.
+        partial_ok = data_dir is None and folder == places[0][0]
+        files = _idx_files(folder, source, partial_ok=partial_ok) if idx_files else {}
         if files:
             return files, None
         if source.npz and os.path.isfile(os.path.join(folder, source.npz)):
@@ -131,11 +159,12 @@ def _find(source, data_dir):
     return None, [folder for folder, _ in places]
 
 
-def _idx_files(folder, source):
+def _idx_files(folder, source, *, partial_ok=False):
     """`{IDX name: path}` of the four files in `folder`, `.gz` or not; {} if it has none.
 
     Raises:
-        ValueError: `folder` holds some of the files but not all.
+        ValueError: `folder` holds some of the files but not all (with
+            `partial_ok`, that is {} too).
     """
     names = [n for pair in FILES.values() for n in pair]
     found = {}
@@ -145,6 +174,8 @@ def _idx_files(folder, source):
                 found[n] = path
                 break
     missing = [n for n in names if n not in found]
+    if missing and partial_ok:
+        return {}
     if found and missing:
         raise ValueError(f"{folder} is an incomplete {source.title} folder: "
                          f"{', '.join(n + '[.gz]' for n in missing)} missing. Copy all four "
@@ -153,22 +184,34 @@ def _idx_files(folder, source):
 
 
 def _not_found(source, searched):
-    """The one-line message of a dataset that is nowhere it was looked for."""
+    """The one-line message of a dataset that is not in the `data_dir` given."""
     looked_for = " or ".join(filter(None, [
         source.npz, "the four IDX files (" + ", ".join(
             n + "[.gz]" for pair in FILES.values() for n in pair) + ")"]))
-    cache_folder = os.path.join(keras_datasets_dir(), source.cache_folder)
-    apt = (f"on Debian/Ubuntu run `apt-get install {source.package}` (it installs them in "
-           f"{source.system_folder}), or " if source.package else "")
-    if source.npz:
-        get, data_dir = f"{URL}{source.npz}", "<the file or its folder>"
-        put = f"put {source.npz} in {keras_datasets_dir()} or the IDX files in {cache_folder}"
-    else:
-        get, data_dir = f"the four .gz files from {URL}", "<their folder>"
-        put = f"put them in {cache_folder}"
     return (f"{source.title} not found: looked for {looked_for} in {', '.join(searched)}. "
-            f"This code downloads nothing: {apt}get {get} and either pass "
-            f"data_dir={data_dir} or {put} (the Keras cache; set KERAS_HOME to move it).")
+            f"Nothing is downloaded into a data_dir: put the files there, or leave data_dir "
+            f"unset to use the Keras cache ({keras_datasets_dir()}; set KERAS_HOME to move "
+            f"it), where {', '.join(source.downloads)} from {URL} are downloaded.")
+
+
+def _download(source, searched):
+    """The data fetched into the Keras cache, as `_find` returns it, after the places searched.
+
+    Raises:
+        FileNotFoundError: downloads are off; the message names every file and
+            where it goes, and the other ways to the data.
+        fetch.DownloadError: a download failed or its hash did not match.
+    """
+    folder = os.path.join(keras_datasets_dir(), source.download_folder)
+    remotes = [fetch.Remote(url=URL + name, file_hash=digest, path=os.path.join(folder, name))
+               for name, digest in source.downloads.items()]
+    apt = (f"on Debian/Ubuntu `apt-get install {source.package}` (it installs them in "
+           f"{source.system_folder}), or " if source.package else "")
+    paths = fetch.fetch_all(remotes, what=f"{source.title} (not in {', '.join(searched)})",
+                            alternatives=f"{apt}pass data_dir=<a folder holding them>")
+    if source.npz in source.downloads:
+        return paths[0]
+    return _idx_files(folder, source)
 
 
 def _read_split(images_path, labels_path, source):

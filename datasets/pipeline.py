@@ -22,20 +22,29 @@ DECODED_CACHE_BYTES = 2 * 2**30
 
 
 class Split:
-    """Labelled examples: in-memory uint8 images or paths of image files.
+    """Labelled examples: in-memory uint8 images, paths of image files, or encoded images.
+
+    Give exactly one of `images`, `paths` and `encoded`.
 
     Args:
         labels: int labels, one an example.
-        images: uint8 array `(N, H, W, 3)`, or None when `paths` is given.
-        paths: list of str, image files of any size decoded when loaded, or
-            None when `images` is given.
+        images: uint8 array `(N, H, W, 3)`.
+        paths: list of str, image files of any size decoded when loaded.
+        encoded: list of bytes, image files' contents (JPEG, PNG, ...) of
+            any size, decoded when loaded (a TensorFlow Datasets split).
     """
 
-    def __init__(self, labels, *, images=None, paths=None):
+    def __init__(self, labels, *, images=None, paths=None, encoded=None):
         self.labels = np.asarray(labels, dtype=np.int32)
         self.images = images
         self.paths = paths
+        self.encoded = encoded
         self._tensors = None
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the images are in memory as arrays (else files or bytes decoded on load)."""
+        return self.images is not None
 
     def __len__(self):
         return len(self.labels)
@@ -44,7 +53,9 @@ class Split:
         """The examples at `indices` (an int array), as a new `Split`."""
         return Split(self.labels[indices],
                      images=None if self.images is None else self.images[indices],
-                     paths=None if self.paths is None else [self.paths[i] for i in indices])
+                     paths=None if self.paths is None else [self.paths[i] for i in indices],
+                     encoded=None if self.encoded is None else [self.encoded[i]
+                                                                for i in indices])
 
     def load(self, index):
         """uint8 image `index` as a tensor (decoded from its file, any size)."""
@@ -53,11 +64,15 @@ class Split:
             # is traced, so every pipeline captures this one tensor instead of
             # embedding another copy of the images in its graph.
             with tf.init_scope():
-                self._tensors = tf.constant(self.images if self.paths is None else self.paths)
-        if self.paths is None:
+                self._tensors = tf.constant(next(
+                    source for source in (self.images, self.paths, self.encoded)
+                    if source is not None))
+        if self.decoded:
             return tf.gather(self._tensors, index)
-        image = tf.io.decode_image(tf.io.read_file(tf.gather(self._tensors, index)),
-                                   channels=3, expand_animations=False)
+        data = tf.gather(self._tensors, index)
+        if self.paths is not None:
+            data = tf.io.read_file(data)
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
         image.set_shape([None, None, 3])
         return image
 
@@ -258,7 +273,7 @@ class Dataset:
         labels = tf.constant(split.labels)
         indices = tf.data.Dataset.range(len(split))
         size = len(split) * int(np.prod(self.image_shape))
-        if split.paths is None or not evaluated or size > DECODED_CACHE_BYTES:
+        if split.decoded or not evaluated or size > DECODED_CACHE_BYTES:
             load = (lambda i: self._eval_fn(split.load(i))) if evaluated else split.load
             return indices.map(lambda i: (i, tf.gather(labels, i))), load
 
@@ -271,7 +286,7 @@ class Dataset:
         return decoded.cache(), tf.identity
 
     def _arrays(self, split):
-        if split.paths is None:
+        if split.decoded:
             return split.images.copy(), split.labels.copy()
         images = [x for x, _ in self._eval_batches(split, 64).as_numpy_iterator()]
         images = (np.concatenate(images) if images
@@ -287,7 +302,7 @@ class Dataset:
 def _drop_undecodable(examples, split):
     # Files passed the up-front check; one that still fails to decode (e.g. a
     # JPEG truncated past its header) is dropped, not fatal.
-    return examples if split.paths is None else examples.ignore_errors(log_warning=True)
+    return examples if split.decoded else examples.ignore_errors(log_warning=True)
 
 
 def check_count(name, value):
@@ -298,6 +313,46 @@ def check_count(name, value):
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def hold_out(train, size, *, seed, name, key="val_split"):
+    """(kept, held out) parts of a `Split`, stratified by label, each in its original order.
+
+    Args:
+        train: the `Split` to divide.
+        size: a float fraction in (0, 1) or an int count to hold out (an
+            int: 5000.0 is refused, not rounded).
+        seed: int, which examples are held out.
+        name: str, the dataset, for messages.
+        key: str, the setting `size` comes from, for messages.
+
+    Raises:
+        ValueError: `size` is not valid for `train`, or cannot hold out every
+            class; the message names `key`.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if isinstance(size, float) and size >= 1:
+        as_int = f" ({key}={int(size)})" if size.is_integer() else ""
+        raise ValueError(
+            f"{key}={size!r} is a float, so it is read as a fraction of the {name} "
+            f"training split and must be in (0, 1); to hold out a number of images, pass it "
+            f"as an int{as_int}.")
+    valid = (isinstance(size, float) and 0.0 < size < 1.0) or (
+        isinstance(size, (int, np.integer)) and not isinstance(size, bool)
+        and 0 < size < len(train))
+    if not valid:
+        raise ValueError(f"{key}={size!r} is not valid for the {name} training split "
+                         f"of {len(train)} images: use 0 (none), a fraction in (0, 1) or a "
+                         f"count in 1..{len(train) - 1}.")
+    try:
+        kept, held_out = train_test_split(np.arange(len(train)), test_size=size,
+                                          stratify=train.labels, random_state=seed)
+    except ValueError as e:
+        hint = f"; use a larger {key}, or 0" if key == "val_split" else ""
+        raise ValueError(f"{key}={size!r} cannot hold out every class of the {name} "
+                         f"training split ({e}){hint}.") from None
+    return train.subset(np.sort(kept)), train.subset(np.sort(held_out))
 
 
 def check_pixels(name, images, image_shape):

@@ -22,6 +22,13 @@ lags behind; it is kept as `train_error_running`. Test error is measured the
 same way on the test split. Errors are percentages; `lr` is the rate of the
 epoch's last step.
 
+Every net is scored on the same training and test images, so depth
+comparisons are paired, image by image (report/statistics.py: Newcombe's
+interval and McNemar's exact test): a gap counts only when its 95% interval
+excludes 0. For that each net keeps, from its last measured epoch, whether it
+got each image right (`final_correct` in curves.json, one "0"/"1" character
+per image of each split, in the splits' order).
+
 Writes to the run directory (`--out`, default runs/degradation-<dataset>-<time>):
 config.json, curves.json and curves.csv (per net and epoch), degradation.png
 (Fig. 6 layout), summary.json (final errors and the verdict) and results.md
@@ -39,7 +46,7 @@ import sys
 import time
 
 from experiments import paper
-from report.statistics import standard_error_points, within_noise
+from report import statistics
 from resnet_keras.registry import get_spec
 
 DEFAULT_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
@@ -124,6 +131,8 @@ def evaluation_arrays(dataset):
 
 
 def _make_recorder(keras, *, name, arrays, batch_size, guard, clock, total_epochs):
+    import numpy as np
+
     from training.loop import current_learning_rate
 
     class ErrorCurves(keras.callbacks.Callback):
@@ -134,18 +143,25 @@ def _make_recorder(keras, *, name, arrays, batch_size, guard, clock, total_epoch
             self.start = time.time()
             self.curves = {k: [] for k in ("epoch", "train_error", "train_error_running",
                                            "test_error", "loss", "lr", "seconds")}
+            self.curves["final_correct"] = None
+
+        def _correct(self, split):
+            images, labels = arrays[split]
+            scores = self.model.predict(images, batch_size=batch_size, verbose=0)
+            return np.asarray(scores).argmax(-1) == np.asarray(labels).reshape(-1)
 
         def on_epoch_end(self, epoch, logs=None):
             if guard.diverged_at:
                 return  # The weights are NaN: nothing left to measure.
             logs = logs or {}
-            on_train, on_test = (
-                self.model.evaluate(*arrays[split], batch_size=batch_size, verbose=0,
-                                    return_dict=True) for split in ("train", "test"))
+            correct = {split: self._correct(split) for split in ("train", "test")}
+            # The last measured epoch's flags: what the paired depth comparisons need.
+            self.curves["final_correct"] = {split: "".join("1" if c else "0" for c in flags)
+                                            for split, flags in correct.items()}
             row = {"epoch": epoch + 1,
-                   "train_error": 100 * (1 - float(on_train["accuracy"])),
+                   "train_error": 100 * (1 - float(correct["train"].mean())),
                    "train_error_running": 100 * (1 - float(logs["accuracy"])),
-                   "test_error": 100 * (1 - float(on_test["accuracy"])),
+                   "test_error": 100 * (1 - float(correct["test"].mean())),
                    "loss": float(logs["loss"]),
                    "lr": current_learning_rate(self.model.optimizer),
                    "seconds": round(time.time() - self.start, 2)}
@@ -221,29 +237,32 @@ def _relation(a, b):
     return "higher" if a > b else "lower" if a < b else "equal"
 
 
-def _standard_error(error_percent, count):
-    """The binomial standard error, in points, of an error rate (%) measured on `count` images."""
-    return standard_error_points(error_percent / 100.0, count)
+def _gap(shallow, deep, split):
+    """The paired gap deep - shallow in error points on `split`, or None without per-image flags.
 
-
-def _beyond_noise(a, b, count):
-    """Whether errors `a` and `b` (%) on `count` images differ beyond the noise.
-
-    None without a count. The two errors are treated as independent measurements,
-    so the gap's standard error is the root sum of squares of theirs.
+    Both nets were scored on the same images: `report.statistics` compares
+    their accuracies (shallow the reference), and the error gap is that
+    difference negated.
     """
-    if not count:
+    flags = [(net.get("final_correct") or {}).get(split) for net in (shallow, deep)]
+    if not all(flags):
         return None
-    return not within_noise(a - b, math.hypot(_standard_error(a, count),
-                                              _standard_error(b, count)))
+    shallow_right, deep_right = ([c == "1" for c in f] for f in flags)
+    accuracy = statistics.paired_difference(statistics.paired_counts(shallow_right, deep_right))
+    low, high = accuracy["interval_points"]
+    return {"n": accuracy["n"], "only_deep_wrong": accuracy["reference_only"],
+            "only_shallow_wrong": accuracy["variant_only"],
+            # 0.0 - x: a zero gap is +0.00, never -0.00.
+            "difference_points": 0.0 - accuracy["difference_points"],
+            "interval_points": [0.0 - high, 0.0 - low],
+            "p_value": accuracy["p_value"], "within_noise": accuracy["within_noise"]}
 
 
-def _pair(curves, shallow, deep, *, expect, num_train=None, num_test=None,
-          key="train_error"):
+def _pair(curves, shallow, deep, *, expect, key="train_error"):
     """How `deep` ends against `shallow` on `key`; None entries when a net has no epoch.
 
-    A relation is "reproduced" only when its gap is also beyond the noise of
-    the images it was measured on (when their count is known).
+    A relation is "reproduced" only when its gap is also beyond the noise: its
+    paired interval excludes 0 (when the nets kept their per-image results).
     """
     result = {"shallow": shallow, "deep": deep, "expected": expect}
     missing = [n for n in (shallow, deep) if not curves[n][key]]
@@ -252,17 +271,28 @@ def _pair(curves, shallow, deep, *, expect, num_train=None, num_test=None,
                                               f"epoch ended")
         return result
     s, d = curves[shallow], curves[deep]
+    train_gap, test_gap = (_gap(s, d, split) for split in ("train", "test"))
     result.update(
         shallow_final=s[key][-1], deep_final=d[key][-1],
         shallow_mean=sum(s[key]) / len(s[key]), deep_mean=sum(d[key]) / len(d[key]),
         shallow_test=s["test_error"][-1], deep_test=d["test_error"][-1],
         relation=_relation(d[key][-1], s[key][-1]),
-        beyond_noise=_beyond_noise(d[key][-1], s[key][-1], num_train),
+        train_gap=train_gap, beyond_noise=None if train_gap is None
+        else not train_gap["within_noise"],
         test_relation=_relation(d["test_error"][-1], s["test_error"][-1]),
-        test_beyond_noise=_beyond_noise(d["test_error"][-1], s["test_error"][-1], num_test))
+        test_gap=test_gap, test_beyond_noise=None if test_gap is None
+        else not test_gap["within_noise"])
     result["reproduced"] = (result["relation"] == expect
                             and result["beyond_noise"] is not False)
     return result
+
+
+def _interval_words(gap):
+    if gap is None:
+        return ""
+    return (f", {gap['difference_points']:+.2f} points, 95% CI "
+            f"{gap['interval_points'][0]:+.2f} to {gap['interval_points'][1]:+.2f}, McNemar "
+            + ("p < 0.001" if gap["p_value"] < 0.001 else f"p = {gap['p_value']:.3f}"))
 
 
 def _sentence(title, check):
@@ -276,12 +306,14 @@ def _sentence(title, check):
                 "equal": "the same training error as"}[check["relation"]]
     outcome = "reproduced" if check["reproduced"] else "not reproduced"
     if check["relation"] == check["expected"] and check["beyond_noise"] is False:
-        outcome += " (the gap is within two standard errors: noise)"
+        outcome += " (the gap is within the noise: its 95% interval contains 0)"
     test = {True: "beyond the noise", False: "within the noise"}.get(check["test_beyond_noise"])
     sentence = (f"{title}: {outcome}. {deep} ends with {relation} {shallow} "
-                f"({check['deep_final']:.2f}% vs {check['shallow_final']:.2f}%; averaged over "
+                f"({check['deep_final']:.2f}% vs {check['shallow_final']:.2f}%"
+                f"{_interval_words(check.get('train_gap'))}; averaged over "
                 f"all epochs {check['deep_mean']:.2f}% vs {check['shallow_mean']:.2f}%; final "
                 f"test error {check['deep_test']:.2f}% vs {check['shallow_test']:.2f}%"
+                f"{_interval_words(check.get('test_gap'))}"
                 f"{', ' + check['test_relation'] + ', ' + test if test else ''}).")
     if check["expected"] == "lower" and check["shallow_final"] == 0:
         sentence += (f" {shallow} already fits every training image, so no net can end "
@@ -299,27 +331,29 @@ def verdict(curves, *, num_train=None, num_test=None):
 
     Args:
         curves: {model name: dict with per-epoch `train_error` and `test_error`
-            lists in %}, as `train_net` returns; names must be registered.
+            lists in % and `final_correct` (per-image flags, or None), as
+            `train_net` returns}; names must be registered. Without flags a
+            gap's noise is not tested.
         num_train: training images the training error is measured on: what one
-            image is worth, and the noise a gap must exceed to count.
-        num_test: test images, for the noise of the test-error gaps.
+            image is worth.
+        num_test: test images.
 
     Returns:
         dict with `degradation`, `residual` and `plain_vs_residual` checks
         (each None when the nets to compare are missing; `reproduced` True,
-        False, or None if a net diverged before its first epoch) and `text`,
-        the paragraph.
+        False, or None if a net diverged before its first epoch; `train_gap`
+        and `test_gap` the paired comparisons, or None without flags) and
+        `text`, the paragraph.
     """
     def by_depth(residual):
         return sorted((n for n in curves if get_spec(n).residual == residual),
                       key=lambda n: get_spec(n).depth)
 
     plain, residual = by_depth(False), by_depth(True)
-    counts = {"num_train": num_train, "num_test": num_test}
     checks = {
-        "degradation": (_pair(curves, plain[0], plain[-1], expect="higher", **counts)
+        "degradation": (_pair(curves, plain[0], plain[-1], expect="higher")
                         if len(plain) > 1 else None),
-        "residual": (_pair(curves, residual[0], residual[-1], expect="lower", **counts)
+        "residual": (_pair(curves, residual[0], residual[-1], expect="lower")
                      if len(residual) > 1 else None),
     }
     shared = sorted({get_spec(n).depth for n in plain} & {get_spec(n).depth for n in residual})
@@ -328,7 +362,7 @@ def verdict(curves, *, num_train=None, num_test=None):
         depth = shared[-1]
         pick = {get_spec(n).residual: n for n in curves if get_spec(n).depth == depth}
         # Here "shallow" is the plain net and "deep" the residual one, same depth.
-        plain_vs = _pair(curves, pick[False], pick[True], expect="lower", **counts)
+        plain_vs = _pair(curves, pick[False], pick[True], expect="lower")
     checks["plain_vs_residual"] = plain_vs
     sentences = [_sentence("Degradation (Fig. 6 left: the deeper plain net trains worse)",
                            checks["degradation"]),
@@ -349,12 +383,15 @@ def verdict(curves, *, num_train=None, num_test=None):
         sentences.append("One of Fig. 6's two claims holds in this run, the other does not.")
     else:
         sentences.append("Neither of Fig. 6's two claims holds in this run.")
+    paired = any(c and c.get("train_gap") for c in checks.values())
     if num_train:
-        sentences.append(f"One seed only; one training image is {100 / num_train:.3f} points "
-                         f"of training error, so differences of a few images can be chance: "
-                         f"a gap counts only beyond two standard errors of the two errors "
-                         f"(binomial, on the {num_train:,} training"
-                         + (f" and {num_test:,} test" if num_test else "") + " images).")
+        sentences.append(
+            f"One seed only; one training image is {100 / num_train:.3f} points of training "
+            f"error, so differences of a few images can be chance: "
+            + (f"a gap counts only when the 95% interval of the paired difference excludes 0 "
+               f"({statistics.INTERVAL_METHOD}, on the same {num_train:,} training"
+               + (f" and {num_test:,} test" if num_test else "") + " images for every net)."
+               if paired else "no per-image results were kept, so no gap's noise was tested."))
     return {**checks, "text": " ".join(sentences)}
 
 
@@ -392,11 +429,6 @@ def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds,
             "seconds": c["seconds"][-1] if c["seconds"] else None,
             "diverged_at": c["diverged_at"],
             "precision": c.get("precision"),
-            # The binomial noise of each final error on the images it was measured on.
-            "train_error_se": (_standard_error(c["train_error"][-1], num_train)
-                               if c["train_error"] else None),
-            "test_error_se": (_standard_error(c["test_error"][-1], num_test)
-                              if c["test_error"] else None),
         })
     return {
         "experiment": "degradation (arXiv 1512.03385, sec. 4.2, Fig. 6)",
@@ -408,6 +440,8 @@ def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds,
         "training_error": "whole training split, not augmented, inference mode, after "
                           "each epoch",
         "nets": nets,
+        # The rule the verdict's gaps are judged by (a summary without it predates it).
+        "noise_test": f"paired: {statistics.INTERVAL_METHOD}; {statistics.TEST_METHOD}",
         "verdict": verdict(curves, num_train=num_train, num_test=num_test),
         "wall_seconds": round(wall_seconds, 1),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -423,14 +457,9 @@ def results_table(summary):
     headers = ["net", "shortcuts", "layers", "params", "epochs", "training error %",
                "test error %", *(["paper test error % (Table 6)"] if paper_column else []),
                "seconds"]
-    def error(net, key):
-        # Runs before the noise was recorded show the error alone.
-        se = net.get(f"{key}_se")
-        return cell(net[key], ".2f") + ("" if se is None else f" ± {se:.2f}")
-
     rows = [[net["model"], "identity (A)" if net["residual"] else "none (plain)",
              net["depth"], cell(net["params"], ","), net["epochs"],
-             error(net, "train_error"), error(net, "test_error"),
+             cell(net["train_error"], ".2f"), cell(net["test_error"], ".2f"),
              *([cell(net["paper_test_error"], ".2f")] if paper_column else []),
              cell(net["seconds"], ".0f")]
             for net in summary["nets"]]

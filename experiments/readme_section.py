@@ -31,8 +31,25 @@ def _load(path):
 DEGRADATION_RUNS = {"degradation": "digits", "degradation_fashion_mnist": "Fashion-MNIST"}
 
 
+# Under a run judged before its comparisons were paired (summary.json has no
+# `noise_test`): it kept no per-image results, so it cannot be judged again here.
+_RERUN = ("The paired test needs each net's per-image results, which this run did not keep: "
+          "re-run the command above to judge it image by image.*")
+UNPAIRED_NOTE = ("*This run's gaps were judged by an earlier, unpaired rule (two binomial "
+                 "standard errors of the two errors). " + _RERUN)
+UNTESTED_NOTE = "*This run's gaps were not tested against the noise. " + _RERUN
+
+
+def _noise_note(summary):
+    """The note under a run not judged image by image, or None."""
+    if summary.get("noise_test"):
+        return None
+    recorded = any(net.get("train_error_se") is not None for net in summary["nets"])
+    return UNPAIRED_NOTE if recorded else UNTESTED_NOTE
+
+
 def _error(net, key):
-    se = net.get(f"{key}_se")
+    se = net.get(f"{key}_se")  # recorded only by runs before the comparisons were paired
     return cell(net[key], ".2f") + ("" if se is None else f" ± {se:.2f}")
 
 
@@ -65,7 +82,7 @@ def degradation_part(summaries, *, docs):
         "difficulty rather than overfitting; with identity shortcuts the deeper net trains "
         "to a lower error (ResNet-56 below ResNet-20).", "",
         "**Measured here**, final errors after the last epoch (± the binomial standard "
-        "error where the run recorded it):", "",
+        "error of one error, where an earlier, unpaired run recorded it):", "",
         side_by_side({DEGRADATION_RUNS[f]: s for f, s in summaries.items()}), "",
     ]
     for folder, summary in summaries.items():
@@ -81,6 +98,7 @@ def degradation_part(summaries, *, docs):
             f"{'on' if r['augment'] else 'off'}; training error on the "
             f"{summary['training_error']}.", "",
             summary["verdict"]["text"], "",
+            *([note, ""] if (note := _noise_note(summary)) else []),
             f"![training (thin) and test (bold) error]({docs}/{folder}/degradation.png)", "",
         ]
     return lines

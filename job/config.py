@@ -16,6 +16,9 @@ from typing import Literal
 # Export owns its closed sets (TensorFlow-free); the configuration takes them from there.
 from export import variants as export_variants
 
+# The report owns its decision's defaults (TensorFlow-free), as export owns its sets.
+from report import decide as report_decide
+
 # The closed sets, each listed once; `_coerce` rejects anything else with the
 # valid values, and the modules that act on them take their tuples from here.
 Stage = Literal["train", "qat", "export", "report"]
@@ -29,8 +32,8 @@ STAGES: tuple[str, ...] = typing.get_args(Stage)
 
 @dataclasses.dataclass
 class DataConfig:
-    dataset: str = "digits"  # one of datasets.DATASETS, checked by `validate`
-    data_dir: str | None = None  # archive or folder; None: the Keras cache
+    dataset: str = "digits"  # one of datasets.DATASETS or tfds:NAME[:CONFIG], checked by `validate`
+    data_dir: str | None = None  # archive or folder (tfds: its data dir); None: the Keras cache
     image_size: int | None = None  # folder datasets only; default 224
     # Held out of the training set for validation: a fraction (0.1) or a count (5000).
     val_split: int | float = 0
@@ -95,6 +98,16 @@ class ExportConfig:
 
 
 @dataclasses.dataclass
+class ReportConfig:
+    # Top-1 points an int8 file may lose against Keras float, checked at the
+    # worst end of the paired interval (report/decide.py).
+    budget_points: float = report_decide.BUDGET_POINTS
+    # Recall points any one class may lose, checked on the measured change.
+    class_budget_points: float = report_decide.CLASS_BUDGET_POINTS
+    confidence: float = report_decide.CONFIDENCE  # level of every paired interval
+
+
+@dataclasses.dataclass
 class Config:
     preset: str = "digits"
     stages: tuple[Stage, ...] = STAGES
@@ -103,6 +116,7 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     qat: QATConfig = dataclasses.field(default_factory=QATConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    report: ReportConfig = dataclasses.field(default_factory=ReportConfig)
 
 
 # The paper's CIFAR-10 recipe (sec. 4.2): batch 128, lr 0.1 divided by 10 at
@@ -414,6 +428,11 @@ RANGES: dict[str, Range] = {
     "export.calibration_size": _COUNT,
     "export.selective_threshold": _NON_NEGATIVE,
     "export.latency_runs": _COUNT,
+    "report.budget_points": _NON_NEGATIVE,
+    "report.class_budget_points": _NON_NEGATIVE,
+    # Below 0.5 an interval misses the true difference more often than it holds it; at 1 it
+    # is infinitely wide.
+    "report.confidence": Range(0.5, 1, high_open=True),
 }
 
 
@@ -429,9 +448,10 @@ def validate(config: Config) -> None:
         ValueError: the first invalid value; the message names the key and
             what is valid.
     """
-    from datasets import AUGMENTATIONS, DATASETS
+    from datasets import AUGMENTATIONS, check_dataset_name
 
-    for key, valid in (("data.dataset", DATASETS), ("data.augmentation", AUGMENTATIONS)):
+    check_dataset_name(config.data.dataset, key="data.dataset")  # a name or tfds:NAME
+    for key, valid in (("data.augmentation", AUGMENTATIONS),):
         if _value(config, key) not in valid:
             raise ValueError(f"{key}={_value(config, key)!r} is not valid. Valid values: "
                              f"{', '.join(valid)}.")

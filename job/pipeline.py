@@ -18,6 +18,7 @@ import time
 
 from job import config as config_lib
 from rundir import RunDir
+from rundir.cluster import this_worker
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +36,15 @@ class Job:
         run: the `rundir.RunDir`.
         dataset: the loaded `datasets.Dataset`.
         allow_unsafe: bool, the command line's `--allow-unsafe-model-files`.
+        worker: `rundir.cluster.Worker`, this process's task in a multi-worker
+            job; None for a single process.
     """
 
     config: config_lib.Config
     run: RunDir
     dataset: object
     allow_unsafe: bool = False
+    worker: object = None
 
     @functools.cached_property
     def calibration(self):
@@ -57,13 +61,18 @@ def stage_train(job):
     config = job.config
     result = train(job.run, job.dataset, model_cfg=config.model, train_cfg=config.train,
                    augment=config.data.augment)
-    return {"test top-1": result["test_top1"], "images/s": round(result["images_per_second"] or 0)}
+    top1 = result["test_top1"]  # None on a worker that is not the chief: the chief measures it
+    return {"test top-1": "on the chief" if top1 is None else top1,
+            "images/s": round(result["images_per_second"] or 0)}
 
 
 def stage_qat(job):
     from quantization.finetune import fine_tune
     config = job.config
-    result = fine_tune(job.run, job.dataset, qat_cfg=config.qat, train_cfg=config.train,
+    # In a multi-worker job the chief fine-tunes alone, the others being done: on its own device.
+    train_cfg = (config.train if job.worker is None
+                 else dataclasses.replace(config.train, distribute="none"))
+    result = fine_tune(job.run, job.dataset, qat_cfg=config.qat, train_cfg=train_cfg,
                        calibration=job.calibration, augment=config.data.augment,
                        allow_unsafe=job.allow_unsafe)
     return {"qat test top-1": result["test_top1"]}
@@ -80,8 +89,8 @@ def stage_report(job):
     from report.render import render_table
     from report.run import report_run
     report = report_run(job.run, job.dataset, model_name=job.config.model.name,
-                        export_cfg=job.config.export, calibration=job.calibration,
-                        allow_unsafe=job.allow_unsafe)
+                        export_cfg=job.config.export, report_cfg=job.config.report,
+                        calibration=job.calibration, allow_unsafe=job.allow_unsafe)
     logger.info("%s", render_table(report))
     return {"report": job.run.report_markdown}
 
@@ -117,7 +126,9 @@ def command_line(body):
 
 def new_run_dir(config, *, parent="runs"):
     """A fresh run directory name: `<parent>/<model>-<dataset>-<time>`."""
-    return RunDir(os.path.join(parent, f"{config.model.name}-{config.data.dataset}-"
+    # `tfds:NAME` without its colon, which scp and rsync read as a host.
+    dataset = config.data.dataset.replace(":", "-")
+    return RunDir(os.path.join(parent, f"{config.model.name}-{dataset}-"
                                        f"{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
@@ -215,30 +226,39 @@ def run(config, run_dir, *, skip_completed=False, allow_unsafe=False):
     Raises:
         ValueError, FileNotFoundError: bad data or configuration, or a stage's
             input missing; `training.loop.TrainingDiverged`.
-        OSError: the run directory is in use by another process, or cannot
-            be written.
+        OSError: the run directory is in use by another process or job, or
+            cannot be written; `training.distribute.WorkerLost` (a worker of
+            the multi-worker job was lost).
     """
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     check_inputs(config, run_dir)
-    with run_dir.locked():
-        return _run_stages(config, run_dir, skip_completed=skip_completed,
+    worker = this_worker(config.train.distribute)
+    with run_dir.locked(worker=worker):
+        return _run_stages(config, run_dir, worker=worker, skip_completed=skip_completed,
                            allow_unsafe=allow_unsafe)
 
 
-def _run_stages(config, run_dir, *, skip_completed, allow_unsafe):
+def _run_stages(config, run_dir, *, worker, skip_completed, allow_unsafe):
     from datasets import load_dataset
     from training.distribute import strategy_for
 
+    # In a multi-worker job every worker trains; the chief alone writes the run's files
+    # and runs the later stages (README, "Training on a cluster").
+    chief = worker is None or worker.is_chief
     completed = _completed(run_dir)
-    run_dir.write_json(run_dir.config, config_lib.to_dict(config))
+    if chief:
+        run_dir.write_json(run_dir.config, config_lib.to_dict(config))
     logger.info("run directory: %s", run_dir.root)
+    if not chief:
+        logger.info("%s of a %d-worker job: trains with the others; the chief, %s, writes the "
+                    "run's files", worker.name, worker.num_workers, worker.chief.describe())
     start = time.time()
     strategy_for(config.train)  # before any other TensorFlow op (multi-worker, logical CPUs)
     dataset = load_dataset(config.data.dataset, data_dir=config.data.data_dir,
                            image_size=config.data.image_size,
                            augmentation=config.data.augmentation,
                            val_split=config.data.val_split, seed=config.train.seed)
-    job = Job(config, run_dir, dataset, allow_unsafe=allow_unsafe)
+    job = Job(config, run_dir, dataset, allow_unsafe=allow_unsafe, worker=worker)
     summaries, timing, peak_rss = {}, {}, {}
     for stage in config_lib.STAGES:
         if stage not in config.stages:
@@ -246,17 +266,25 @@ def _run_stages(config, run_dir, *, skip_completed, allow_unsafe):
         if skip_completed and stage in completed:
             logger.info("[%s] already done in this run, skipped", stage)
             continue
+        if not chief and stage != "train":
+            logger.info("[%s] runs on the chief only", stage)
+            continue
         logger.info("[%s] started", stage)
         stage_start = time.time()
         summaries[stage] = STAGE_FUNCTIONS[stage](job)
         completed = sorted(set(completed) | {stage}, key=config_lib.STAGES.index)
-        run_dir.write_json(run_dir.state, {"completed": completed})
+        if chief:
+            run_dir.write_json(run_dir.state, {"completed": completed})
         timing[stage] = round(time.time() - stage_start, 1)
         peak_rss[stage] = _peak_rss_mb()
         details = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in summaries[stage].items())
         logger.info("[%s] done in %.1f s: %s", stage, time.time() - stage_start, details)
     total = time.time() - start
+    if not chief:
+        logger.info("%s done in %.1f s; the chief writes the outputs in %s", worker.name, total,
+                    run_dir.root)
+        return summaries
     # A later invocation (--resume, --stages) replaces the stages it ran and keeps the others.
     # Peak memory is the process's so far: each stage's figure includes the earlier ones.
     before = run_dir.read_json(run_dir.timing) if os.path.exists(run_dir.timing) else {}

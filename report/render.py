@@ -20,8 +20,11 @@ from matplotlib.figure import Figure
 
 from export.edgetpu import COMPILER_VERSION
 from report.decide import (
-    VERDICT_POINTS,
+    BUDGET_POINTS,
+    CLASS_BUDGET_POINTS,
+    CONFIDENCE,
     check,
+    class_name,
     decide,
     delta,
     edgetpu_status,
@@ -46,8 +49,13 @@ def _kib(size_bytes):
 
 
 def _decision(report):
-    """The saved decision; reports written before it existed are decided now."""
-    return report.get("decision") or decide(report)
+    """The saved decision; reports written before the paired rule's decision are decided now.
+
+    Such a report has no image-by-image counts, so the decision made now says
+    it cannot judge (and why) instead of rendering an older rule's verdict.
+    """
+    saved = report.get("decision")
+    return saved if saved and "confidence" in saved else decide(report)
 
 
 def _edgetpu_cell(status):
@@ -90,12 +98,94 @@ _HEADERS = ["variant", "file", "size KiB", "size vs float32 %", "top-1 %", "top-
 # ---------------------------------------------------------------- verdict
 
 
+def _ci(interval, confidence):
+    return (f"{100 * confidence:g}% CI {interval[0]:+.2f} to {interval[1]:+.2f}")
+
+
+def _p(value):
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
+def _worst(points, budget):
+    """The interval's worst end; with 3 decimals where 2 would show the budget itself."""
+    return f"{points:+.3f}" if round(points, 2) >= -budget else f"{points:+.2f}"
+
+
+def _moves(difference):
+    return f"{'gains' if difference > 0 else 'loses'} {abs(difference):.2f}"
+
+
+def _name(variant):
+    return {"keras_float": "Keras float", "keras_qat": "the QAT Keras model"}.get(variant, variant)
+
+
+def _budget_sentence(candidate, decision):
+    """The sentence `int8 loses D points (95% CI L to U): within the ... budget ...`."""
+    comparison, budget = candidate["comparison"], decision["budget_points"]
+    text = (f"{candidate['variant']} {_moves(comparison['difference_points'])} points "
+            f"({_ci(comparison['interval_points'], decision['confidence'])})")
+    if candidate["budget"] == "within":
+        return text + f": within the {budget:g}-point budget even at the interval's worst."
+    if candidate["budget"] == "outside":
+        return text + f": outside the {budget:g}-point budget."
+    return (text + f": within the {budget:g}-point budget on the estimate but not at the "
+            f"interval's worst ({_worst(comparison['interval_points'][0], budget)}), so "
+            f"{decision['num_test']:,} test images cannot show that it stays within it.")
+
+
+def _noise_sentence(comparison, *, variant, reference):
+    return (f"Image by image, {comparison['reference_only']} "
+            f"{'image' if comparison['reference_only'] == 1 else 'images'} only {reference} "
+            f"gets right and {comparison['variant_only']} only {variant} does "
+            f"(McNemar {_p(comparison['p_value'])}): "
+            + ("within the noise, the interval contains 0." if comparison["within_noise"]
+               else "beyond the noise."))
+
+
+def _class_sentence(candidate, decision):
+    classes = candidate["classes"]
+    if classes is None:
+        return "This report has no per-class results, so no class was checked."
+    worst, over = classes["worst"], classes["over_budget"]
+    budget = decision["class_budget_points"]
+    text = (f"Per class, its worst is class {worst['name']}: recall {100 * worst['recall']:.2f}% "
+            f"against {100 * worst['reference_recall']:.2f}% on {worst['count']} images "
+            f"({worst['change_points']:+.2f} points, "
+            f"{_ci(worst['comparison']['interval_points'], decision['confidence'])})")
+    if not over:
+        return text + f", within the {budget:g}-point per-class budget."
+    text += f", over the {budget:g}-point per-class budget"
+    if len(over) > 1:
+        text += (f"; so {'is' if len(over) == 2 else 'are'} "
+                 + ", ".join(f"{c['name']} ({c['change_points']:+.2f})" for c in over[1:]))
+    return text + "."
+
+
+def _refusal(candidate, decision):
+    """Why one int8 file is not shipped, naming the class and figures where a class breaks it."""
+    budget = decision["budget_points"]
+    if candidate["budget"] == "outside":
+        return (f"{candidate['variant']} loses {-candidate['comparison']['difference_points']:.2f} "
+                f"points, outside the {budget:g}-point budget")
+    if candidate["budget"] == "unproven":
+        return (f"{candidate['variant']} is not shown within the {budget:g}-point budget: its "
+                f"interval reaches {_worst(candidate['worst_points'], budget)} points (more "
+                f"test images, a wider --report.budget_points or a lower --report.confidence "
+                f"would decide it)")
+    worst = candidate["classes"]["over_budget"][0]
+    return (f"{candidate['variant']} breaks the {decision['class_budget_points']:g}-point "
+            f"per-class budget on class {worst['name']}: recall {100 * worst['recall']:.2f}% "
+            f"against {100 * worst['reference_recall']:.2f}% ({worst['change_points']:+.2f} "
+            f"points on {worst['count']} images)")
+
+
 def verdict(report):
     """The one-paragraph verdict, rendered from the report's `decision`.
 
     Args:
-        report: the report dict; without a `decision` (reports written before
-            it existed), `decide(report)` with the default budget.
+        report: the report dict; without a `decision` of the paired rule
+            (reports written before it existed), `decide(report)` with the
+            default budgets.
 
     Returns:
         A str paragraph.
@@ -106,28 +196,32 @@ def verdict(report):
     if ref is None:
         return ("No float reference (keras_float or float32) in this report, so the int8 "
                 "loss cannot be judged.")
-    ref_name = "Keras float" if ref["variant"] == "keras_float" else "float32 TFLite"
-    threshold = decision["threshold_points"]
+    ref_name = _name(ref["variant"]) if ref["variant"] == "keras_float" else "float32 TFLite"
     sentences = []
-    if decision["num_test"]:
-        sentences.append(f"On {decision['num_test']} test images one image is "
-                         f"{decision['one_image_points']:.2f} points and the standard error "
-                         f"of a top-1 near {100 * ref['top1']:.2f}% is "
-                         f"±{decision['standard_error_points']:.2f} points.")
-    for candidate in decision["candidates"]:
-        text = (f"{candidate['variant']} scores {100 * candidate['top1']:.2f}% top-1, "
-                f"{candidate['delta_points']:+.2f} points against {ref_name} "
-                f"({100 * ref['top1']:.2f}%), "
-                f"{'within' if candidate['within_budget'] else 'outside'} the "
-                f"{threshold:g}-point budget")
-        if candidate["agreement"] is not None:
-            text += f", and agrees with it on {100 * candidate['agreement']:.2f}% of images"
-        if candidate["within_noise"]:
-            text += "; a difference this small (≤ 2 standard errors) is noise on this test set"
-        sentences.append(text + ".")
+    candidates = decision["candidates"]
+    if candidates and not decision["paired"]:
+        sentences.append(
+            "This report holds no image-by-image results (it was written before the report "
+            "kept them), and the paired interval, the budget check and the per-class check "
+            "all need them: re-run the report stage (python train.py --stages report "
+            "--run-dir <run>). Verdict: not judged.")
+        measured = " and ".join(f"{c['variant']} {c['delta_points']:+.2f}" for c in candidates)
+        sentences.append(f"For the record, {measured} points against {ref_name}, unjudged.")
+        return " ".join(sentences)
+    if decision["num_test"] and candidates:
+        sentences.append(
+            f"Each int8 file is compared with {ref_name} ({100 * ref['top1']:.2f}% top-1) image "
+            f"by image on the same {decision['num_test']:,} test images (one image is "
+            f"{decision['one_image_points']:.2f} points): the interval is Newcombe's hybrid "
+            f"score interval for paired proportions, the p-value McNemar's exact test.")
+    for candidate in candidates:
+        sentences += [_budget_sentence(candidate, decision),
+                      _noise_sentence(candidate["comparison"], variant=candidate["variant"],
+                                      reference=ref_name),
+                      _class_sentence(candidate, decision)]
     qat = decision.get("qat")
     if qat:
-        sentences.append(_qat_sentence(qat))
+        sentences.append(_qat_sentence(qat, decision["confidence"]))
     selective = decision["selective"]
     if selective:
         kept = selective["layers_in_float"]
@@ -143,23 +237,63 @@ def verdict(report):
         text = f"Verdict: int8 is good enough; ship {decision['ship']}"
         if chosen["size_vs_float32"] is not None:
             text += f" at {100 * chosen['size_vs_float32']:.1f}% of the float32 file's size"
-        if chosen["speedup_vs_float32"]:
-            text += f", {chosen['speedup_vs_float32']:.2f}x the float32 speed on all threads"
+        shipped = next(c for c in candidates if c["variant"] == decision["ship"])
+        text += (f", within the {decision['budget_points']:g}-point budget at the interval's "
+                 f"worst" + (f" and the {decision['class_budget_points']:g}-point budget in "
+                             f"every class" if shipped["classes"] else ""))
     else:
-        text = (f"Verdict: int8 is not good enough by this rule; the best int8 variant, "
-                f"{chosen['variant']}, loses {-chosen['delta_points']:.2f} points")
+        refused = [c for c in candidates if c["good"] is False]
+        text = ("Verdict: int8 is not good enough by this rule: "
+                + "; ".join(_refusal(c, decision) for c in refused))
         fallback = decision["fallback"]
         if fallback:
             text += (f". {fallback['variant']} ({fallback['delta_points']:+.2f} points, "
+                     f"{_ci(fallback['interval_points'], decision['confidence'])}, "
                      f"{_kib(fallback['size_bytes'])} KiB) is the Android alternative")
+            if fallback["budget"] != "within":
+                text += ", though it too is not within the budget at the interval's worst"
         if decision["next_step"]:
             text += (f"; quantization-aware training ({decision['next_step']}) is the next "
                      f"thing to try")
-    sentences += [text + ".", _edgetpu_sentence(chosen["variant"], chosen["edgetpu"])]
-    return " ".join(sentences)
+    sentences += [text + ".", _latency_sentence(chosen, decision["host"]),
+                  _edgetpu_sentence(chosen["variant"], chosen["edgetpu"])]
+    return " ".join(s for s in sentences if s)
 
 
-def _qat_sentence(qat):
+def _host_words(host):
+    model = host.get("model") or host.get("platform") or "an unnamed CPU"
+    features, checked = host.get("int8_features"), host.get("int8_features_checked") or []
+    if features is None:
+        return f"{model}, its int8 instructions not read"
+    missing = [name for name in checked if name not in features]
+    words = f"{model}, {host.get('architecture') or '?'}"
+    if features:
+        words += f" with {', '.join(features)}"
+    if missing:
+        words += f"{';' if features else ','} no {' or '.join(missing)}"
+    return words
+
+
+def _latency_sentence(chosen, host):
+    """Latency with its machine; a caveat when int8 is not faster than float32 here."""
+    fast, one = chosen["speedup_vs_float32"], chosen["speedup_1_thread_vs_float32"]
+    if fast is None and one is None:
+        return ""
+    speeds = [f"{value:.2f}x" + (" the float32 file's speed" if i == 0 else "") + f" on {where}"
+              for i, (value, where) in enumerate(
+                  (v, w) for v, w in ((fast, "all threads"), (one, "one thread"))
+                  if v is not None)]
+    text = (f"On this host ({_host_words(host or {})}) {chosen['variant']} runs at "
+            f"{' and '.join(speeds)}")
+    if chosen["faster_than_float32"]:
+        return text + "; a phone's figure will differ."
+    return (text + ": int8 is not faster than float32 here. That figure is this host's, not a "
+            "phone's (phones run int8 on dot-product instructions, ARM's asimddp and i8mm), "
+            "and the choice above rests on accuracy within the budgets and on size, not on "
+            "this host's speed.")
+
+
+def _qat_sentence(qat, confidence):
     epochs = (f"{qat['epochs']} more epoch{'s' if qat['epochs'] != 1 else ''}"
               if qat["epochs"] is not None else "more epochs")
     text = (f"QAT fine-tuned the float model {epochs}: its Keras model (fake-quantized) "
@@ -168,10 +302,16 @@ def _qat_sentence(qat):
     if qat["conversion_agreement"] is not None:
         text += (f", and the int8_qat file agrees with it on "
                  f"{100 * qat['conversion_agreement']:.2f}% of images")
-    if qat["over_int8_points"] is not None:
-        text += (f"; int8_qat is {qat['over_int8_points']:+.2f} points against int8 PTQ, "
+        conversion = qat.get("conversion")
+        if conversion:
+            text += (f" ({conversion['difference_points']:+.2f} points, "
+                     f"{_ci(conversion['interval_points'], confidence)})")
+    over = qat.get("over_int8")
+    if qat["over_int8_points"] is not None and over:
+        text += (f"; int8_qat is {over['difference_points']:+.2f} points against int8 PTQ "
+                 f"({_ci(over['interval_points'], confidence)}, McNemar {_p(over['p_value'])}), "
                  + ("within the noise: QAT's gain is not shown on this test set"
-                    if qat["within_noise"] else "beyond 2 standard errors"))
+                    if over["within_noise"] else "beyond the noise"))
     return text + "."
 
 
@@ -201,13 +341,15 @@ def _header(report):
     title = f"# {report.get('model', 'model')} on {report.get('dataset', '?')}: quantized accuracy"
     facts = []
     if report.get("num_test") is not None:
-        facts.append(f"{report['num_test']} test images")
+        facts.append(f"{report['num_test']:,} test images")
     if report.get("num_classes") is not None:
         facts.append(f"{report['num_classes']} classes")
     if report.get("created"):
         facts.append(f"measured {report['created']}")
     if machine:
-        facts.append(f"on {machine.get('platform', '?')} with {machine.get('cpu_count', '?')} CPUs")
+        cpu = machine.get("cpu")
+        facts.append(f"on {machine.get('platform', '?')} with {machine.get('cpu_count', '?')} CPUs"
+                     + (f" ({_host_words(cpu)})" if cpu else ""))
     return title, ", ".join(facts)
 
 
@@ -327,6 +469,90 @@ def _diagnosis_section(report, ref):
     return lines
 
 
+# How many classes the per-class table shows: beyond it, those that drop most.
+MAX_CLASS_ROWS = 20
+CONFUSIONS_SHOWN = 3
+
+
+def _paired_section(report, decision):
+    """The table of every paired comparison: discordant images, difference, interval, p."""
+    confidence = decision["confidence"]
+    rows = [(c["variant"], c["reference"], c) for c in decision["comparisons"]]
+    qat = decision.get("qat") or {}
+    rows += [("int8_qat", reference, qat[key]) for key, reference in
+             (("over_int8", "int8"), ("conversion", "keras_qat")) if qat.get(key)]
+    if not rows:
+        return []
+    table = md_table(
+        ["variant", "against", "images only it gets right", "images only the other gets right",
+         "Δ top-1 (points)", f"{100 * confidence:g}% CI (points)", "McNemar p", "noise?"],
+        [[variant, against, cell(c["variant_only"], "d"), cell(c["reference_only"], "d"),
+          cell(c["difference_points"], "+.2f"),
+          f"{c['interval_points'][0]:+.2f} to {c['interval_points'][1]:+.2f}",
+          _p(c["p_value"]).removeprefix("p = ").removeprefix("p "),
+          "within" if c["within_noise"] else "beyond"] for variant, against, c in rows],
+        align="llrrrrrl")
+    return ["## Image by image", "",
+            f"Every model scored the same {decision['num_test']:,} test images, so each "
+            f"comparison is paired: only the images one model gets right and the other wrong "
+            f"carry information. Interval: {decision['interval_method']}; p: "
+            f"{decision['test_method']}. A difference is within the noise when its interval "
+            f"contains 0.", "", table]
+
+
+def _per_class_section(report, decision):
+    """Per-class recall and its change per file, the worst class of each int8 file, confusions."""
+    ref = reference(report)
+    if ref is None or not ref.get("per_class"):
+        return []
+    others = [e for e in report["variants"] if e is not ref and e.get("per_class")]
+    changes = {e["variant"]: {row["class"]: row["change_points"] for row in e["per_class"]}
+               for e in others}
+    shown = [row for row in ref["per_class"] if row.get("count")]
+    note = ""
+    if len(shown) > MAX_CLASS_ROWS:
+        drop = {row["class"]: min((changes[v].get(row["class"]) or 0.0) for v in changes)
+                for row in shown}
+        shown = sorted(sorted(shown, key=lambda row: (drop[row["class"]], row["class"]))
+                       [:MAX_CLASS_ROWS], key=lambda row: row["class"])
+        note = (f" The {MAX_CLASS_ROWS} classes that drop most in any file are shown, of "
+                f"{len(ref['per_class'])}.")
+    table = md_table(
+        ["class", "images", f"{ref['variant']} recall %"] + [f"{v} Δ" for v in changes],
+        [[class_name(report, row["class"]), cell(row["count"], "d"), _pct(row["recall"])]
+         + [cell(changes[v].get(row["class"]), "+.2f") for v in changes] for row in shown],
+        align="lrr" + "r" * len(changes))
+    lines = ["## Per class", "",
+             f"Recall of each class (the share of its test images a model gets right) for "
+             f"{ref['variant']}, and each file's change against it in points.{note}", "", table]
+    worst = [c for c in decision["candidates"] if c.get("classes")]
+    if worst:
+        lines += [""] + [
+            f"- **{c['variant']}**'s worst class: {w['name']}, {w['change_points']:+.2f} points "
+            f"({_ci(w['comparison']['interval_points'], decision['confidence'])}, "
+            f"McNemar {_p(w['comparison']['p_value'])}); "
+            + (f"{len(c['classes']['over_budget'])} over the "
+               f"{decision['class_budget_points']:g}-point per-class budget"
+               if c["classes"]["over_budget"] else
+               f"every class within the {decision['class_budget_points']:g}-point budget")
+            for c in worst if (w := c["classes"]["worst"])]
+    confusions = [_confusion_line(report, e) for e in others if e.get("confusion_changes")]
+    lines += ["", f"Confusions whose counts changed most against {ref['variant']}:", ""]
+    lines += confusions or ["- none: every file makes the same mistakes as the reference."]
+    return lines
+
+
+def _confusion_line(report, entry):
+    parts = []
+    for pair in entry["confusion_changes"][:CONFUSIONS_SHOWN]:
+        times = abs(pair["change"])
+        parts.append(f"{class_name(report, pair['true'])} taken for "
+                     f"{class_name(report, pair['predicted'])}: {times} "
+                     f"{'more' if pair['change'] > 0 else 'fewer'} "
+                     f"time{'s' if times != 1 else ''} ({pair['reference']} → {pair['variant']})")
+    return f"- **{entry['variant']}**: " + "; ".join(parts)
+
+
 def render_markdown(report, *, chart=None):
     """The report as Markdown: variants table, Edge TPU, diagnosis, verdict.
 
@@ -355,7 +581,7 @@ def render_markdown(report, *, chart=None):
                  "equals the Keras float model's; latency is the median of repeated "
                  "single-image runs, every file timed in the same turns.")
     if chart:
-        lines += ["", f"![accuracy against size and latency]({chart})"]
+        lines += ["", f"![accuracy against size and latency; recall change per class]({chart})"]
     edgetpu = _edgetpu_section(report)
     if edgetpu:
         lines += ["", "## Edge TPU", ""] + edgetpu
@@ -365,6 +591,10 @@ def render_markdown(report, *, chart=None):
                   "LiteRT hands supported ops to its XNNPACK delegate; the others run on its "
                   "own, slower kernels, and each change between the two cuts the graph.", ""]
         lines += cpu
+    decision = _decision(report)
+    for section in (_paired_section(report, decision), _per_class_section(report, decision)):
+        if section:
+            lines += [""] + section
     lines += [""] + _diagnosis_section(report, ref)
     lines += ["", "## Verdict", "", verdict(report), ""]
     return "\n".join(lines)
@@ -391,12 +621,49 @@ def render_table(report):
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def _class_changes(report):
+    """(variants, classes, matrix of recall changes in points) for the per-class panel, or None."""
+    ref = reference(report)
+    if ref is None or not ref.get("per_class"):
+        return None
+    others = [e for e in report["variants"] if e is not ref and e.get("per_class")]
+    if not others:
+        return None
+    classes = [row["class"] for row in ref["per_class"] if row.get("count")]
+    values = np.array([[next((row["change_points"] for row in e["per_class"]
+                              if row["class"] == k), None) or 0.0 for k in classes]
+                       for e in others], dtype=float)
+    if len(classes) > MAX_CLASS_ROWS:  # the classes that drop most in any file
+        keep = np.sort(np.argsort(values.min(axis=0), kind="stable")[:MAX_CLASS_ROWS])
+        classes, values = [classes[i] for i in keep], values[:, keep]
+    return [e["variant"] for e in others], classes, values
+
+
+def _class_panel(axes, report, decision, changes):
+    variants, classes, values = changes
+    budget = decision["class_budget_points"]
+    limit = max(float(np.abs(values).max()), budget, 1e-9)
+    image = axes.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    axes.set_xticks(range(len(classes)), [class_name(report, k) for k in classes],
+                    rotation=30 if len(classes) > 10 else 0, ha="right" if len(classes) > 10
+                    else "center", fontsize=8)
+    axes.set_yticks(range(len(variants)), variants, fontsize=8)
+    axes.set_xlabel("class")
+    for (row, col), value in np.ndenumerate(values):
+        axes.text(col, row, f"{value:+.1f}", ha="center", va="center", fontsize=7,
+                  fontweight="bold" if value < -budget else "normal",
+                  color="white" if abs(value) > 0.6 * limit else "black")
+    axes.set_title(f"recall change per class against {decision['reference']['variant']}, "
+                   f"points (bold: over the {budget:g}-point per-class budget)", fontsize=9)
+    axes.figure.colorbar(image, ax=axes, fraction=0.03, pad=0.01)
+
+
 def render_chart(report, path):
-    """Plots top-1 against file size and against latency, one labelled point per variant.
+    """Plots top-1 against file size and against latency, and each class's recall change.
 
     Args:
         report: the report dict; the budget band below the float reference is
-            its `decision`'s (decided with the default budget when missing).
+            its `decision`'s (decided with the default budgets when missing).
         path: str or Path of the PNG to write.
 
     Returns:
@@ -404,15 +671,17 @@ def render_chart(report, path):
     """
     check(report)
     decision = _decision(report)
-    ref, threshold_points = decision["reference"], decision["threshold_points"]
-    figure = Figure(figsize=(11, 4.5), dpi=110)
+    ref, budget_points = decision["reference"], decision["budget_points"]
+    changes = _class_changes(report)
+    figure = Figure(figsize=(11, 8.5 if changes else 4.5), dpi=110)
     FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(2 if changes else 1, 2)
     panels = [("file size (KiB)", lambda e: None if e.get("size_bytes") is None
                else e["size_bytes"] / 1024.0)]
-    panels.append(("latency, median ms (all threads; 1 thread where missing)",
+    panels.append(("latency on this host, median ms (all threads; 1 thread where missing)",
                    lambda e: latency(e, "all_threads") or latency(e, "1_thread")))
-    for i, (xlabel, x_of) in enumerate(panels, start=1):
-        axes = figure.add_subplot(1, 2, i)
+    for i, (xlabel, x_of) in enumerate(panels):
+        axes = figure.add_subplot(grid[0, i])
         shown, missing = [], []
         for entry in report["variants"]:
             x = x_of(entry)
@@ -427,8 +696,8 @@ def render_chart(report, path):
             top = 100 * ref["top1"]
             axes.axhline(top, color="gray", linestyle="--", linewidth=1,
                          label=f"{ref['variant']} {top:.2f}%")
-            axes.axhspan(top - threshold_points, top, color="green", alpha=0.08,
-                         label=f"verdict budget: {threshold_points:g} point(s)")
+            axes.axhspan(top - budget_points, top, color="green", alpha=0.08,
+                         label=f"verdict budget: {budget_points:g} point(s)")
             axes.legend(loc="lower right", fontsize=8)
         axes.margins(x=0.15, y=0.15)  # room for the labels of the extreme points
         if shown and max(shown) / max(min(shown), 1e-9) > 20:
@@ -439,6 +708,8 @@ def render_chart(report, path):
         axes.set_xlabel(xlabel)
         axes.set_ylabel("top-1 accuracy (%)")
         axes.grid(True, alpha=0.3)
+    if changes:
+        _class_panel(figure.add_subplot(grid[1, :]), report, decision, changes)
     figure.suptitle(f"{report.get('model', 'model')} on {report.get('dataset', '?')}")
     figure.tight_layout()
     path = pathlib.Path(path)
@@ -473,24 +744,29 @@ def _non_finite(value, where="report"):
     return None
 
 
-def write(report, run_dir, *, threshold_points=VERDICT_POINTS):
+def write(report, run_dir, *, budget_points=BUDGET_POINTS,
+          class_budget_points=CLASS_BUDGET_POINTS, confidence=CONFIDENCE):
     """Decides, writes report.json, then renders report.md and report.png from it.
 
     Args:
         report: the report dict. Its `decision` is set here, in place, to
-            `decide(report, threshold_points=...)`, so that the caller's dict
-            is what report.json holds.
+            `decide(report, ...)` with the budgets below, so that the
+            caller's dict is what report.json holds.
         run_dir: a `rundir.RunDir`, or the run's folder (created if missing).
-        threshold_points: float, the top-1 budget of the decision, in points.
+        budget_points: float, the top-1 budget of the decision, in points.
+        class_budget_points: float, the per-class recall budget, in points.
+        confidence: float in (0, 1), the level of the paired intervals.
 
     Returns:
         A dict of Paths: `json`, `markdown`, `chart`.
 
     Raises:
-        ValueError: a malformed report, or a NaN/infinite number (not valid
-            JSON; the message names where).
+        ValueError: a malformed report, a bad budget or confidence, or a
+            NaN/infinite number (not valid JSON; the message names where).
     """
-    report["decision"] = decide(report, threshold_points=threshold_points)
+    report["decision"] = decide(report, budget_points=budget_points,
+                                class_budget_points=class_budget_points,
+                                confidence=confidence)
     where = _non_finite(report)
     if where:
         raise ValueError(f"{where} is NaN or infinite; report.json must hold measured, "

@@ -2,7 +2,9 @@
 
 `report_run` evaluates each file with LiteRT (export/runtime.py) next to the
 Keras float model, writes its Android bundle, and writes report.json first,
-then report.md and report.png from it.
+then report.md and report.png from it. Every model's top-1 class of each test
+image is kept in memory, so that each comparison is paired image by image
+(report/statistics.py); report.json holds the counts, not the images.
 """
 
 import datetime
@@ -15,7 +17,7 @@ import numpy as np
 from export import android, edgetpu, runtime
 from export.run import load_manifest
 from quantization.qat import quantize_scope
-from report import diagnose
+from report import diagnose, host, statistics
 from report import render as report_lib
 from rundir.models import load_float_model, load_qat_model
 
@@ -36,7 +38,15 @@ def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None
         "latency_ms": latency,
         "edgetpu": check,
         "xnnpack": xnnpack,
+        **statistics.image_by_image(labels, reference.argmax(-1), scores.argmax(-1),
+                                    num_classes=reference.shape[-1]),
     }
+
+
+def _counts(reference_name, reference, predictions, labels):
+    """The 2x2 table of `predictions` (top-1 classes) against another model's."""
+    return {"reference": reference_name,
+            **statistics.paired_counts(reference == labels, predictions == labels)}
 
 
 def _selective(model, calibration, layers, *, out_dir, name, images, labels, reference,
@@ -78,7 +88,8 @@ def _check_exports_fit(run, paths, *, image_shape, num_classes):
                 f"{run.root}")
 
 
-def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsafe=False) -> dict:
+def report_run(run, dataset, *, model_name, export_cfg, report_cfg, calibration,
+               allow_unsafe=False) -> dict:
     """Evaluates the Keras float model and every exported file; writes the report.
 
     Args:
@@ -87,6 +98,8 @@ def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsaf
         model_name: str, the job's `model.name`, as the report names the net.
         export_cfg: the job's `export` section (`latency_runs`,
             `selective_threshold`).
+        report_cfg: the job's `report` section (`budget_points`,
+            `class_budget_points`, `confidence`): what the decision judges by.
         calibration: the run's calibration images (`export.run.calibration_set`),
             for the int8 diagnosis.
         allow_unsafe: bool, as `rundir.model_files.load_model`.
@@ -117,6 +130,7 @@ def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsaf
                               reference=reference, float_top1=float_top1))
         qat_result = run.read_json(run.qat_result) if os.path.exists(run.qat_result) else {}
         qat = {"epochs": qat_result.get("epochs"), "keras_top1": entries[-1]["top1"]}
+    top1_classes = {}  # each file's top-1 class per test image, for the QAT comparisons
     _check_exports_fit(run, paths, image_shape=images.shape[1:], num_classes=reference.shape[-1])
     # All files timed in the same turns, so that their ratios hold under load.
     latencies = {threads: runtime.measure_latency(paths, num_threads=count,
@@ -126,6 +140,7 @@ def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsaf
         latency = {threads: timed[variant] for threads, timed in latencies.items()}
         interpreter = runtime.load_interpreter(path)
         scores = runtime.predict_tflite(interpreter, images)
+        top1_classes[variant] = scores.argmax(-1)
         entries.append(_entry(variant, file=path, scores=scores, labels=labels,
                               reference=reference, float_top1=float_top1, latency=latency,
                               check=edgetpu.check(path),
@@ -133,12 +148,19 @@ def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsaf
         if variant == "int8_qat":
             qat["int8_qat_agreement"] = runtime.classification_metrics(
                 scores, labels, reference_predictions=qat_scores)["agreement"]
+            # The two comparisons that judge QAT, image by image: the conversion
+            # (against the QAT Keras model) and the gain over PTQ (against int8).
+            qat["against_keras_qat"] = _counts("keras_qat", qat_scores.argmax(-1),
+                                               top1_classes[variant], labels)
         bundle_entry = entries[-1]
         android.write_bundle(path, out_dir=run.android_bundle(variant),
                              labels=list(dataset.class_names), report_entry=bundle_entry)
         logger.info("  %s: top-1 %.4f, %.0f KiB, %.2f ms", variant, bundle_entry["top1"],
                     bundle_entry["size_bytes"] / 1024, latency["all_threads"]["median_ms"])
 
+    if qat is not None and "int8" in top1_classes:
+        qat["against_int8"] = _counts("int8", top1_classes["int8"], top1_classes["int8_qat"],
+                                      labels)
     diagnosis = None
     int8 = next((e for e in entries if e["variant"] == "int8"), None)
     if int8 is not None:
@@ -153,11 +175,15 @@ def report_run(run, dataset, *, model_name, export_cfg, calibration, allow_unsaf
         "dataset": dataset.name,
         "num_test": int(len(labels)),
         "num_classes": int(dataset.num_classes),
+        "class_names": [str(name) for name in dataset.class_names],
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "cpu": host.cpu_facts()},
         "variants": entries,
         "qat": qat,
         "diagnosis": diagnosis,
     }
-    report_lib.write(report, run)
+    report_lib.write(report, run, budget_points=report_cfg.budget_points,
+                     class_budget_points=report_cfg.class_budget_points,
+                     confidence=report_cfg.confidence)
     return report

@@ -1,50 +1,298 @@
-"""The noise of an accuracy measured on a finite test set, and when a difference is within it.
+"""Paired statistics of two classifiers scored on the same images: the one home of the noise rule.
 
-One home for the statistics the report's decision (report/decide.py) and the
-degradation experiment (experiments/degradation.py) judge by; no TensorFlow.
-Today: the binomial standard error of one proportion and the two-standard-error
-rule.
+The report's decision (report/decide.py) and the degradation experiment
+(experiments/degradation.py) compare models measured on the *same* test
+images, so each image is a pair of outcomes and the images both models get
+right (or both wrong) say nothing about which is better. All the information
+is in the discordant images, and the statistics here are paired:
 
-    >>> standard_error_points(0.5, 100)
-    5.0
-    >>> within_noise(-3.0, standard_error_points(0.5, 100))
-    True
+- the exact McNemar test: a two-sided binomial test, at 1/2, of the images
+  only one model gets right (McNemar, Psychometrika 12:153-157, 1947);
+- a confidence interval for the difference of the two accuracies by
+  Newcombe's hybrid score method for paired proportions, method 10 of
+  R. G. Newcombe, "Improved confidence intervals for the difference between
+  binomial proportions based on paired data", Statistics in Medicine
+  17:2635-2650 (1998): Wilson score intervals of the two accuracies, combined
+  "square-and-add" with their estimated correlation. It is closed-form, stays
+  inside [-1, 1], and is among the intervals Fagerland, Lydersen and Laake
+  recommend for paired proportions (Statistics in Medicine 33:2850-2875, 2014).
+
+A difference is *within the noise* when its interval contains 0. No
+TensorFlow; counts are computed with numpy, the exact test and the Wilson
+intervals by scipy; only Newcombe's combination of them is written here (no
+installable library has the paired interval).
+
+    >>> counts = paired_counts(reference_correct, variant_correct)
+    >>> paired_difference(counts, confidence=0.95)["interval_points"]
+    [-0.15, 0.03]
 """
 
 import math
 
-# A difference within this many standard errors is what another draw of the
-# test images could give.
-NOISE_STANDARD_ERRORS = 2
+import numpy as np
+import scipy.stats
+
+DEFAULT_CONFIDENCE = 0.95
+INTERVAL_METHOD = "Newcombe 1998 method 10, the hybrid score interval for paired proportions"
+TEST_METHOD = "the exact McNemar test, a two-sided binomial test of the discordant images at 1/2"
+_COUNTS = ("both_right", "reference_only", "variant_only", "both_wrong")
 
 
-def standard_error_points(p, n):
-    """The binomial standard error, in percentage points, of a proportion `p` measured on `n` items.
+# ---------------------------------------------------------------- counting
+
+
+def _flags(values, name):
+    flags = np.asarray(values).reshape(-1)
+    if flags.dtype != bool and not np.isin(flags, (0, 1)).all():
+        raise ValueError(f"{name} must hold one right/wrong flag (bool or 0/1) per image.")
+    return flags.astype(bool)
+
+
+def paired_counts(reference_correct, variant_correct):
+    """The 2x2 table of two models' right and wrong answers on the same images.
 
     Args:
-        p: float, the proportion as a fraction in [0, 1] (a top-1, an error rate).
-        n: int, the number of items it was measured on; positive.
+        reference_correct: `(N,)` bools (or 0/1), whether the reference model
+            got each image right.
+        variant_correct: `(N,)` bools, the same for the model compared with it.
 
     Returns:
-        float, `100 * sqrt(p (1 - p) / n)`.
+        dict of ints: `both_right`, `reference_only` (the reference right and
+        the variant wrong), `variant_only` (the reverse), `both_wrong`.
 
     Raises:
-        ValueError: `n` below 1.
+        ValueError: the two differ in length, or hold values other than flags.
     """
-    if n < 1:
-        raise ValueError(f"n must be a positive count of items, got {n!r}.")
-    return 100.0 * math.sqrt(max(p * (1.0 - p), 0.0) / n)
+    ref = _flags(reference_correct, "reference_correct")
+    var = _flags(variant_correct, "variant_correct")
+    if ref.shape != var.shape:
+        raise ValueError(f"Got {len(ref)} reference flags but {len(var)} variant flags; both "
+                         f"models must be scored on the same images.")
+    return {"both_right": int(np.sum(ref & var)), "reference_only": int(np.sum(ref & ~var)),
+            "variant_only": int(np.sum(~ref & var)), "both_wrong": int(np.sum(~ref & ~var))}
 
 
-def within_noise(difference_points, standard_error):
-    """Whether a difference lies within `NOISE_STANDARD_ERRORS` standard errors of 0.
+def per_class(labels, reference_predictions, variant_predictions, *, num_classes):
+    """Each class's recall for the variant, its change against the reference, and the 2x2 table.
 
     Args:
-        difference_points: float, the difference in percentage points.
-        standard_error: float, its standard error in points, e.g. from
-            `standard_error_points`.
+        labels: `(N,)` int true classes.
+        reference_predictions: `(N,)` int top-1 classes of the reference.
+        variant_predictions: `(N,)` int top-1 classes of the variant.
+        num_classes: int, the classes to report (0 .. num_classes - 1).
 
     Returns:
-        bool, `|difference_points| <= 2 * standard_error`.
+        list, one dict per class: `class`, `count` (test images of that class),
+        `recall` (the variant's share of them it gets right; None without
+        images), `change_points` (100 x the variant's recall minus the
+        reference's; None without images) and the four counts of
+        `paired_counts` on that class's images.
     """
-    return abs(difference_points) <= NOISE_STANDARD_ERRORS * standard_error
+    labels = np.asarray(labels).reshape(-1)
+    ref = np.asarray(reference_predictions).reshape(-1) == labels
+    var = np.asarray(variant_predictions).reshape(-1) == labels
+    rows = []
+    for k in range(num_classes):
+        mine = labels == k
+        count = int(mine.sum())
+        counts = paired_counts(ref[mine], var[mine])
+        rows.append({
+            "class": k, "count": count,
+            "recall": float(var[mine].mean()) if count else None,
+            "change_points": (100.0 * (counts["variant_only"] - counts["reference_only"]) / count
+                              if count else None),
+            **counts})
+    return rows
+
+
+def confusion_changes(labels, reference_predictions, variant_predictions, *, num_classes,
+                      top=5):
+    """The off-diagonal confusion counts that changed most from the reference to the variant.
+
+    Args:
+        labels, reference_predictions, variant_predictions: `(N,)` ints, as
+            `per_class`.
+        num_classes: int.
+        top: int, how many pairs to keep.
+
+    Returns:
+        list of at most `top` dicts, largest absolute change first (ties by
+        true, then predicted class): `true`, `predicted` (the class an image
+        of `true` was taken for), `reference` and `variant` (how many test
+        images each model took so), `change` (variant minus reference). Only
+        pairs whose count changed.
+    """
+    labels = np.asarray(labels).reshape(-1)
+
+    def matrix(predictions):
+        m = np.zeros((num_classes, num_classes), np.int64)
+        np.add.at(m, (labels, np.asarray(predictions).reshape(-1)), 1)
+        return m
+
+    ref, var = matrix(reference_predictions), matrix(variant_predictions)
+    change = var - ref
+    np.fill_diagonal(change, 0)
+    pairs = sorted(zip(*np.nonzero(change)), key=lambda tp: (-abs(change[tp]), tp))
+    return [{"true": int(t), "predicted": int(p), "reference": int(ref[t, p]),
+             "variant": int(var[t, p]), "change": int(change[t, p])} for t, p in pairs[:top]]
+
+
+def image_by_image(labels, reference_predictions, predictions, *, num_classes,
+                   reference="keras_float"):
+    """What report.json keeps of one model compared with its reference on the same images.
+
+    Args:
+        labels: `(N,)` int true classes.
+        reference_predictions: `(N,)` int top-1 classes of the reference model.
+        predictions: `(N,)` int top-1 classes of the model compared.
+        num_classes: int.
+        reference: str, the reference's variant name, saved with the counts.
+
+    Returns:
+        dict: `paired` (`reference` and the counts of `paired_counts`),
+        `per_class` (`per_class`) and `confusion_changes` (`confusion_changes`).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    reference_predictions = np.asarray(reference_predictions).reshape(-1)
+    predictions = np.asarray(predictions).reshape(-1)
+    return {
+        "paired": {"reference": reference,
+                   **paired_counts(reference_predictions == labels, predictions == labels)},
+        "per_class": per_class(labels, reference_predictions, predictions,
+                               num_classes=num_classes),
+        "confusion_changes": confusion_changes(labels, reference_predictions, predictions,
+                                               num_classes=num_classes),
+    }
+
+
+# ---------------------------------------------------------------- the test and the interval
+
+
+def _check_confidence(confidence):
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be a level in (0, 1), e.g. 0.95; got {confidence!r}.")
+
+
+def mcnemar_exact_p(reference_only, variant_only):
+    """The two-sided exact McNemar p-value of the discordant images.
+
+    Under "both models are equally accurate" each of the `reference_only +
+    variant_only` discordant images is equally likely to fall either way, so
+    the count is binomial at 1/2: `scipy.stats.binomtest` gives the exact
+    two-sided p-value.
+
+    Args:
+        reference_only: int, images only the reference gets right.
+        variant_only: int, images only the variant gets right.
+
+    Returns:
+        float in (0, 1]; 1.0 without discordant images.
+
+    Raises:
+        ValueError: a negative count.
+    """
+    if reference_only < 0 or variant_only < 0:
+        raise ValueError(f"discordant counts must be >= 0, got {reference_only!r} and "
+                         f"{variant_only!r}.")
+    n = reference_only + variant_only
+    if n == 0:
+        return 1.0
+    return float(scipy.stats.binomtest(variant_only, n, 0.5).pvalue)
+
+
+def wilson_interval(successes, n, *, confidence=DEFAULT_CONFIDENCE):
+    """The Wilson score interval of a proportion (Wilson, JASA 22:209-212, 1927), from scipy.
+
+    Args:
+        successes: int, 0 <= successes <= n.
+        n: int, positive.
+        confidence: float in (0, 1).
+
+    Returns:
+        (low, high), fractions in [0, 1].
+
+    Raises:
+        ValueError: `n` below 1, `successes` outside [0, n], or a confidence
+            outside (0, 1).
+    """
+    _check_confidence(confidence)
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes!r} of {n!r}.")
+    ci = scipy.stats.binomtest(successes, n).proportion_ci(confidence_level=confidence,
+                                                          method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def newcombe_interval(counts, *, confidence=DEFAULT_CONFIDENCE):
+    """Newcombe's (1998) method 10 interval for the paired difference variant - reference.
+
+    With a = both right, b = only the variant right, c = only the reference
+    right, d = both wrong and n = a + b + c + d, the accuracies are
+    p1 = (a + b) / n (variant) and p2 = (a + c) / n (reference), with Wilson
+    intervals (l1, u1) and (l2, u2). Their correlation is estimated by
+    phi = C / sqrt((a + b)(c + d)(a + c)(b + d)), where C = ad - bc - n/2 when
+    ad - bc > n/2, 0 when 0 <= ad - bc <= n/2, and ad - bc when it is
+    negative (phi = 0 when a margin is empty). Then, for D = p1 - p2,
+
+        L = D - sqrt((p1 - l1)^2 - 2 phi (p1 - l1)(u2 - p2) + (u2 - p2)^2)
+        U = D + sqrt((u1 - p1)^2 - 2 phi (u1 - p1)(p2 - l2) + (p2 - l2)^2).
+
+    Args:
+        counts: dict as `paired_counts`.
+        confidence: float in (0, 1).
+
+    Returns:
+        (low, high) as fractions, or None without images.
+
+    Raises:
+        ValueError: a negative count or a confidence outside (0, 1).
+    """
+    _check_confidence(confidence)
+    a, c, b, d = (counts[key] for key in _COUNTS)
+    if min(a, b, c, d) < 0:
+        raise ValueError(f"counts must be >= 0, got {counts!r}.")
+    n = a + b + c + d
+    if n == 0:
+        return None
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = wilson_interval(a + b, n, confidence=confidence)
+    l2, u2 = wilson_interval(a + c, n, confidence=confidence)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    cross = a * d - b * c
+    if margins == 0 or 0 <= cross <= n / 2:
+        phi = 0.0
+    else:
+        phi = (cross - n / 2 if cross > 0 else cross) / math.sqrt(margins)
+    difference = p1 - p2
+    low = difference - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2)
+                                     + (u2 - p2) ** 2))
+    high = difference + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2)
+                                      + (p2 - l2) ** 2))
+    return max(-1.0, low), min(1.0, high)
+
+
+def paired_difference(counts, *, confidence=DEFAULT_CONFIDENCE):
+    """Everything the report says about one paired comparison, in points.
+
+    Args:
+        counts: dict as `paired_counts` (the variant against its reference).
+        confidence: float in (0, 1), the interval's level.
+
+    Returns:
+        None without images; else a dict: `n`, `reference_only`,
+        `variant_only`, `difference_points` (100 x (variant - reference)
+        accuracy), `interval_points` ([low, high], `newcombe_interval` x 100),
+        `p_value` (`mcnemar_exact_p`) and `within_noise` (the interval
+        contains 0).
+    """
+    interval = newcombe_interval(counts, confidence=confidence)
+    if interval is None:
+        return None
+    n = sum(counts[key] for key in _COUNTS)
+    low, high = (100.0 * x for x in interval)
+    return {"n": n, "reference_only": counts["reference_only"],
+            "variant_only": counts["variant_only"],
+            "difference_points": 100.0 * (counts["variant_only"] - counts["reference_only"]) / n,
+            "interval_points": [low, high],
+            "p_value": mcnemar_exact_p(counts["reference_only"], counts["variant_only"]),
+            "within_noise": low <= 0.0 <= high}

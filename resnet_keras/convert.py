@@ -11,6 +11,7 @@ the bottleneck's 3x3, projection shortcuts only where the shape changes), which
 """
 
 import argparse
+import logging
 import os
 import pickle
 import re
@@ -20,7 +21,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from resnet_keras.backend import keras
+from resnet_keras import fetch
+from resnet_keras.backend import keras, keras_cache_dir
 from resnet_keras.models import PREPROCESSING, build_model
 from resnet_keras.registry import REGISTRY, get_spec
 from resnet_keras.weights import (
@@ -35,6 +37,22 @@ from resnet_keras.weights import (
 # The registry rows torchvision publishes: the residual v1 ImageNet nets.
 TORCHVISION_MODELS = tuple(name for name, spec in REGISTRY.items()
                            if spec.family == "v1" and spec.residual)
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+# torchvision's ImageNet checkpoints of these nets (torchvision/models/resnet.py,
+# `ResNet*_Weights`), by weights name; V2 is its 2021 recipe (arXiv 2110.00476).
+TORCHVISION_WEIGHTS = {
+    "resnet18": {"IMAGENET1K_V1": "resnet18-f37072fd.pth"},
+    "resnet34": {"IMAGENET1K_V1": "resnet34-b627a593.pth"},
+    "resnet50": {"IMAGENET1K_V1": "resnet50-0676ba61.pth",
+                 "IMAGENET1K_V2": "resnet50-11ad3fa6.pth"},
+    "resnet101": {"IMAGENET1K_V1": "resnet101-63fe2227.pth",
+                  "IMAGENET1K_V2": "resnet101-cd907fc2.pth"},
+    "resnet152": {"IMAGENET1K_V1": "resnet152-394f9c45.pth",
+                  "IMAGENET1K_V2": "resnet152-f82ba261.pth"},
+}
+logger = logging.getLogger(__name__)
+# torch.hub's convention: a checkpoint's name ends in the first digits of its sha256.
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
 # Keys that training frameworks wrap a state dict in.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 # DataParallel/DistributedDataParallel and torch.compile prefix every key.
@@ -431,6 +449,60 @@ def convert_file(checkpoint, *, model_name, output, classes=None):
         os.makedirs(folder, exist_ok=True)
     model.save_weights(output)
     return model
+
+
+def torchvision_checkpoint(model_name, weights="IMAGENET1K_V1") -> fetch.Remote:
+    """torchvision's published ImageNet checkpoint: its URL, hash prefix and place in the cache.
+
+    Args:
+        model_name: a key of `TORCHVISION_WEIGHTS`.
+        weights: str, a torchvision weights name of that net (`IMAGENET1K_V1`, `IMAGENET1K_V2`).
+
+    Raises:
+        ValueError: a net or weights name torchvision does not publish; the
+            message lists the ones it does.
+    """
+    _check_model_name(model_name)
+    published = TORCHVISION_WEIGHTS[model_name]
+    if weights not in published:
+        raise ValueError(f"torchvision publishes {', '.join(published)} for {model_name}, not "
+                         f"{weights!r}.")
+    file_name = published[weights]
+    return fetch.Remote(url=TORCHVISION_URL + file_name,
+                        file_hash=_HASH_IN_NAME.search(file_name).group(1),
+                        path=os.path.join(keras_cache_dir("models"), file_name),
+                        hash_is_prefix=True)
+
+
+def torchvision_weights(model_name, weights="IMAGENET1K_V1") -> tuple[str, fetch.Remote]:
+    """torchvision's ImageNet weights as this package's `.h5`, fetched and converted once.
+
+    The checkpoint is downloaded into the Keras cache (`$KERAS_HOME/models`),
+    its sha256 checked against the prefix in its name as torch.hub does, and
+    converted beside it (`resnet18-f37072fd.h5`), which later runs read
+    without the checkpoint or torch. Converting needs torch (the checkpoint
+    is a `torch.save` file).
+
+    Args:
+        model_name, weights: as `torchvision_checkpoint`.
+
+    Returns:
+        (str, the converted `.h5`; the checkpoint's `fetch.Remote`).
+
+    Raises:
+        ValueError: as `torchvision_checkpoint`, or a checkpoint that does not convert.
+        FileNotFoundError: neither file is cached and downloads are off.
+        fetch.DownloadError: the download failed or its hash did not match.
+        ImportError: torch is needed to convert and is not installed.
+    """
+    remote = torchvision_checkpoint(model_name, weights)
+    converted = os.path.splitext(remote.path)[0] + ".h5"
+    if not os.path.isfile(converted):
+        checkpoint = fetch.fetch(remote, what=f"torchvision {weights} weights for {model_name}")
+        fetch.make_once(converted, lambda partial: convert_file(
+            checkpoint, model_name=model_name, output=partial))
+        logger.info("  converted %s to %s", checkpoint, converted)
+    return converted, remote
 
 
 class _ArgumentParser(argparse.ArgumentParser):

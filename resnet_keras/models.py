@@ -193,8 +193,9 @@ def build_model(name, *, include_top=True, weights=None, input_shape=None, pooli
         include_top: bool, end with global average pooling and a `predictions`
             dense layer.
         weights: None (random init), `imagenet` (the keras.applications file
-            from the local Keras cache; v1 and v2 ResNet-50/101/152 only), or a
-            path to an `.h5` weights file in this model's layout.
+            from the Keras cache, downloaded there on first use; v1 and v2
+            ResNet-50/101/152 only), or a path to an `.h5` weights file in
+            this model's layout.
         input_shape: (height, width, 3); default 224x224 (ImageNet nets) or
             32x32 (CIFAR nets). Any size >= 32 (>= 8 for CIFAR nets) works.
         pooling: None, `avg` or `max`: the pooling applied when
@@ -227,7 +228,9 @@ def build_model(name, *, include_top=True, weights=None, input_shape=None, pooli
     Raises:
         ValueError: an unknown name or invalid option; the message lists the
             valid values.
-        FileNotFoundError: `weights='imagenet'` and the file is not cached.
+        FileNotFoundError: `weights='imagenet'`, the file is not cached and
+            downloads are off (`resnet_keras.fetch`).
+        resnet_keras.fetch.DownloadError: its download failed or did not match its hash.
 
     Example:
 

@@ -12,10 +12,21 @@ import zipfile
 import h5py
 import numpy as np
 
+from resnet_keras import fetch
 from resnet_keras.backend import keras_cache_dir
 from resnet_keras.blocks import SUBSAMPLE
 
 KERAS_APPLICATIONS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+# keras.applications' md5 of each ImageNet file, (with top, without top), as
+# keras/applications/resnet.py checks them (`WEIGHTS_HASHES`).
+KERAS_APPLICATIONS_HASHES = {
+    "resnet50": ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
+    "resnet101": ("f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
+    "resnet152": ("100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+    "resnet50v2": ("3ef43a0b657b3be2300d5770ece849e0", "fac2f116257151a9d068a22e544a4917"),
+    "resnet101v2": ("6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5"),
+    "resnet152v2": ("a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33"),
+}
 # What `file_format` recognises, in words. A `.keras` model archive is not a
 # weights file, but is recognised so that its message can say how to get one.
 FORMATS = {
@@ -109,13 +120,16 @@ def check_finite(path, tensors) -> None:
                              f"was saved from a diverged run.")
 
 
-def imagenet_weights_path(spec, *, variant, include_top) -> str:
-    """Path of the keras.applications ImageNet weights for `spec` in the local cache.
+def imagenet_weights(spec, *, variant, include_top) -> fetch.Remote:
+    """The keras.applications ImageNet file for `spec`: its URL, md5 and place in the Keras cache.
+
+    Args:
+        spec: a `ModelSpec` with `keras_applications` set.
+        variant: `v1` or `v2`, the layouts keras.applications publishes.
+        include_top: bool, the file with the 1000-class `predictions` or the `_notop` one.
 
     Raises:
         ValueError: keras.applications has no weights for this net or variant.
-        FileNotFoundError: the file is not cached; the message says which file,
-            where to put it, and where it is published.
     """
     if spec.keras_applications is None or variant not in ("v1", "v2"):
         raise ValueError(
@@ -125,14 +139,25 @@ def imagenet_weights_path(spec, *, variant, include_top) -> str:
             f"--output FILE.h5` and pass weights='FILE.h5' with variant='v1.5'.")
     suffix = "" if include_top else "_notop"
     file_name = f"{spec.name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
-    path = os.path.join(keras_cache_dir("models"), file_name)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"ImageNet weights for {spec.name} are not in the Keras cache and this machine "
-            f"cannot download them. Put {file_name} at {path} (it is published at "
-            f"{KERAS_APPLICATIONS_URL}{file_name}), or set KERAS_HOME to the folder "
-            f"holding models/{file_name}.")
-    return path
+    return fetch.Remote(url=KERAS_APPLICATIONS_URL + file_name,
+                        file_hash=KERAS_APPLICATIONS_HASHES[spec.name][0 if include_top else 1],
+                        path=os.path.join(keras_cache_dir("models"), file_name))
+
+
+def imagenet_weights_path(spec, *, variant, include_top) -> str:
+    """Path of the keras.applications ImageNet weights for `spec`, downloaded on first use.
+
+    The file goes into the Keras cache (`$KERAS_HOME/models`) through
+    `fetch.fetch`, checked against keras.applications' own md5.
+
+    Raises:
+        ValueError: keras.applications has no weights for this net or variant.
+        FileNotFoundError: not cached and downloads are off; the message
+            names the URL and where to put the file.
+        fetch.DownloadError: the download failed or its hash did not match.
+    """
+    remote = imagenet_weights(spec, variant=variant, include_top=include_top)
+    return fetch.fetch(remote, what=f"ImageNet weights for {spec.name}")
 
 
 def _read_h5(path, *, arrays=True):

@@ -12,7 +12,21 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import logging
 import os
+import socket
+import time
+
+from rundir.cluster import TASK_TYPES
+
+logger = logging.getLogger(__name__)
+
+# How long a worker that is not the chief waits for its chief to take the run directory's lock.
+CHIEF_WAIT_S = 600
+_POLL_S = 0.5
+# A worker probing the lock holds it shared for an instant; a process taking it
+# retries for this long before it believes another one holds it.
+_PROBE_RETRY_S = 1.0
 
 
 @contextlib.contextmanager
@@ -62,6 +76,42 @@ def write_json(path, data, **dump_options):
         f.write("\n")
 
 
+def _flock_exclusive(f) -> bool:
+    """Takes `f`'s flock exclusively; False when another process holds it."""
+    deadline = time.monotonic() + _PROBE_RETRY_S
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+
+def _flock_probe(f) -> bool:
+    """Whether `f`'s flock is free, without keeping it."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    fcntl.flock(f, fcntl.LOCK_UN)
+    return True
+
+
+def _read_holder(f) -> dict:
+    """The lock file's record of its holder; {} while it is being written."""
+    f.seek(0)
+    text = f.read().strip()
+    if text.isdigit():  # written by a train.py from before the record was JSON
+        return {"pid": int(text)}
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _file(*parts):
     """A read-only attribute: the path of `parts` inside the run directory."""
     return property(lambda self: os.path.join(self.root, *parts))
@@ -81,7 +131,7 @@ class RunDir:
         object.__setattr__(self, "root", os.fspath(self.root))
 
     # The pipeline's own bookkeeping.
-    lock = _file("lock")  # the pid of the process using the run directory
+    lock = _file("lock")  # who holds the run directory: pid, host, the job's cluster
     config = _file("config.json")
     state = _file("state.json")
     timing = _file("timing.json")
@@ -155,40 +205,91 @@ class RunDir:
                                    f"{e.strerror} (give another --run-dir)") from None
 
     @contextlib.contextmanager
-    def locked(self):
-        """Holds the run directory for one process; a second one is refused at once.
+    def locked(self, *, worker=None, chief_wait_s=CHIEF_WAIT_S):
+        """Holds the run directory for one process, or for the workers of one job.
 
-        The lock is an advisory `flock` on `lock`, which holds the owner's pid
-        for the message. The kernel drops the lock when its process dies, so a
-        lock file left by a crash is taken over, never trusted.
+        The lock is an advisory `flock` on `lock`, held by a single process or
+        by the chief of a multi-worker job; the file says who holds it (pid,
+        host, and the job's cluster). The kernel drops the lock when its
+        process dies, so a lock file left by a crash is taken over, never
+        trusted. The job's other workers hold nothing: they are admitted once
+        their chief holds the lock for the same cluster, and they write none
+        of the run's files.
+
+        Args:
+            worker: `rundir.cluster.Worker` of a multi-worker job, or None for
+                a single process.
+            chief_wait_s: float, how long a worker that is not the chief waits
+                for its chief to take the lock.
 
         Raises:
-            OSError: another live process holds the run directory (the message
-                names its pid), or the lock file cannot be written.
+            OSError: another process or job holds the run directory (the
+                message names it), the chief did not take it in time, or the
+                lock file cannot be written.
         """
         self.create()
-        try:
-            f = open(self.lock, "a+")
-        except OSError as e:
-            raise OSError(e.errno, f"Cannot write {self.lock}: {e.strerror}") from None
-        with f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                owner = f.read().strip() or "unknown"
-                raise OSError(f"{self.root} is in use by another train.py (process {owner}, see "
-                              f"{self.lock}); wait for it to finish or stop it, or give another "
-                              f"--run-dir.") from None
+        if worker is not None and not worker.is_chief:
+            self._wait_for_chief(worker, chief_wait_s)
+            yield self
+            return
+        with self._open_lock() as f:
+            if not _flock_exclusive(f):
+                raise OSError(self._in_use(_read_holder(f)))
             f.seek(0)
             f.truncate()
-            f.write(f"{os.getpid()}\n")
+            record = {"pid": os.getpid(), "host": socket.gethostname()}
+            if worker is not None:
+                record.update(task=worker.name, cluster=worker.cluster)
+            f.write(json.dumps(record) + "\n")
             f.flush()
             try:
                 yield self
             finally:
                 f.seek(0)
                 f.truncate()
+
+    def _open_lock(self):
+        try:
+            return open(self.lock, "a+")
+        except OSError as e:
+            raise OSError(e.errno, f"Cannot write {self.lock}: {e.strerror}") from None
+
+    def _wait_for_chief(self, worker, timeout):
+        """Returns once `worker`'s chief holds the lock; refuses another holder at once."""
+        deadline = time.monotonic() + timeout
+        waiting = False
+        while True:
+            with self._open_lock() as f:
+                held = not _flock_probe(f)
+                holder = _read_holder(f) if held else None
+            # An empty record: the holder took the lock and is writing it.
+            if holder:
+                if "cluster" in holder and worker.same_job(holder["cluster"]):
+                    return
+                raise OSError(self._in_use(holder))
+            if time.monotonic() > deadline:
+                chief = worker.chief.describe()
+                raise OSError(f"{worker.name} waited {timeout:.0f} s for its chief, {chief}, to "
+                              f"take {self.lock}; start the chief with the same TF_CONFIG "
+                              f"cluster and --run-dir, or see its log for why it stopped.")
+            if not waiting:
+                logger.info("%s: waiting for the chief, %s, to take %s", worker.name,
+                            worker.chief.describe(), self.lock)
+                waiting = True
+            time.sleep(_POLL_S)
+
+    def _in_use(self, holder):
+        """The refusal naming who holds the run directory (`holder`: the lock file's record)."""
+        pid, host = holder.get("pid", "unknown"), holder.get("host", "unknown host")
+        if "cluster" in holder:
+            workers = sum(len(holder["cluster"].get(t, ())) for t in TASK_TYPES)
+            who = (f"a multi-worker job of {workers} workers (its chief, "
+                   f"{holder.get('task', 'worker 0')}, is process {pid} on {host}, see "
+                   f"{self.lock})")
+        else:
+            who = f"another train.py (process {pid} on {host}, see {self.lock})"
+        return (f"{self.root} is in use by {who}; wait for it to finish or stop it, or give "
+                f"another --run-dir.")
 
     def read_json(self, path):
         """The JSON object at `path` (one of this run's paths).

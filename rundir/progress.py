@@ -10,7 +10,8 @@ import sys
 # The packages whose progress lines a command-line user sees.
 # "__main__" is a module run with `python -m` (an experiment's own lines).
 PROGRESS_LOGGERS = ("job", "rundir", "datasets", "training", "quantization", "export",
-                    "report", "experiments", "__main__")
+                    "report", "experiments", "__main__",
+                    "resnet_keras")  # only downloads and conversions: where each file went
 
 
 def show_progress(level=logging.INFO):

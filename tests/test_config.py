@@ -109,6 +109,10 @@ def test_every_numeric_key_has_a_range():
     ("data.val_split", "1.5", "data.val_split=1.5 is neither a fraction in [0, 1)"),
     ("data.val_split", "-5", "data.val_split must be >= 0 (a count of images), got -5."),
     ("train.lr_decay_epochs", "30,10", "train.lr_decay_epochs=30,10 must be increasing"),
+    ("report.budget_points", "-0.5", "report.budget_points must be >= 0, got -0.5."),
+    ("report.class_budget_points", "-1", "report.class_budget_points must be >= 0, got -1.0."),
+    ("report.confidence", "1", "report.confidence must be >= 0.5 and < 1, got 1.0."),
+    ("report.confidence", "0.3", "report.confidence must be >= 0.5 and < 1, got 0.3."),
 ])
 def test_a_value_out_of_its_range_names_the_key_and_the_range(key, value, message):
     with pytest.raises(ValueError) as error:
@@ -119,6 +123,7 @@ def test_a_value_out_of_its_range_names_the_key_and_the_range(key, value, messag
 @pytest.mark.parametrize("key, value", [
     ("train.label_smoothing", "0.1"), ("data.image_size", "1024"), ("train.verbose", "0"),
     ("data.val_split", "0.1"), ("data.val_split", "5000"), ("train.steps_per_epoch", "none"),
+    ("report.confidence", "0.99"), ("report.budget_points", "0"),
 ])
 def test_a_value_inside_its_range_is_taken(key, value):
     config_lib.resolve(overrides={key: value})

@@ -1,7 +1,8 @@
 """Tests for datasets/: splits, pipelines, augmentation and error messages.
 
 CIFAR, MNIST and Fashion-MNIST are tested on tiny files in the real formats
-written here; nothing is downloaded.
+written here, read from folders or downloaded from tests/loopback.py's mirror
+on 127.0.0.1; TensorFlow Datasets on a tiny dataset prepared here.
 """
 
 import dataclasses
@@ -228,15 +229,17 @@ def test_cifar_val_split(tmp_path):
 
 
 def test_cifar_missing_says_what_and_where(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # offline: tests/conftest.py
     with pytest.raises(FileNotFoundError) as info:
         load_dataset("cifar100")
-    message = str(info.value)
-    for part in ("cifar-100-python.tar.gz", str(tmp_path / "keras" / "datasets"),
-                 "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "data_dir=",
-                 "KERAS_HOME"):
-        assert part in message
-    with pytest.raises(FileNotFoundError, match=f"in {tmp_path / 'empty'}.*cifar-10-python"):
+    cache = tmp_path / "keras" / "datasets"
+    assert str(info.value) == (
+        f"CIFAR-100 (not in {cache}): 1 file not in the cache, and downloads are off "
+        f"(RESNET_KERAS_OFFLINE=1 or --offline): get "
+        f"https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and put it at "
+        f"{cache / 'cifar-100-python.tar.gz'}; or pass data_dir=<the archive or its folder>.")
+    with pytest.raises(FileNotFoundError, match=f"in {tmp_path / 'empty'}.*Nothing is "
+                                                f"downloaded into a data_dir.*cifar-10-python"):
         (tmp_path / "empty").mkdir()
         load_dataset("cifar10", data_dir=tmp_path / "empty")
 
@@ -585,8 +588,8 @@ def test_idx_augmentation_shifts_and_flips_only_clothes(tmp_path, name, flips):
     assert (flipped > 10) if flips else (flipped == 0)
 
 
-def test_idx_not_found_says_where_and_how(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+def test_idx_not_found_offline_names_every_file_and_where_it_goes(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # offline: tests/conftest.py
     nowhere = tmp_path / "system"
     monkeypatch.setitem(idx.SOURCES, "fashion_mnist", dataclasses.replace(
         idx.SOURCES["fashion_mnist"], system_folder=str(nowhere)))
@@ -594,14 +597,17 @@ def test_idx_not_found_says_where_and_how(tmp_path, monkeypatch):
         load_dataset("fashion_mnist")
     message = str(info.value)
     assert "\n" not in message
-    for part in ("Fashion-MNIST not found", "train-images-idx3-ubyte[.gz]",
-                 str(tmp_path / "keras" / "datasets" / "fashion-mnist"), str(nowhere),
-                 "downloads nothing", "apt-get install dataset-fashion-mnist", "data_dir=",
-                 "KERAS_HOME"):
-        assert part in message
+    cache = tmp_path / "keras" / "datasets" / "fashion-mnist"
+    urls = ", ".join(idx.URL + name for name in idx.FASHION_MNIST_DOWNLOAD)
+    assert message == (
+        f"Fashion-MNIST (not in {cache}, {nowhere}): 4 files not in the cache, and downloads "
+        f"are off (RESNET_KERAS_OFFLINE=1 or --offline): get {urls} and put them in {cache}; "
+        f"or on Debian/Ubuntu `apt-get install dataset-fashion-mnist` (it installs them in "
+        f"{nowhere}), or pass data_dir=<a folder holding them>.")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=f"MNIST not found: looked for mnist.npz .* in "
-                                                f"{tmp_path / 'empty'}\\. ") as info:
+                                                f"{tmp_path / 'empty'}\\. Nothing is downloaded "
+                                                f"into a data_dir") as info:
         load_dataset("mnist", data_dir=tmp_path / "empty")
     assert "apt-get" not in str(info.value)
 
@@ -741,3 +747,160 @@ def test_folder_above_the_memory_budget_decodes_every_epoch(tmp_path, monkeypatc
     remove_images(tmp_path)
     assert len(list(train)) == 0  # read again, and gone
     assert len(all_batches(test)[1]) == 1  # 1 image fits: kept
+
+
+# --- downloads into the Keras cache, from a mirror on 127.0.0.1 ---
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    from loopback import Mirror, forget_proxies  # tests/ is on sys.path
+
+    served = Mirror()
+    yield served
+    served.close()
+    forget_proxies()
+
+
+def _serve(mirror, monkeypatch, tmp_path, files):
+    """Serves `{url: bytes}` with their sha256 listed, and points downloads there."""
+    for url, data in files.items():
+        mirror.add(url, data)
+    mirror.point(monkeypatch, tmp_path / "keras", tmp_path / "SHA256SUMS")
+
+
+def test_fashion_mnist_downloads_its_idx_files_once(tmp_path, monkeypatch, mirror):
+    monkeypatch.setitem(idx.SOURCES, "fashion_mnist", dataclasses.replace(
+        idx.SOURCES["fashion_mnist"], system_folder=str(tmp_path / "no-debian-package")))
+    expected = write_idx(tmp_path / "published", gz=True)
+    _serve(mirror, monkeypatch, tmp_path, {
+        idx.URL + name: (tmp_path / "published" / name).read_bytes()
+        for name in idx.FASHION_MNIST_DOWNLOAD})
+    ds = load_dataset("fashion_mnist")
+    assert sorted(mirror.requests) == sorted(
+        f"/storage.googleapis.com/tensorflow/tf-keras-datasets/{name}"
+        for name in idx.FASHION_MNIST_DOWNLOAD)
+    assert_padded(ds.test_arrays()[0], expected["test"][0])
+    cache = tmp_path / "keras" / "datasets" / "fashion-mnist"
+    assert sorted(os.listdir(cache)) == sorted([".fetch.lock", *idx.FASHION_MNIST_DOWNLOAD])
+    load_dataset("fashion_mnist")
+    assert len(mirror.requests) == 4
+    # A download stopped between files leaves a folder the next run completes.
+    (cache / "t10k-images-idx3-ubyte.gz").unlink()
+    assert load_dataset("fashion_mnist").num_test == 10
+    assert mirror.requests[4:] == [
+        "/storage.googleapis.com/tensorflow/tf-keras-datasets/t10k-images-idx3-ubyte.gz"]
+
+
+def test_mnist_and_cifar_download_as_keras_datasets_names_them(tmp_path, monkeypatch, mirror):
+    rng = np.random.default_rng(2)
+    npz = io.BytesIO()
+    np.savez(npz, x_train=rng.integers(0, 256, (12, 28, 28), dtype=np.uint8),
+             y_train=np.arange(12, dtype=np.uint8) % 10,
+             x_test=rng.integers(0, 256, (5, 28, 28), dtype=np.uint8),
+             y_test=np.arange(5, dtype=np.uint8))
+    archive, _, _ = write_cifar(tmp_path / "published", "cifar10", layout="archive_file")
+    _serve(mirror, monkeypatch, tmp_path, {
+        idx.URL + "mnist.npz": npz.getvalue(),
+        cifar.URL + "cifar-10-python.tar.gz": archive.read_bytes()})
+    assert load_dataset("mnist").num_test == 5
+    assert load_dataset("cifar10").num_train == 5 * CIFAR_PER_BATCH
+    assert load_dataset("cifar10").num_test == CIFAR_PER_BATCH
+    assert mirror.requests == ["/storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
+                               "/www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
+    cache = tmp_path / "keras" / "datasets"
+    assert {"mnist.npz", "cifar-10-batches-py.tar.gz"} <= set(os.listdir(cache))
+
+
+def test_published_dataset_hashes_are_keras_datasets_own():
+    # keras.datasets (keras/datasets/*.py) pins the same digests; tf_keras's
+    # copy has MNIST's and CIFAR's (its Fashion-MNIST has none).
+    import inspect
+
+    from tf_keras.src.datasets import cifar10, cifar100, mnist
+
+    for module, digest in ((mnist, idx.MNIST_DOWNLOAD["mnist.npz"]),
+                           (cifar10, cifar.FORMATS["cifar10"].sha256),
+                           (cifar100, cifar.FORMATS["cifar100"].sha256)):
+        assert digest in inspect.getsource(module)
+
+
+# --- TensorFlow Datasets, from tiny datasets prepared here ---
+
+TFDS_CLASSES = ["cat", "dog", "fox"]
+
+
+def _tfds_examples(n, offset):
+    """`n` (key, example) of one flat colour each, 9-13 pixels high, label i % 3."""
+    return [(i, {"image": np.full((9 + i % 5, 12, 3), offset + i, np.uint8),
+                 "label": i % len(TFDS_CLASSES)}) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    """A tfds data dir holding `tiny_pets` (train, validation, test) and `tiny_train_only`."""
+    import tensorflow_datasets as tfds
+
+    root = tmp_path_factory.mktemp("tfds")
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "label": tfds.features.ClassLabel(names=TFDS_CLASSES)})
+    for name, splits in (("tiny_pets", {"train": (12, 0), "validation": (6, 100),
+                                         "test": (9, 200)}),
+                         ("tiny_train_only", {"train": (30, 0)})):
+        tfds.dataset_builders.store_as_tfds_dataset(
+            name=name, version="1.0.0", features=features, data_dir=str(root),
+            split_datasets={s: _tfds_examples(n, offset) for s, (n, offset) in splits.items()})
+    return root
+
+
+def test_tfds_dataset_reads_like_a_folder_with_its_validation_split(tfds_dir):
+    ds = load_dataset("tfds:tiny_pets", data_dir=tfds_dir, image_size=16)
+    assert ds.class_names == tuple(TFDS_CLASSES) and ds.name == "tfds:tiny_pets"
+    assert (ds.num_train, ds.num_val, ds.num_test, ds.image_shape) == (12, 6, 9, (16, 16, 3))
+    images, labels = ds.test_arrays()
+    # Resized and center-cropped like a folder's images: each keeps its one colour,
+    # which says which example it is (tfds stores them shuffled), and so its label.
+    colours = images[:, 0, 0, 0].astype(int)
+    np.testing.assert_array_equal(images, np.broadcast_to(
+        images[:, :1, :1, :1], images.shape))
+    assert sorted(colours) == list(range(200, 209))
+    np.testing.assert_array_equal(labels, (colours - 200) % 3)
+    assert set(all_batches(ds.val(4))[0].reshape(6, -1)[:, 0]) == set(range(100, 106))
+    assert first_batch(ds.train(4, seed=1))[0].shape == (4, 16, 16, 3)
+    assert ds.augmentation == folder.training_augmentation("auto", size=16)[1]
+    with pytest.raises(ValueError, match="tfds:tiny_pets has its own validation split"):
+        load_dataset("tfds:tiny_pets", data_dir=tfds_dir, val_split=0.2)
+
+
+def test_tfds_dataset_with_only_train_holds_out_its_test_split(tfds_dir):
+    ds = load_dataset("tfds:tiny_train_only", data_dir=tfds_dir, image_size=8, val_split=6)
+    assert (ds.num_train, ds.num_val, ds.num_test) == (21, 6, 3)
+    assert sorted(ds.test_arrays()[1]) == [0, 1, 2]  # stratified: one of each class
+    again = load_dataset("tfds:tiny_train_only", data_dir=tfds_dir, image_size=8, seed=5)
+    np.testing.assert_array_equal(again.test_arrays()[0], ds.test_arrays()[0])
+
+
+def test_tfds_errors_are_one_line(tfds_dir, tmp_path):
+    with pytest.raises(ValueError) as info:
+        load_dataset("tfds:no_such_dataset_here", data_dir=tfds_dir)
+    assert "\n" not in str(info.value)
+    assert "TensorFlow Datasets has no dataset 'no_such_dataset_here'" in str(info.value)
+    # Downloads are off in the tests (tests/conftest.py): a registered, unprepared dataset.
+    with pytest.raises(FileNotFoundError) as info:
+        load_dataset("tfds:mnist", data_dir=tmp_path)
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(f"tfds:mnist is not prepared in {tmp_path / 'mnist'}")
+    assert f"`tfds build mnist --data_dir DIR`, then copy DIR to {tmp_path}" in str(info.value)
+    for bad in ("tfds:", "tfds:a:b:c"):
+        with pytest.raises(ValueError, match="is not tfds:NAME or tfds:NAME:CONFIG"):
+            load_dataset(bad)
+
+
+def test_tfds_names_pass_the_configuration():
+    from job import config as config_lib
+
+    config = config_lib.resolve(overrides={"data.dataset": "tfds:oxford_flowers102"})
+    assert config.data.dataset == "tfds:oxford_flowers102"
+    with pytest.raises(ValueError, match="data.dataset='imagenet' is not valid. Valid values: "
+                                         "digits, .*, or tfds:NAME"):
+        config_lib.resolve(overrides={"data.dataset": "imagenet"})

@@ -1,14 +1,18 @@
 """Tests for training/distribute.py: training precision from the hardware, scale-out.
 
 Mixed precision is trained and saved as float32 (`rundir.model_files`); the
-strategies run without a GPU, over logical CPUs or two local workers.
+strategies run without a GPU, over logical CPUs or two local workers of one
+job sharing one run directory, launched through tests/kill_at.py (which kills
+one of them, or records the weights each ends with).
 """
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -99,22 +103,218 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow
-def test_multi_worker_mirrored_two_local_workers_end_identical(tmp_path):
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    processes = []
+# ---- a multi-worker job: two local workers, one run directory ----
+
+def start_job(args, *, logs, kill=None, weights=None):
+    """Starts the two workers of one job on 127.0.0.1, both given train.py `args`.
+
+    Each runs through tests/kill_at.py: worker 1 is killed at `kill` (a point
+    of kill_at.py, e.g. "during_step@7"), and with `weights` (a folder) each
+    records the weights its `fit` ends with in `weights/worker<i>.npz`.
+
+    Returns:
+        (list of `subprocess.Popen`, list of their log paths: stdout and stderr,
+        the TF_CONFIG cluster).
+    """
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    processes, paths = [], []
     for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        processes.append(subprocess.Popen(
-            [sys.executable, "train.py", "--stages", "train", "--run-dir",
-             str(tmp_path / f"worker{index}"), *QUICK],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "TF_CONFIG": json.dumps(tf_config)}))
-    outputs = [p.communicate(timeout=600)[0] for p in processes]
-    for p, out in zip(processes, outputs):
-        assert p.returncode == 0, out[-3000:]
-        assert "2 replica(s) (MultiWorkerMirroredStrategy)" in out
-    weights = [model_files.load_model(tmp_path / f"worker{i}" / "last.keras").get_weights()
-               for i in range(2)]
-    for a, b in zip(*weights):
-        np.testing.assert_array_equal(a, b)
+        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        record = ["--weights-to", str(weights / f"worker{index}.npz")] if weights else []
+        point = kill if kill and index == 1 else "none"
+        path = logs / f"worker{index}-{len(list(logs.iterdir()))}.log"
+        with open(path, "w") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "tests", "kill_at.py"), *record, point,
+                 *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, "TF_CONFIG": json.dumps(tf_config)}))
+        paths.append(path)
+    return processes, paths, cluster
+
+
+def finish(processes, paths, cluster=None, *, timeout=600):
+    """Waits for every worker of `start_job`'s job; returns their (exit status, log text)."""
+    statuses = [p.wait(timeout=timeout) for p in processes]
+    return [(status, path.read_text()) for status, path in zip(statuses, paths)]
+
+
+def error_lines(log):
+    return [line for line in log.splitlines() if line.startswith("error: ")]
+
+
+def wait_until_locked_by_a_job(run_dir, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if "cluster" in json.loads((run_dir / "lock").read_text()):
+                return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"no job took {run_dir / 'lock'} in {timeout} s")
+
+
+def scratch_left(run_dir):
+    return [os.path.join(folder, name) for folder, names, _ in os.walk(run_dir)
+            for name in names if name.startswith("workertemp_")]
+
+
+def test_two_workers_train_in_one_run_directory_and_a_second_job_is_refused(tmp_path):
+    run_dir, logs, weights = tmp_path / "run", tmp_path / "logs", tmp_path / "weights"
+    logs.mkdir()
+    weights.mkdir()
+    args = ["--stages", "train", "--run-dir", str(run_dir), "--train.epochs", "1",
+            "--train.steps_per_epoch", "2", "--train.batch_size", "32"]
+    job = start_job(args, logs=logs, weights=weights)
+    wait_until_locked_by_a_job(run_dir)
+    # Another job (its own cluster) given the same directory: both workers refused at once.
+    for status, log in finish(*start_job(args, logs=logs), timeout=300):
+        assert status == 2, log[-3000:]
+        assert error_lines(log) == [
+            f"error: {run_dir} is in use by a multi-worker job of 2 workers (its chief, worker "
+            f"0, is process {job[0][0].pid} on {socket.gethostname()}, see {run_dir / 'lock'}); "
+            f"wait for it to finish or stop it, or give another --run-dir."], log[-3000:]
+    (status0, log0), (status1, log1) = finish(*job)
+    assert status0 == 0 and status1 == 0, (log0[-3000:], log1[-3000:])
+    assert "2 replica(s) (MultiWorkerMirroredStrategy)" in log0
+    assert "worker 1 of a 2-worker job: trains with the others; the chief, worker 0" in log1
+    # The chief's files are complete; the other worker left nothing, not even scratch.
+    assert {"config.json", "state.json", "timing.json", "history.csv", "training_curve.png",
+            "last.keras", "train_result.json", "backup", "logs"} <= set(os.listdir(run_dir))
+    assert not scratch_left(run_dir)
+    assert json.loads((run_dir / "train_result.json").read_text())["replicas"] == 2
+    assert json.loads((run_dir / "state.json").read_text()) == {"completed": ["train"]}
+    assert (run_dir / "history.csv").read_text().count("\n") == 2  # header and epoch 0
+    final = [np.load(weights / f"worker{i}.npz") for i in range(2)]
+    saved = model_files.load_model(run_dir / "last.keras").get_weights()
+    assert len(final[0].files) == len(final[1].files) == len(saved)
+    for i, weight in enumerate(saved):
+        np.testing.assert_array_equal(final[0][f"arr_{i}"], final[1][f"arr_{i}"])
+        np.testing.assert_array_equal(final[0][f"arr_{i}"], weight)
+
+
+@pytest.mark.slow
+def test_a_lost_worker_stops_the_job_and_every_worker_resumes_it(tmp_path):
+    from test_reliability import best_epoch, history_epochs, history_rows, kept_epoch
+
+    from training.distribute import LOST_WORKER_BOUND_S
+
+    run_dir, logs = tmp_path / "run", tmp_path / "logs"
+    logs.mkdir()
+    args = ["--stages", "train", "--run-dir", str(run_dir), "--train.epochs", "3",
+            "--train.steps_per_epoch", "4", "--train.batch_size", "16",
+            "--train.save_every_steps", "2", "--data.val_split", "0.1"]
+    # Worker 1 killed after step 3 of epoch 2, one step after that epoch's mid-epoch backup.
+    (worker0, worker1), (log0, _), cluster = start_job(args, logs=logs, kill="during_step@7")
+    assert worker1.wait(timeout=600) == -9
+    lost = time.monotonic()
+    status = worker0.wait(timeout=LOST_WORKER_BOUND_S + 30)
+    waited = time.monotonic() - lost
+    assert status == 2 and waited < LOST_WORKER_BOUND_S, (waited, log0.read_text()[-3000:])
+    [line] = error_lines(log0.read_text())
+    assert line.startswith(f"error: worker 1 ({cluster['worker'][1]}) of this 2-worker job was "
+                           f"lost (")
+    assert line.endswith(f"); worker 0 stopped too. Restart every worker with the same "
+                         f"TF_CONFIG and: python train.py --resume {run_dir} (training "
+                         f"continues from the last backup in {run_dir / 'backup'}).")
+    assert history_epochs(run_dir) == [0]
+    for status, log in finish(*start_job(["--resume", str(run_dir)], logs=logs)):
+        assert status == 0, log[-3000:]
+        assert "resumed from" in log and "epoch 2, step 3, optimizer iteration 6" in log
+    # As a single process's resume: each epoch once, every step once, the best on validation.
+    assert history_epochs(run_dir) == [0, 1, 2]
+    assert kept_epoch(run_dir / "last.keras", 4) == 2
+    assert kept_epoch(run_dir / "best.keras", 4) == best_epoch(history_rows(run_dir))
+    assert not scratch_left(run_dir)
+
+
+@pytest.mark.slow
+def test_a_silent_worker_is_found_by_the_heartbeats(tmp_path):
+    from training.distribute import LOST_WORKER_BOUND_S
+
+    # SIGSTOP: a machine gone without closing its connections, as a preempted one may be.
+    run_dir, logs = tmp_path / "run", tmp_path / "logs"
+    logs.mkdir()
+    args = ["--stages", "train", "--run-dir", str(run_dir), "--train.epochs", "2",
+            "--train.steps_per_epoch", "40", "--train.batch_size", "16"]
+    (worker0, worker1), (log0, log1), cluster = start_job(args, logs=logs)
+    try:
+        deadline = time.monotonic() + 600
+        while "epoch 1/2" not in log1.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker1.send_signal(signal.SIGSTOP)
+        silent = time.monotonic()
+        status = worker0.wait(timeout=LOST_WORKER_BOUND_S + 30)
+        waited = time.monotonic() - silent
+    finally:
+        worker1.kill()
+        worker1.wait()
+    assert status == 2 and waited < LOST_WORKER_BOUND_S, (waited, log0.read_text()[-3000:])
+    assert error_lines(log0.read_text())[0].startswith(
+        f"error: worker 1 ({cluster['worker'][1]}) of this 2-worker job was lost (it stopped "
+        f"sending heartbeats to TensorFlow's coordination service); worker 0 stopped too.")
+
+
+@pytest.mark.slow
+def test_the_whole_job_on_two_workers_ends_on_the_chief(tmp_path):
+    run_dir, logs = tmp_path / "run", tmp_path / "logs"
+    logs.mkdir()
+    args = ["--run-dir", str(run_dir), "--train.epochs", "1", "--train.steps_per_epoch", "2",
+            "--qat.epochs", "0.05", "--export.variants", "float32,int8",
+            "--export.latency_runs", "2"]
+    (status0, log0), (status1, log1) = finish(*start_job(args, logs=logs))
+    assert status0 == 0 and status1 == 0, (log0[-3000:], log1[-3000:])
+    for stage in ("qat", "export", "report"):
+        assert f"[{stage}] runs on the chief only" in log1 and f"[{stage}] done in" in log0
+    assert json.loads((run_dir / "state.json").read_text()) == {
+        "completed": ["train", "qat", "export", "report"]}
+    assert {"qat.keras", "report.json", "export"} <= set(os.listdir(run_dir))
+    assert not scratch_left(run_dir)
+
+
+# ---- what a lost worker's message says ----
+
+# The messages of the aborted collective, as TensorFlow 2.21 raised them in this project's
+# runs: on the chief when worker 1 stopped (SIGSTOP), on worker 1 when the chief was killed
+# and when it stopped.
+HEARTBEATS = ("{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_device_/job:worker"
+              "/replica:0/task:0/device:CPU:0}} Collective ops is aborted by: Error reported "
+              "from /job:worker/task:1: The following tasks are unhealthy (stopped sending "
+              "heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed. Check the "
+              "task logs for an earlier error, or scheduler events (e.g. preemption, eviction) "
+              "to debug further.\nThe error could be from a previous operation. Restart your "
+              "program to reset. [Op:CollectiveReduceV2] name: ")
+RESET = ("{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_device_/job:worker/"
+         "replica:0/task:1/device:CPU:0}} Collective ops is aborted by: recvmsg:Connection reset "
+         "by peer\nAdditional GRPC error information from remote target /job:worker/replica:0/"
+         "task:0 while calling /tensorflow.WorkerService/CompleteInstance:\n:UNKNOWN:Error "
+         "received from peer  {grpc_status:14, grpc_message:\"recvmsg:Connection reset by "
+         "peer\"}\nThe error could be from a previous operation. Restart your program to reset. "
+         "[Op:CollectiveReduceV2] name: ")
+UNANSWERED = ("{{function_node __wrapped__CollectiveReduceV2_Nordering_token_1_device_/job:worker"
+              "/replica:0/task:1/device:CPU:0}} Collective ops is aborted by: Deadline "
+              "Exceeded\n\nRPC: /tensorflow.CoordinationService/Heartbeat\nThe error could be "
+              "from a previous operation. Restart your program to reset. [Op:CollectiveReduceV2] "
+              "name: ")
+
+
+@pytest.mark.parametrize("message, index, lost, why", [
+    (HEARTBEATS, 0, "worker 1 (10.0.0.2:2222)",
+     "it stopped sending heartbeats to TensorFlow's coordination service"),
+    (RESET, 1, "worker 0 (10.0.0.1:2222)",
+     "the connection to it broke: recvmsg:Connection reset by peer"),
+    (UNANSWERED, 1, "worker 0 (10.0.0.1:2222)", "its coordination service stopped answering "
+     "heartbeats: Deadline Exceeded RPC: /tensorflow.CoordinationService/Heartbeat"),
+    ("Collective ops is aborted by: something new\nThe error could be from a previous op", 1,
+     "a worker", "something new"),
+], ids=["chief_sees_missed_heartbeats", "worker_sees_a_reset", "worker_sees_no_answer",
+        "unknown"])
+def test_a_lost_worker_is_named_with_the_way_to_resume(message, index, lost, why):
+    from rundir.cluster import Worker
+    from training.distribute import describe_lost_worker
+
+    me = Worker({"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}, "worker", index)
+    assert describe_lost_worker(message, me=me, resume="runs/r") == (
+        f"{lost} of this 2-worker job was lost ({why}); worker {index} stopped too. Restart "
+        f"every worker with the same TF_CONFIG and: python train.py --resume runs/r (training "
+        f"continues from the last backup in runs/r/backup).")

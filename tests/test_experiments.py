@@ -15,7 +15,6 @@ import pytest
 from test_datasets import write_cifar, write_idx  # tests/ is on sys.path under pytest
 
 from experiments import block_table, cifar10_table, degradation, paper, readme_section
-from report.statistics import standard_error_points
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,16 +69,23 @@ def test_degradation_writes_consistent_files(tiny_degradation):
         assert net["test_error"] == c["test_error"][-1]
         assert 0 <= net["train_error"] <= 100 and 0 <= net["test_error"] <= 100
         cells = table[net["model"]]
-        assert cells[5] == f"{net['train_error']:.2f} ± {net['train_error_se']:.2f}"
-        assert cells[6] == f"{net['test_error']:.2f} ± {net['test_error_se']:.2f}"
-        assert net["test_error_se"] == pytest.approx(standard_error_points(
-            net["test_error"] / 100, summary["num_test"]))
+        assert cells[5] == f"{net['train_error']:.2f}" and cells[6] == f"{net['test_error']:.2f}"
         assert cells[3] == f"{net['params']:,}"
+        # The last epoch's per-image flags are what its errors were computed from.
+        flags = c["final_correct"]
+        assert len(flags["train"]) == summary["num_train"]
+        assert len(flags["test"]) == summary["num_test"] == 360
+        assert 100 * flags["test"].count("0") / 360 == pytest.approx(net["test_error"])
     # digits has no paper column; the verdict in results.md is summary.json's.
     assert "paper test error" not in results
     assert summary["verdict"]["text"] in results
     assert summary["verdict"]["degradation"] is None  # one plain net only
-    assert summary["verdict"]["plain_vs_residual"]["deep"] == "resnet20"
+    check = summary["verdict"]["plain_vs_residual"]
+    assert check["deep"] == "resnet20" and check["test_gap"]["n"] == 360
+    assert check["test_gap"]["difference_points"] == pytest.approx(
+        check["deep_test"] - check["shallow_test"])
+    assert summary["noise_test"].startswith("paired: Newcombe 1998 method 10")
+    assert "95% interval of the paired difference excludes 0" in summary["verdict"]["text"]
     config = json.loads((out / "config.json").read_text())
     assert config["train_configs"]["plain20"]["train"]["learning_rate"] == 0.05
 
@@ -125,17 +131,37 @@ def test_verdict_follows_the_numbers_both_ways():
     assert "cannot be judged: plain56 diverged" in diverged["text"]
 
 
+def _flags(errors, n=1000):
+    """Per-image flags with the first `errors` images wrong."""
+    return "0" * errors + "1" * (n - errors)
+
+
 def test_a_gap_within_the_noise_is_not_called_reproduced():
+    # Paired: plain56 is wrong on plain20's 100 training images and 5 more (+0.5
+    # points, 5 discordant images: noise); resnet56 is right on 40 of resnet20's
+    # 50 (-4 points, 40 discordant images one way: beyond the noise).
     close = {"plain20": curve([20, 10.0]), "plain56": curve([30, 10.5]),
              "resnet20": curve([20, 5.0]), "resnet56": curve([30, 1.0])}
-    # 0.5 points on 1,000 images is within 2 x 1.36 points; 4 points is beyond 2 x 0.77.
+    for c in close.values():
+        c["final_correct"] = {"train": _flags(round(10 * c["train_error"][-1])),
+                              "test": _flags(round(10 * c["test_error"][-1]))}
     checks = degradation.verdict(close, num_train=1000, num_test=1000)
     assert checks["degradation"]["relation"] == "higher"
+    assert checks["degradation"]["train_gap"]["only_deep_wrong"] == 5
     assert checks["degradation"]["beyond_noise"] is False
     assert checks["degradation"]["reproduced"] is False
-    assert "(the gap is within two standard errors: noise)" in checks["text"]
+    assert "(the gap is within the noise: its 95% interval contains 0)" in checks["text"]
+    gap = checks["residual"]["train_gap"]
+    assert (gap["only_shallow_wrong"], gap["only_deep_wrong"]) == (40, 0)
+    assert gap["difference_points"] == pytest.approx(-4.0) and gap["interval_points"][1] < 0
     assert checks["residual"]["beyond_noise"] and checks["residual"]["reproduced"]
-    assert degradation.verdict(close)["degradation"]["reproduced"]  # no count: no noise test
+    assert "resnet56 ends with a lower training error than resnet20 (1.00% vs 5.00%, -4.00 " \
+           "points, 95% CI" in checks["text"]
+    # Curves without per-image flags (runs before they were kept): no noise test.
+    del close["plain56"]["final_correct"]
+    unflagged = degradation.verdict(close, num_train=1000)
+    assert unflagged["degradation"]["train_gap"] is None
+    assert unflagged["degradation"]["reproduced"]
 
 
 def test_degradation_trains_on_a_stratified_subset(tmp_path):
@@ -158,10 +184,9 @@ def test_degradation_on_tiny_fashion_mnist_with_a_subset(tmp_path):
     assert (summary["num_train"], summary["train_subset"], summary["num_test"]) == (40, 40, 20)
     assert summary["recipe"]["preset"] == "degradation-fashion-mnist"
     assert summary["recipe"]["augment"] and summary["recipe"]["weight_decay"] == 1e-4
-    for net in summary["nets"]:
-        assert net["train_error_se"] == pytest.approx(
-            standard_error_points(net["train_error"] / 100, 40))
-    assert "two standard errors" in summary["verdict"]["text"]
+    check = summary["verdict"]["plain_vs_residual"]
+    assert check["train_gap"]["n"] == 40 and check["test_gap"]["n"] == 20
+    assert "on the same 40 training and 20 test images" in summary["verdict"]["text"]
 
 
 def test_degradation_on_a_tiny_cifar10_archive_shows_the_papers_column(tmp_path):
@@ -290,11 +315,13 @@ def test_readme_section_renders_from_the_json(tiny_degradation, blocks, tmp_path
     (docs / "block_table" / "block_table.json").write_text(
         (blocks / "block_table.json").read_text())
     summary = json.loads((docs / "degradation" / "summary.json").read_text())
-    # A second dataset's run stands beside the first, column by column.
+    # A second dataset's run stands beside the first, column by column; this one
+    # was judged by the unpaired rule before per-image results were kept.
     fashion = {**summary, "dataset": "fashion_mnist", "train_subset": summary["num_train"],
                "nets": [{**net, "train_error": 50.0, "train_error_se": 1.5}
                         for net in summary["nets"]],
                "verdict": {**summary["verdict"], "text": "The Fashion-MNIST verdict."}}
+    del fashion["noise_test"]
     (docs / "degradation_fashion_mnist").mkdir()
     (docs / "degradation_fashion_mnist" / "summary.json").write_text(json.dumps(fashion))
     assert readme_section.main(["--docs", str(docs)]) == 0
@@ -303,9 +330,10 @@ def test_readme_section_renders_from_the_json(tiny_degradation, blocks, tmp_path
     assert "Not measured here" in text and "8.75%" in text
     resnet20 = summary["nets"][1]
     assert table_rows(text, "net")["resnet20"][1:] == [
-        f"{resnet20['train_error']:.2f} ± {resnet20['train_error_se']:.2f}",
-        f"{resnet20['test_error']:.2f} ± {resnet20['test_error_se']:.2f}",
-        "50.00 ± 1.50", f"{resnet20['test_error']:.2f} ± {resnet20['test_error_se']:.2f}"]
+        f"{resnet20['train_error']:.2f}", f"{resnet20['test_error']:.2f}",
+        "50.00 ± 1.50", f"{resnet20['test_error']:.2f}"]
+    assert text.count(readme_section.UNPAIRED_NOTE) == 1  # under the Fashion-MNIST run only
+    assert text.index("The Fashion-MNIST verdict.") < text.index(readme_section.UNPAIRED_NOTE)
     assert f"--dataset fashion_mnist --train-subset {summary['num_train']}" in text
     assert readme_section.main(["--docs", str(tmp_path / "empty")]) == 2
 

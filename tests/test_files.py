@@ -1,11 +1,15 @@
-"""Tests for rundir/files.py: the run directory's file names and the atomic writer."""
+"""Tests for rundir/files.py: the run directory's file names, the atomic writer, the lock."""
 
 import json
 import os
+import socket
+import threading
+import time
 
 import pytest
 
 from rundir import RunDir, replacing
+from rundir.cluster import Worker
 from rundir.files import write_json
 
 
@@ -55,3 +59,56 @@ def test_replacing_removes_its_temporary_file_whatever_the_writer_raises(tmp_pat
             raise ValueError("not a model")
     assert os.listdir(tmp_path) == ["result.json"]
     assert json.loads(path.read_text()) == {"kept": 1}
+
+
+# ---- the lock: one process, or the workers of one job ----
+
+JOB = {"worker": ["127.0.0.1:1001", "127.0.0.1:1002"]}
+OTHER_JOB = {"worker": ["127.0.0.1:2001", "127.0.0.1:2002"]}
+
+
+def test_the_lock_admits_the_workers_of_one_job_only(tmp_path):
+    run = RunDir(tmp_path / "run")
+    chief, worker1 = Worker(JOB, "worker", 0), Worker(JOB, "worker", 1)
+    with run.locked(worker=chief):
+        record = json.loads(open(run.lock).read())
+        assert record == {"pid": os.getpid(), "host": socket.gethostname(),
+                          "task": "worker 0", "cluster": JOB}
+        with run.locked(worker=worker1, chief_wait_s=0):
+            pass  # its chief holds the lock for the same cluster: admitted, holding nothing
+        refusal = (f"{run.root} is in use by a multi-worker job of 2 workers (its chief, worker "
+                   f"0, is process {os.getpid()} on {socket.gethostname()}, see {run.lock}); wait "
+                   f"for it to finish or stop it, or give another --run-dir.")
+        for intruder in (Worker(OTHER_JOB, "worker", 0), Worker(OTHER_JOB, "worker", 1), None):
+            with pytest.raises(OSError) as refused:
+                with run.locked(worker=intruder, chief_wait_s=0):
+                    pass
+            assert str(refused.value) == refusal
+    with run.locked():  # the job is over: a single process takes the directory
+        with pytest.raises(OSError, match=r"in use by another train.py \(process "
+                                          f"{os.getpid()} on "):
+            with run.locked(worker=worker1, chief_wait_s=0):
+                pass
+
+
+def test_a_worker_waits_for_its_chief_and_gives_up_with_a_message(tmp_path):
+    run = RunDir(tmp_path / "run")
+    worker1 = Worker(JOB, "worker", 1)
+    with pytest.raises(OSError, match=f"worker 1 waited 1 s for its chief, worker 0 "
+                                      f"\\(127.0.0.1:1001\\), to take {run.lock}; start the "
+                                      f"chief with the same TF_CONFIG cluster and --run-dir"):
+        with run.locked(worker=worker1, chief_wait_s=1):
+            pass
+    admitted = threading.Event()
+
+    def worker():
+        with run.locked(worker=worker1, chief_wait_s=30):
+            admitted.set()
+
+    waiting = threading.Thread(target=worker)
+    waiting.start()
+    time.sleep(1)
+    assert not admitted.is_set()
+    with run.locked(worker=Worker(JOB, "worker", 0)):
+        waiting.join(timeout=30)
+        assert admitted.is_set()

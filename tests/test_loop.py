@@ -9,6 +9,7 @@ import csv
 import inspect
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,13 +74,15 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
             "--train.save_every_steps", "5"]
     process = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # Kill -9 once a mid-epoch backup of the second epoch exists.
+    # Kill -9 once a mid-epoch backup of the second epoch exists: the backup's 4th save
+    # (steps 5, 10, 12 = the first epoch's end, 17), read from the checkpoint state, so a
+    # loaded machine cannot make the kill come earlier.
     def second_epoch_backup():
-        history = run_dir / "history.csv"
-        return (history.exists() and len(history.read_text().splitlines()) >= 2
-                and (run_dir / "backup").exists())
+        state = run_dir / "backup" / "chief" / "checkpoint"
+        saved = re.search(r'model_checkpoint_path: "ckpt-(\d+)"',
+                          state.read_text() if state.exists() else "")
+        return bool(saved) and int(saved.group(1)) >= 4
     reached = _wait_for(second_epoch_backup, process, timeout=240)
-    time.sleep(1.0)
     process.send_signal(signal.SIGKILL)
     output = process.communicate()[0]
     assert reached, output[-3000:]

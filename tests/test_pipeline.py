@@ -87,6 +87,18 @@ def test_all_stages_write_report_and_files(finished_run):
     assert report["qat"]["int8_qat_agreement"] == np.mean(
         keras_qat.argmax(-1) == int8_qat.argmax(-1))
     assert report["decision"]["qat"]["conversion_agreement"] == report["qat"]["int8_qat_agreement"]
+    # Image by image: the QAT file's 2x2 table against the QAT Keras model, from the files.
+    labels = load_dataset("digits").test_arrays()[1]
+    against = report["qat"]["against_keras_qat"]
+    assert against["reference_only"] == int(np.sum((keras_qat.argmax(-1) == labels)
+                                                   & (int8_qat.argmax(-1) != labels)))
+    assert sum(against[k] for k in ("both_right", "reference_only", "variant_only",
+                                    "both_wrong")) == 360
+    decision = report["decision"]
+    assert (decision["budget_points"], decision["class_budget_points"],
+            decision["confidence"]) == (1.0, 3.0, 0.95)
+    assert decision["paired"] and report["class_names"] == [str(i) for i in range(10)]
+    assert report["machine"]["cpu"]["source"] == "/proc/cpuinfo"
     for entry in report["variants"][2:]:
         assert (run_dir / "export" / entry["file"]).stat().st_size == entry["size_bytes"]
         assert entry["latency_ms"]["1_thread"]["median_ms"] > 0
@@ -129,9 +141,11 @@ def test_a_bfloat16_trained_model_is_saved_quantized_and_exported_in_float32(fin
 def test_later_stages_rerun_on_a_finished_run(finished_run):
     run_dir, _ = finished_run
     result = run_train(["--stages", "report", "--run-dir", str(run_dir),
-                        "--export.latency_runs", "3"])
+                        "--export.latency_runs", "3", "--report.budget_points", "2.5"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[train]" not in result.stdout and "[report] done in" in result.stdout
+    # The report section reaches the decision from the command line.
+    assert json.loads((run_dir / "report.json").read_text())["decision"]["budget_points"] == 2.5
 
 
 def test_stages_need_what_earlier_stages_make(tmp_path):

@@ -1,11 +1,14 @@
 """Tests for training/pretrained.py: which weights, variant and top a model starts from,
 the `load_weights(skip=...)` it uses, and a fine-tuning run with a head phase end to end.
+Published weights are fetched from tests/loopback.py's mirror on 127.0.0.1.
 
 Every weights file is written here, tiny inputs (32x32) and CPU only: a
 keras.applications ResNet50 `.h5`, torchvision-layout state dicts from
 tests/torch_resnet.py (`.pth`, `.safetensors`) and `.h5` files of this package.
 """
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -17,10 +20,12 @@ import numpy as np
 import pytest
 import torch
 import torch_resnet  # tests/ is on sys.path under pytest
+from loopback import Mirror, forget_proxies
 from safetensors.numpy import save_file
 
 import resnet_keras as rk
 from job import config as config_lib
+from resnet_keras import convert, fetch
 from resnet_keras import weights as weights_lib
 from resnet_keras.backend import keras
 from training import pretrained
@@ -233,17 +238,70 @@ def test_non_finite_checkpoint_stops_train_py_at_start_up(tmp_path, torch_state)
     assert not (tmp_path / "run" / "train_result.json").exists()
 
 
-def test_imagenet_offline_is_one_line_naming_the_file(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "train.py", "--stages", "train", "--run-dir", str(tmp_path / "r"),
-         "--model.name", "resnet50", "--model.weights", "imagenet"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "KERAS_HOME": str(tmp_path / "empty")})
+def test_imagenet_with_offline_asks_nothing_and_names_url_and_file(tmp_path):
+    mirror = Mirror()
+    try:
+        result = subprocess.run(
+            [sys.executable, "train.py", "--stages", "train", "--run-dir", str(tmp_path / "r"),
+             "--model.name", "resnet50", "--model.weights", "imagenet", "--offline"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "KERAS_HOME": str(tmp_path / "empty"),
+                 fetch.OFFLINE_ENV: "0", fetch.MIRROR_ENV: mirror.url})  # --offline decides
+    finally:
+        mirror.close()
+    assert mirror.requests == []
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1
-    assert f"Put {KA_FILE} at {tmp_path / 'empty' / 'models' / KA_FILE}" in lines[0]
+    assert lines == [
+        f"error: ImageNet weights for resnet50: 1 file not in the cache, and downloads are off "
+        f"(RESNET_KERAS_OFFLINE=1 or --offline): get {weights_lib.KERAS_APPLICATIONS_URL}"
+        f"{KA_FILE} and put it at {tmp_path / 'empty' / 'models' / KA_FILE}."]
+
+
+def test_torchvision_weights_by_name_are_fetched_converted_once_and_recorded(
+        tmp_path, monkeypatch, torch_state, checkpoints):
+    remote = convert.torchvision_checkpoint("resnet18")
+    assert (remote.url, remote.file_hash, remote.hash_is_prefix) == (
+        "https://download.pytorch.org/models/resnet18-f37072fd.pth", "f37072fd", True)
+    served = io.BytesIO()
+    torch.save({k: torch.from_numpy(v) for k, v in torch_state.items()}, served)
+    mirror = Mirror()
+    mirror.add(remote.url, served.getvalue())  # its own sha256 listed: it is not the real one
+    mirror.point(monkeypatch, tmp_path / "keras", tmp_path / "SHA256SUMS")
+    try:
+        model, weights = _build(model__name="resnet18", model__weights="torchvision")
+        again = pretrained.resolve(_config(model__name="resnet18",
+                                           model__weights="torchvision:IMAGENET1K_V1").model)
+    finally:
+        mirror.close()
+        forget_proxies()
+    assert mirror.requests == ["/download.pytorch.org/models/resnet18-f37072fd.pth"]
+    converted = str(tmp_path / "keras" / "models" / "resnet18-f37072fd.h5")
+    assert (weights.kind, weights.path, weights.variant, again.path) == (
+        "torchvision_imagenet", converted, "v1.5", converted)
+    np.testing.assert_array_equal(
+        _kernel(model), _kernel(_build(model__name="resnet18",
+                                       model__weights=checkpoints[".pth"])[0]))
+    assert {k: v for k, v in pretrained.record(weights, variant=None).items()
+            if k.startswith("weights")} == {
+        "weights": "torchvision", "weights_file": converted,
+        "weights_sha256": hashlib.sha256(open(converted, "rb").read()).hexdigest(),
+        "weights_url": remote.url,
+        "weights_published_hash": "sha256:" + hashlib.sha256(served.getvalue()).hexdigest()}
+    with pytest.raises(ValueError, match="torchvision publishes IMAGENET1K_V1 for resnet18, "
+                                         "not 'IMAGENET1K_V2'"):
+        _build(model__name="resnet18", model__weights="torchvision:IMAGENET1K_V2")
+    with pytest.raises(ValueError, match="torchvision publishes ImageNet weights for "
+                                         "resnet18, .*, not resnet20"):
+        _build(model__name="resnet20", model__weights="torchvision")
+
+
+def test_published_torchvision_names_carry_their_hash_prefix():
+    for name, published in convert.TORCHVISION_WEIGHTS.items():
+        assert name in convert.TORCHVISION_MODELS and "IMAGENET1K_V1" in published
+        for file_name in published.values():
+            assert re.fullmatch(rf"{name}-[0-9a-f]{{8}}\.pth", file_name)
 
 
 def test_load_weights_skip_is_checked(tmp_path):
@@ -304,6 +362,9 @@ def test_head_phase_freezes_the_backbone(tmp_path, checkpoints, torch_state):
                                          "top_replaced", "head_epochs")} == \
         {"weights": checkpoints[".pth"], "variant": "v1.5", "variant_from_weights": True,
          "top_replaced": True, "head_epochs": 1}
+    # A file given by path: no URL, its own digest.
+    assert (train_result["weights_url"], train_result["weights_published_hash"]) == (None, None)
+    assert train_result["weights_sha256"] == fetch.file_digest(checkpoints[".pth"])
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import csv
 import errno
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -282,13 +283,15 @@ def test_a_second_process_is_refused_and_a_stale_lock_taken_over(tmp_path):
         result = run_train(["--stages", "train", "--run-dir", run.root, *QUICK], timeout=120)
     assert result.returncode == 2
     assert error_line(result.stderr) == (
-        f"error: {run.root} is in use by another train.py (process {os.getpid()}, see "
-        f"{run.lock}); wait for it to finish or stop it, or give another --run-dir.")
+        f"error: {run.root} is in use by another train.py (process {os.getpid()} on "
+        f"{socket.gethostname()}, see {run.lock}); wait for it to finish or stop it, or give "
+        f"another --run-dir.")
     assert not os.path.exists(run.config)
     with open(run.lock, "w") as f:
         f.write("999999999\n")  # a crashed process's pid, no lock held
     with run.locked():
-        assert open(run.lock).read() == f"{os.getpid()}\n"
+        assert json.loads(open(run.lock).read()) == {"pid": os.getpid(),
+                                                     "host": socket.gethostname()}
 
 
 # ---- 5. every failure is one clear line ----

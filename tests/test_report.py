@@ -74,18 +74,43 @@ def test_markdown_holds_every_variant_and_its_numbers(report):
 
 def test_verdict_follows_the_numbers(report):
     good = report_lib.verdict(report)
-    assert "int8 is good enough; ship int8" in good
-    assert "-0.28 points" in good and "±0.82 points" in good  # SE of 97.5% on 360 images
+    assert "int8 is good enough; ship int8 at 28.2% of the float32 file's size" in good
+    assert "int8 loses 0.28 points (95% CI -0.65 to +0.08)" in good
+    assert "on the same 3,600 test images (one image is 0.03 points)" in good
     bad = copy.deepcopy(report)
-    bad["variants"][2].update(top1=0.9500, top1_delta_points=-2.5)
+    int8 = bad["variants"][2]
+    int8["paired"].update(reference_only=115, variant_only=15, both_right=3395)  # -2.78 points
+    int8.update(top1=0.9472, top1_delta_points=-2.7778)
     text = report_lib.verdict(bad)
-    assert "int8 is not good enough" in text and "loses 2.50 points" in text
+    assert "int8 is not good enough" in text and "int8 loses 2.78 points, outside" in text
     assert "quantization-aware training" in text
     assert report_lib.render_markdown(bad) != report_lib.render_markdown(report)
-    # A QAT variant inside the budget turns the verdict back to "good enough".
+    # A QAT file inside the budget turns the verdict back to "good enough".
     bad["variants"].append({**copy.deepcopy(report["variants"][2]), "variant": "int8_qat",
-                            "top1": 0.9700, "top1_delta_points": -0.5})
+                            "top1": 0.9700})
     assert "int8 is good enough; ship int8_qat" in report_lib.verdict(bad)
+
+
+def test_markdown_shows_the_paired_comparisons_and_the_classes(report):
+    markdown = report_lib.render_markdown(report)
+    lines = markdown.splitlines()
+    paired = lines.index("## Image by image")
+    header = next(i for i in range(paired, len(lines)) if lines[i].startswith("| variant"))
+    assert lines[header + 3] == ("| int8 | keras_float | 15 | 25 | -0.28 | -0.65 to +0.08 | "
+                                 "0.154 | within |")
+    classes = lines.index("## Per class")
+    header = next(i for i in range(classes, len(lines)) if lines[i].startswith("| class"))
+    assert lines[header] == "| class | images | keras_float recall % | float32 Δ | int8 Δ |"
+    assert lines[header + 2] == "| 0 | 360 | 97.50 | +0.00 | -0.28 |"
+    assert "- **int8**'s worst class: 0, -0.28 points (95% CI" in markdown
+    assert "every class within the 3-point budget" in markdown
+    assert "- **int8**: 0 taken for 1: 1 more time (9 → 10); 1 taken for 2: 1 more time" in markdown
+    assert "(AMD" not in markdown  # the fixture's machine records no CPU
+    report["machine"]["cpu"] = {"model": "AMD EPYC", "architecture": "x86_64",
+                                "int8_features": ["avx2", "avx512_vnni"],
+                                "int8_features_checked": ["avx2", "avx512_vnni", "amx_int8"]}
+    assert ("on Linux with 2 CPUs (AMD EPYC, x86_64 with avx2, avx512_vnni; no amx_int8)"
+            in report_lib.render_markdown(report))
 
 
 def test_selective_not_applied_renders_its_reason(report):
@@ -143,19 +168,28 @@ def test_write_saves_the_decision_and_renders_the_verdict_from_it(report, tmp_pa
     assert data["decision"]["ship"] == "int8"
     # The verdict reads the saved decision, not the variants: a stricter
     # saved decision is what the paragraph says.
-    data["decision"] = decide(data, threshold_points=0.1)
+    data["decision"] = decide(data, budget_points=0.1)
     text = report_lib.verdict(data)
     assert "outside the 0.1-point budget" in text and "int8 is not good enough" in text
+    assert report_lib.write(report, tmp_path, class_budget_points=0.2)["json"].exists()
+    assert json.loads(paths["json"].read_text())["decision"]["class_budget_points"] == 0.2
 
 
-def test_committed_report_renders_as_before_with_or_without_a_decision():
-    folder = ROOT / "docs" / "results" / "default_run"
+@pytest.mark.parametrize("run", ["default_run", "fashion_mnist"])
+def test_committed_report_renders(run):
+    folder = ROOT / "docs" / "results" / run
     data = json.loads((folder / "report.json").read_text())
-    # report.md was rendered from this report.json before `decision` existed.
+    markdown = report_lib.render_markdown(data, chart="report.png")
+    if data.get("decision", {}).get("confidence") is not None:
+        # Written by the paired rule: report.md is what its report.json renders.
+        assert markdown == (folder / "report.md").read_text()
+        return
+    # Written before image-by-image results were kept: the same variants table,
+    # and a verdict that says it cannot judge and how to fix that.
     before = (folder / "report.md").read_text()
-    decided = json.loads(json.dumps({**data, "decision": decide(data)}))
-    for report in (data, decided):
-        assert report_lib.render_markdown(report, chart="report.png") == before
+    assert _table_rows(markdown) == _table_rows(before)
+    assert "holds no image-by-image results" in markdown and "Verdict: not judged" in markdown
+    assert "## Image by image" not in markdown
 
 
 def test_edgetpu_status_is_the_same_in_table_section_and_verdict(report):

@@ -80,3 +80,17 @@ def test_empty_data_dir_and_resume_of_another_model(tmp_path):
     assert "holds a run of model.name='resnet20', not 'resnet56'" in result.stderr
     result = run_train(["--resume", str(tmp_path / "nothing")], timeout=120)
     assert result.returncode == 2 and "not a run directory" in result.stderr
+
+
+def test_the_same_preset_again_is_the_same_run_another_is_refused(tmp_path):
+    import train as train_cli
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    command = ["--preset", "digits", "--run-dir", str(run_dir), "--train.epochs", "2"]
+    config, _ = train_cli.resolve_run(*train_cli.parse_args(command))
+    # As a multi-worker job's later worker finds it: its chief has written config.json.
+    (run_dir / "config.json").write_text(json.dumps(config_lib.to_dict(config)))
+    assert train_cli.resolve_run(*train_cli.parse_args(command))[0] == config
+    with pytest.raises(ValueError, match="is an existing run; --preset and --config apply only"):
+        train_cli.resolve_run(*train_cli.parse_args([*command[:-1], "3"]))

@@ -2,23 +2,45 @@
 
 One GPU or CPU: the default strategy; several GPUs: MirroredStrategy; a
 `TF_CONFIG` naming several workers: MultiWorkerMirroredStrategy; a TPU:
-TPUStrategy. No home-made distribution.
+TPUStrategy. No home-made distribution, and no home-made failure detection:
+a lost worker is found by the strategy's own coordination service
+(`WorkerLost`). In a multi-worker job only the chief keeps the run's files
+(`writes_run_files`, `worker_path`).
 """
 
 import contextlib
 import dataclasses
-import json
 import os
+import re
+import shutil
 
 from resnet_keras.backend import keras, tf
+from rundir import cluster
+
+# What a multi-worker job waits for a lost worker, in seconds. TensorFlow 2.21's
+# MultiWorkerMirroredStrategy starts the coordination service (xla/tsl
+# coordination_service.cc): every worker sends a heartbeat every 5 s to the
+# chief, which declares a worker lost after 10 s without one (checked every
+# second) and aborts the collectives of all the others; a worker that loses the
+# chief finds out when its heartbeat fails (5 s RPC timeout, 1 s grace). The
+# other workers then stop with `WorkerLost`: about 10-15 s after the loss, and
+# within this bound, which the tests hold train.py to on a loaded machine.
+LOST_WORKER_BOUND_S = 60
+
+# The errors a collective raises once the coordination service aborted it
+# (UNAVAILABLE: heartbeats stopped or the connection broke; DEADLINE_EXCEEDED:
+# a heartbeat RPC timed out; ABORTED: the chief restarted under the others).
+_LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                       tf.errors.AbortedError)
+_TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
 
 
-def _tf_config_workers() -> int:
-    try:
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    except json.JSONDecodeError as e:
-        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
-    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+class WorkerLost(ConnectionError):
+    """A worker of the multi-worker job stopped; the others cannot go on without it.
+
+    A `ConnectionError` (an `OSError`), so the command line prints it as one
+    `error: ...` line and exits with status 2.
+    """
 
 
 def split_cpu(replicas: int) -> list[str]:
@@ -73,7 +95,7 @@ def select_strategy(kind="auto", *, cpu_replicas=1):
     """
     if kind == "auto":
         gpus = tf.config.list_physical_devices("GPU")
-        if _tf_config_workers() > 1:
+        if cluster.this_worker("auto") is not None:
             kind = "multi_worker"
         elif os.environ.get("TPU_NAME"):
             kind = "tpu"
@@ -102,6 +124,125 @@ def strategy_name(strategy) -> str:
         if isinstance(strategy, getattr(tf.distribute, name)):
             return name
     return "default strategy"
+
+
+def is_multi_worker(strategy) -> bool:
+    """Whether `strategy` trains across several workers (processes, usually machines)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    spec = strategy.cluster_resolver.cluster_spec()
+    return sum(spec.num_tasks(t) for t in cluster.TASK_TYPES if t in spec.jobs) > 1
+
+
+def writes_run_files(strategy) -> bool:
+    """Whether this process keeps the run's files: the only process, or a job's chief."""
+    return strategy.extended.should_checkpoint
+
+
+def worker_path(path, strategy) -> str:
+    """Where this process writes `path`: `path` itself, or a scratch copy on a non-chief worker.
+
+    Every worker of a multi-worker job must save a model, since reading its
+    on-read-synchronized variables (the BatchNorm statistics) is a collective;
+    only the chief's file is kept. The others write into `workertemp_<task>`
+    beside `path` and remove it (`remove_worker_path`), the Keras multi-worker
+    guide's pattern, which tf_keras's BackupAndRestore and TensorBoard follow
+    for their own folders.
+    """
+    path = os.fspath(path)
+    if writes_run_files(strategy):
+        return path
+    task_id = strategy.cluster_resolver.task_id
+    folder = os.path.join(os.path.dirname(path), f"workertemp_{task_id}")
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, os.path.basename(path))
+
+
+def remove_worker_path(path, strategy) -> None:
+    """Removes the scratch folder of `worker_path(path, strategy)`, if it made one."""
+    written = worker_path(path, strategy)
+    if written != os.fspath(path):
+        shutil.rmtree(os.path.dirname(written), ignore_errors=True)
+
+
+def means_a_lost_worker(error, strategy) -> bool:
+    """Whether `error` is the abort of a multi-worker job's collectives after a lost worker."""
+    return isinstance(error, _LOST_WORKER_ERRORS) and is_multi_worker(strategy)
+
+
+def lost_worker(error, strategy, *, resume) -> "WorkerLost | None":
+    """The `WorkerLost` that `error` means in a multi-worker job, or None if it means none.
+
+    Args:
+        error: a `tf.errors.OpError` raised by an op of the job.
+        strategy: the job's strategy.
+        resume: str, the run directory the workers resume from.
+    """
+    if not means_a_lost_worker(error, strategy):
+        return None
+    resolver = strategy.cluster_resolver
+    me = cluster.Worker(resolver.cluster_spec().as_dict(), resolver.task_type,
+                        int(resolver.task_id))
+    return WorkerLost(describe_lost_worker(error.message or str(error), me=me, resume=resume))
+
+
+def describe_lost_worker(message, *, me, resume) -> str:
+    """The line that says which worker TensorFlow's `message` reports lost, and how to go on.
+
+    Args:
+        message: str, the message of the aborted collective.
+        me: `rundir.cluster.Worker`, this process's task.
+        resume: str, the run directory the workers resume from.
+    """
+    reason = _reason(message)
+    heartbeats = re.search(r"stopped sending heartbeats\)?:\s*(/job:\S+)", message)
+    remote = re.search(r"remote target (/job:\S+)", message)
+    lost = "a worker"
+    if heartbeats:
+        # Seen by the chief, which runs the coordination service.
+        task = _TASK.match(heartbeats.group(1))
+        why = "it stopped sending heartbeats to TensorFlow's coordination service"
+    elif "CoordinationService/Heartbeat" in message:
+        # Seen by the others: the service runs on the chief.
+        task, lost = None, me.chief.describe()
+        why = f"its coordination service stopped answering heartbeats: {reason}"
+    elif remote:
+        task = _TASK.match(remote.group(1))
+        grpc = re.search(r'grpc_message:"([^"]*)"', message)
+        why = "the connection to it broke" + (f": {grpc.group(1)}" if grpc else "")
+    else:
+        task, why = None, reason
+    if task:
+        task_type, index = task.group(1), int(task.group(2))
+        known = index < len(me.cluster.get(task_type, ()))
+        lost = me.task(task_type, index).describe() if known else f"{task_type} {index}"
+    return (f"{lost} of this {me.num_workers}-worker job was lost ({why}); {me.name} stopped "
+            f"too. Restart every worker with the same TF_CONFIG and: python train.py --resume "
+            f"{resume} (training continues from the last backup in "
+            f"{os.path.join(resume, 'backup')}).")
+
+
+def _reason(message):
+    """TensorFlow's own words in an aborted collective's message, on one line."""
+    aborted = re.search(r"Collective ops is aborted by: (.*?)(?:The error could be from|\Z)",
+                        message, re.S)
+    return " ".join((aborted.group(1) if aborted else message).split())[:300]
+
+
+@contextlib.contextmanager
+def stops_when_a_worker_is_lost(strategy, *, resume):
+    """Turns the collective abort that follows a lost worker into `WorkerLost`.
+
+    Raises:
+        WorkerLost: a worker of the multi-worker job was lost.
+    """
+    try:
+        yield
+    except tf.errors.OpError as e:
+        lost = lost_worker(e, strategy, resume=resume)
+        if lost is None:
+            raise
+        raise lost from None
 
 
 def has_gpu() -> bool:

@@ -4,7 +4,8 @@ The recipe is the paper's (arXiv 1512.03385 sec. 3.4 and 4.2): SGD with
 momentum, weight decay on kernels only, a step (or cosine) learning-rate
 schedule. A killed run resumes from its last backup, mid-epoch included.
 Fine-tuning pretrained weights (`model.weights`) may first train only the new
-top on the frozen backbone (`train.head_epochs`).
+top on the frozen backbone (`train.head_epochs`). In a multi-worker job every
+worker trains and only the chief keeps the run's files (`training.distribute`).
 """
 
 import contextlib
@@ -92,7 +93,8 @@ class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         guard: the run's `NaNGuard`.
         steps_per_epoch: int, to turn the iteration count into epoch and step.
         history: str, the CSV file `keras.callbacks.CSVLogger` appends to; this
-            callback must come before the logger.
+            callback must come before the logger. None on a worker that keeps
+            no history (not the chief of a multi-worker job).
         **kwargs: as `keras.callbacks.BackupAndRestore` (`save_freq` an int).
 
     It relies on three private members of tf_keras's `BackupAndRestore`
@@ -120,7 +122,8 @@ class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         if iteration:
             logger.info("  resumed from %s: epoch %d, step %d, optimizer iteration %d",
                         self.backup_dir, epoch + 1, step + 1, iteration)
-        _keep_history_before(self.history, epoch)
+        if self.history:
+            _keep_history_before(self.history, epoch)
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches_count += 1
@@ -142,6 +145,9 @@ class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         try:
             super()._backup(epoch, batch)
         except tf.errors.OpError as e:
+            # A collective the save needs aborted by a lost worker is no disk error.
+            if distribute.means_a_lost_worker(e, self.model.distribute_strategy):
+                raise
             raise OSError(f"Could not write the backup in {self.backup_dir}: {e.message}; "
                           f"the previous backup is kept.") from None
 
@@ -190,7 +196,9 @@ class RunCheckpoints(keras.callbacks.Callback):
     The best model is chosen on validation top-1 only: choosing it on the test
     split would make its test accuracy an optimistic estimate. The best so far
     is read from the history, so it survives a restart. Skips epochs after a
-    divergence (`guard`), so both files always hold usable weights.
+    divergence (`guard`), so both files always hold usable weights. In a
+    multi-worker job every worker saves and only the chief's files are kept
+    (`save_on_every_worker`).
     """
 
     def __init__(self, run, *, guard, keep_best):
@@ -202,12 +210,26 @@ class RunCheckpoints(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.diverged_at is not None or not _finite(logs):
             return
-        model_files.save_model(self.model, self.run.last_model)
+        strategy = self.model.distribute_strategy
+        save_on_every_worker(self.model, self.run.last_model, strategy=strategy)
+        if not distribute.writes_run_files(strategy):
+            return
         accuracy = logs.get("val_accuracy", -1.0)
         if self.keep_best and accuracy > best_before(self.run.history, epoch):
             # The same model as last.keras: copied, not serialized (and made float32) again.
             with replacing(self.run.best_model) as partial:
                 shutil.copyfile(self.run.last_model, partial)
+
+
+def save_on_every_worker(model, path, *, strategy):
+    """`rundir.model_files.save_model` on every worker of `strategy`; only the chief's file is kept.
+
+    The others must save too: the save reads variables whose value is a
+    collective over all workers (`training.distribute.worker_path`).
+    """
+    written = distribute.worker_path(path, strategy)
+    model_files.save_model(model, written)
+    distribute.remove_worker_path(path, strategy)
 
 
 class StageProgress(keras.callbacks.Callback):
@@ -372,6 +394,7 @@ def train_head(model, *, train_cfg, run, dataset, plan, strategy, inputs, jit_co
     Raises:
         TrainingDiverged: the loss or a weight became NaN or inf; nothing is saved.
         ValueError: `run.head_model` is truncated, corrupt or unsafe (`rundir.model_files`).
+        training.distribute.WorkerLost: a worker of the multi-worker job was lost.
     """
     if os.path.exists(run.head_model):
         # Through the one safe loader: a truncated or unsafe file is named, not opened.
@@ -384,7 +407,8 @@ def train_head(model, *, train_cfg, run, dataset, plan, strategy, inputs, jit_co
     train_ds, held_out_ds = inputs
     guard = NaNGuard()
     start = time.time()
-    with frozen_backbone(model):
+    lost = distribute.stops_when_a_worker_is_lost(strategy, resume=run.root)
+    with frozen_backbone(model), lost:
         with strategy.scope():
             compile_for_plan(model, train_cfg, num_classes=dataset.num_classes, plan=plan,
                              jit_compile=jit_compile)
@@ -399,7 +423,7 @@ def train_head(model, *, train_cfg, run, dataset, plan, strategy, inputs, jit_co
                 f"Training diverged in the head phase at epoch {epoch}, step {step}: "
                 f"{guard.reason}; training stopped, nothing saved. Lower "
                 f"--train.head_learning_rate (now {plan.learning_rate:g} for the global batch).")
-        model_files.save_model(model, run.head_model)
+        save_on_every_worker(model, run.head_model, strategy=strategy)
     return time.time() - start
 
 
@@ -463,7 +487,8 @@ def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
         steps, seconds, training images per second; the pretrained weights
         loaded, the variant, whether the top was replaced (see
         `training.pretrained.record`), and the head phase's epochs, rate and
-        seconds.
+        seconds. A worker that is not the chief of its multi-worker job
+        writes no file and returns None for the test metrics.
 
     Raises:
         ValueError: the batch does not fit the training set, or the pretrained
@@ -471,6 +496,8 @@ def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
         FileNotFoundError: the pretrained weights file does not exist.
         TrainingDiverged: the loss or a variable became NaN or inf; the last
             good checkpoint is kept.
+        training.distribute.WorkerLost: a worker of the multi-worker job was
+            lost; every worker resumes from the last backup.
         OSError: a checkpoint could not be written; the previous one is kept.
     """
     tf.keras.utils.set_random_seed(train_cfg.seed)
@@ -487,15 +514,22 @@ def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
                                   jit_compile=setup.jit)
     history, seconds = _fit(model, run, dataset, setup=setup, train_cfg=train_cfg,
                             inputs=inputs)
-    if os.path.exists(run.history):
+    chief = distribute.writes_run_files(setup.strategy)
+    if chief and distribute.is_multi_worker(setup.strategy):
+        logger.info("  the other workers are done and exit (any later stage runs on the chief "
+                    "alone); TensorFlow logs them as unhealthy once their heartbeats stop: "
+                    "expected")
+    if chief and os.path.exists(run.history):
         plot_history(run.history, run.training_curve)
-    metrics = _test_metrics_of_last_model(run, dataset, setup=setup, train_cfg=train_cfg)
+    # The chief alone evaluates: the others keep no last.keras, and their weights are the same.
+    metrics = (_test_metrics_of_last_model(run, dataset, setup=setup, train_cfg=train_cfg)
+               if chief else {})
     result = {
         "model": model_cfg.name,
         "dataset": dataset.name,
-        "test_top1": float(metrics["accuracy"]),
+        "test_top1": float(metrics["accuracy"]) if metrics else None,
         "test_top5": float(metrics["top5"]) if "top5" in metrics else None,
-        "test_loss": float(metrics["loss"]),
+        "test_loss": float(metrics["loss"]) if metrics else None,
         **setup.plan_record(),
         "seconds": round(seconds, 2),
         "images_per_second": _images_per_second(history, setup.plan, seconds),
@@ -504,7 +538,8 @@ def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
         "head_learning_rate": setup.head_plan.learning_rate if setup.head_plan else None,
         "head_seconds": round(head_seconds, 2),
     }
-    run.write_json(run.train_result, result)
+    if chief:
+        run.write_json(run.train_result, result)
     return result
 
 
@@ -562,20 +597,25 @@ def _fit(model, run, dataset, *, setup, train_cfg, inputs):
 
     Raises:
         TrainingDiverged: the NaN guard stopped training.
+        training.distribute.WorkerLost: a worker of the multi-worker job was lost.
     """
     plan = setup.plan
     with setup.strategy.scope():
         compile_for_plan(model, train_cfg, num_classes=dataset.num_classes, plan=plan,
                          jit_compile=setup.jit)
     guard = NaNGuard()
+    # The history is the chief's; every worker backs up, saves and logs to TensorBoard,
+    # the others into scratch folders that tf_keras and `worker_path` remove.
+    chief = distribute.writes_run_files(setup.strategy)
     backup = NaNSafeBackupAndRestore(run.backup, guard=guard,
-                                     steps_per_epoch=plan.steps_per_epoch, history=run.history,
+                                     steps_per_epoch=plan.steps_per_epoch,
+                                     history=run.history if chief else None,
                                      save_freq=train_cfg.save_every_steps,
                                      delete_checkpoint=False)
     callbacks = [
         guard,
         backup,
-        keras.callbacks.CSVLogger(run.history, append=True),
+        *([keras.callbacks.CSVLogger(run.history, append=True)] if chief else []),
         keras.callbacks.TensorBoard(run.logs, profile_batch=0),
         RunCheckpoints(run, guard=guard, keep_best=bool(dataset.num_val)),
         StageProgress(plan.epochs, held_out=_held_out(dataset)),
@@ -583,9 +623,10 @@ def _fit(model, run, dataset, *, setup, train_cfg, inputs):
     ]
     train_ds, held_out_ds = inputs
     start = time.time()
-    history = model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
-                        validation_data=held_out_ds, callbacks=callbacks,
-                        verbose=train_cfg.verbose if train_cfg.verbose != 2 else 0)
+    with distribute.stops_when_a_worker_is_lost(setup.strategy, resume=run.root):
+        history = model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                            validation_data=held_out_ds, callbacks=callbacks,
+                            verbose=train_cfg.verbose if train_cfg.verbose != 2 else 0)
     seconds = time.time() - start
     if guard.diverged_at:
         raise _diverged(guard, run, train_cfg)

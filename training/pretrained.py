@@ -1,27 +1,32 @@
 """Pretrained weights for training: which file, which variant, which layers to load.
 
-`model.weights` names keras.applications' ImageNet file (`imagenet`), an `.h5`
-of this package's layout, or a torchvision checkpoint, told apart by content,
-not suffix. The variant (and so the preprocessing) follows the weights, and a
-top for other classes is replaced by a new one: transfer learning of the
-features (Yosinski et al., arXiv 1411.1792).
+`model.weights` names keras.applications' ImageNet file (`imagenet`),
+torchvision's ImageNet weights (`torchvision`, `torchvision:IMAGENET1K_V2`),
+both downloaded into the Keras cache on first use, an `.h5` of this package's
+layout, or a torchvision checkpoint, told apart by content, not suffix. The
+variant (and so the preprocessing) follows the weights, and a top for other
+classes is replaced by a new one: transfer learning of the features (Yosinski
+et al., arXiv 1411.1792).
 """
 
 import dataclasses
 import os
 
-from resnet_keras import convert
+from resnet_keras import convert, fetch
 from resnet_keras import weights as weights_lib
 from resnet_keras.registry import REGISTRY, get_spec
 
 IMAGENET = "imagenet"
+# `torchvision` alone is torchvision's first ImageNet weights, the paper's recipe.
+TORCHVISION, TORCHVISION_DEFAULT = "torchvision", "IMAGENET1K_V1"
 # Each kind of weights file, as the formats of `weights.FORMATS` it comes in.
 FILE_KINDS = {"h5": ("hdf5",), "torchvision": convert.CHECKPOINT_FORMATS}
 # The classifier: the one layer whose shape depends on the classes.
 TOP = "predictions"
 # Each kind of weights, in words for the progress line.
 KINDS = {"imagenet": "keras.applications ImageNet weights", "h5": "Keras .h5 weights",
-         "torchvision": "torchvision checkpoint"}
+         "torchvision": "torchvision checkpoint",
+         "torchvision_imagenet": "torchvision ImageNet weights, converted"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +35,8 @@ class PretrainedWeights:
 
     Attributes:
         source: str, `model.weights` as configured.
-        kind: `imagenet`, `h5` or `torchvision` (a key of `KINDS`).
-        path: str, the file read.
+        kind: `imagenet`, `torchvision_imagenet`, `h5` or `torchvision` (a key of `KINDS`).
+        path: str, the file read (for `torchvision_imagenet`, the converted `.h5`).
         variant: str or None, the layout the weights hold (`v1`, `v1.5`,
             `v2`); the model is built in it. None when the file does not tell
             (an `.h5` of a CIFAR net): then `model.variant` applies.
@@ -40,6 +45,8 @@ class PretrainedWeights:
             does not fit the model's, which keeps its new, initialized top.
         file_top: tuple, the file's `predictions` kernel shape (None: no top,
             or not loaded yet).
+        remote: `fetch.Remote` or None: the published file the weights were
+            fetched as (`imagenet`, `torchvision...`), for the record.
     """
 
     source: str
@@ -49,6 +56,7 @@ class PretrainedWeights:
     variant_from_weights: bool
     top_replaced: bool | None = None
     file_top: tuple[int, ...] | None = None
+    remote: fetch.Remote | None = None
 
     def describe(self) -> str:
         """One line for the train stage's progress output."""
@@ -69,8 +77,10 @@ def resolve(model_config) -> PretrainedWeights | None:
     """Decides the kind, file and variant of `model_config.weights`, before building.
 
     `imagenet` holds keras.applications' layout (`v1`, `v2` for the v2 nets),
-    a torchvision checkpoint `v1.5`, an `.h5` of this package's layout what its
-    `conv1_conv` says (a bias: `v1`; none: `v1.5`).
+    torchvision's weights and checkpoints `v1.5`, an `.h5` of this package's
+    layout what its `conv1_conv` says (a bias: `v1`; none: `v1.5`). `imagenet`
+    and `torchvision[:NAME]` are fetched into the Keras cache when missing
+    (`resnet_keras.fetch`; torchvision's converted once, which needs torch).
 
     Args:
         model_config: a `job.config.ModelConfig`.
@@ -79,8 +89,11 @@ def resolve(model_config) -> PretrainedWeights | None:
         `PretrainedWeights` (`top_replaced` still None), or None without weights.
 
     Raises:
-        FileNotFoundError: the file does not exist; for `imagenet`, the message
-            names the file and where to put it.
+        FileNotFoundError: the file does not exist; for published weights not
+            cached with downloads off, the message names the URL and where to
+            put the file.
+        fetch.DownloadError: published weights could not be downloaded, or
+            their hash did not match.
         ValueError: a file in no supported format (whatever its suffix), a
             net the weights are not published for, a corrupt `.h5`, or a
             `model.variant` that conflicts with the weights' (the message
@@ -90,7 +103,16 @@ def resolve(model_config) -> PretrainedWeights | None:
     if not source:
         return None
     spec = get_spec(model_config.name)
-    if source == IMAGENET:
+    remote = None
+    if source == TORCHVISION or source.startswith(TORCHVISION + ":"):
+        kind, variant = "torchvision_imagenet", "v1.5"
+        tag = source.partition(":")[2] or TORCHVISION_DEFAULT
+        if spec.name not in convert.TORCHVISION_WEIGHTS:
+            raise ValueError(f"model.weights={source}: torchvision publishes ImageNet weights "
+                             f"for {', '.join(convert.TORCHVISION_WEIGHTS)}, not {spec.name}.")
+        _check_variant(model_config, variant)
+        path, remote = convert.torchvision_weights(spec.name, tag)
+    elif source == IMAGENET:
         kind = "imagenet"
         if spec.keras_applications is None:
             published = [name for name, row in REGISTRY.items() if row.keras_applications]
@@ -100,7 +122,8 @@ def resolve(model_config) -> PretrainedWeights | None:
                              f"{spec.name}.pth.")
         variant = "v2" if spec.family == "v2" else "v1"
         _check_variant(model_config, variant)
-        path = _imagenet_file(spec, variant)
+        remote = _imagenet_file(spec, variant)
+        path = remote.path
     else:
         path = os.fspath(source)
         if not os.path.isfile(path):
@@ -114,7 +137,7 @@ def resolve(model_config) -> PretrainedWeights | None:
         _check_variant(model_config, variant)
     return PretrainedWeights(
         source=source, kind=kind, path=path, variant=variant or model_config.variant,
-        variant_from_weights=bool(variant) and model_config.variant is None)
+        variant_from_weights=bool(variant) and model_config.variant is None, remote=remote)
 
 
 def load(model, weights) -> PretrainedWeights:
@@ -152,14 +175,24 @@ def load(model, weights) -> PretrainedWeights:
 def record(weights, *, variant) -> dict:
     """The fields `train_result.json` keeps of the weights (all None without any).
 
+    Where they came from: `weights_url` and `weights_published_hash` (the
+    published file and the hash its download was checked against; None for
+    a local file), `weights_file` and `weights_sha256` (the file loaded and
+    its digest now: for torchvision's weights, the converted `.h5`).
+
     Args:
         weights: `PretrainedWeights` after `load`, or None.
         variant: `model.variant` as configured, recorded when there are no weights.
     """
     if weights is None:
-        return {"weights": None, "weights_file": None, "variant": variant,
+        return {"weights": None, "weights_file": None, "weights_sha256": None,
+                "weights_url": None, "weights_published_hash": None, "variant": variant,
                 "variant_from_weights": False, "top_replaced": None}
+    published = weights.remote.record() if weights.remote else {}
     return {"weights": weights.source, "weights_file": os.path.abspath(weights.path),
+            "weights_sha256": fetch.file_digest(weights.path),
+            "weights_url": published.get("url"),
+            "weights_published_hash": published.get("hash"),
             "variant": weights.variant, "variant_from_weights": weights.variant_from_weights,
             "top_replaced": weights.top_replaced}
 
@@ -186,14 +219,13 @@ def _check_variant(model_config, variant):
 
 
 def _imagenet_file(spec, variant):
-    """The full keras.applications file, else the `_notop` one (its top is new anyway)."""
-    try:
-        return weights_lib.imagenet_weights_path(spec, variant=variant, include_top=True)
-    except FileNotFoundError as missing:
-        try:
-            return weights_lib.imagenet_weights_path(spec, variant=variant, include_top=False)
-        except FileNotFoundError:
-            raise missing from None
+    """The `fetch.Remote` of the cached keras.applications file, the full one, else the
+    `_notop` one (a top for other classes is new anyway), else the full one fetched."""
+    remotes = [weights_lib.imagenet_weights(spec, variant=variant, include_top=top)
+               for top in (True, False)]
+    remote = next((r for r in remotes if os.path.isfile(r.path)), remotes[0])
+    fetch.fetch(remote, what=f"ImageNet weights for {spec.name}")
+    return remote
 
 
 def _h5_variant(spec, path):
