@@ -9,10 +9,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# About 90 s: every benchmark at quick sizes; the GPU dry run below keeps the shared paths in
+# the default suite.
+@pytest.mark.slow
 def test_quick_mode_measures_everything(tmp_path):
     result = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -77,7 +77,7 @@ def test_the_budget_is_checked_at_the_intervals_worst_end():
     text = render.verdict({**report, "decision": decision})
     assert "within the 1-point budget on the estimate but not at the interval's worst" in text
     assert "360 test images cannot show that it stays within it" in text
-    assert "int8 is not good enough by this rule: int8 is not shown within" in text
+    assert "int8 is not shown good enough on 360 test images: int8 is not shown within" in text
     assert decide(report, budget_points=1.5)["ship"] == "int8"
 
 
