@@ -24,7 +24,13 @@ import sys
 # export.run is imported only after the arguments are checked: importing
 # TensorFlow takes seconds, a typo in a path should not. The closed sets
 # import no TensorFlow.
-from export.variants import CALIBRATION_SIZE, VARIANTS, check_io_dtype, check_variants
+from export.variants import (
+    CALIBRATED_VARIANTS,
+    CALIBRATION_SIZE,
+    VARIANTS,
+    check_io_dtype,
+    check_variants,
+)
 from rundir import model_files
 from rundir.files import write_json
 from rundir.progress import show_progress
@@ -130,7 +136,7 @@ def run(args):
         raise ValueError(f"{args.dataset} images are {dataset.image_shape}, the model takes "
                          f"{tuple(model.input_shape[1:])}.")
     calibration = (calibration_set(dataset, size=args.calibration_size or CALIBRATION_SIZE)
-                   if "int8" in variants else None)
+                   if any(v in CALIBRATED_VARIANTS for v in variants) else None)
     out_dir = args.out or os.path.dirname(os.path.abspath(args.model))
     # The metadata's version: the model file within its run, e.g. `resnet20-digits-x/last.keras`.
     version = os.path.relpath(args.model, os.path.dirname(os.path.dirname(

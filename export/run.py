@@ -61,7 +61,7 @@ def export_models(model, *, qat_model=None, out_dir, variants, calibration, io_d
         qat_model: the fine-tuned QAT model, for `int8_qat`; else None.
         out_dir: str, the folder of the files (created if missing).
         variants: names from `export.variants.VARIANTS`.
-        calibration: `calibration_set`'s images, for `int8`; else None.
+        calibration: `calibration_set`'s images, for `int8` and `int16x8`; else None.
         io_dtype: str, from `export.variants.IO_DTYPES`.
         labels: the class names, written into each file as `labels.txt`.
         version: str, the metadata's model version.

@@ -16,8 +16,10 @@ compiler and phones expect:
   `calibration_images`; int8 ops only, `uint8` or `int8` input and output.
 - `int8_qat`: full integer from a quantization-aware-trained model
   (`quantization.qat.quantize_model`), same integer input and output.
+- `int16x8`, `int4_weights`: made by litert-quantizer from the `float32`
+  file (export/quantizer.py); float input and output.
 
-`configured_converter` is the one place a variant becomes converter settings,
+`configured_converter` is the one place a converter variant becomes settings,
 as `convert_tflite_model` is in export_tflite_lib; the int8 diagnosis
 (report/diagnose.py) takes its converter from there too.
 """
@@ -27,8 +29,15 @@ import os
 import time
 
 from datasets.pipeline import check_pixels
-from export import tflite_file
-from export.variants import INTEGER_VARIANTS, VARIANTS, check_io_dtype, check_variants
+from export import quantizer, tflite_file
+from export.variants import (
+    CALIBRATED_VARIANTS,
+    INTEGER_VARIANTS,
+    QUANTIZER_VARIANTS,
+    VARIANTS,
+    check_io_dtype,
+    check_variants,
+)
 from resnet_keras.backend import tf
 from resnet_keras.models import fold_channel_reversal
 
@@ -44,7 +53,7 @@ def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
         model: the trained float model; for `int8_qat`, the QAT model from
             `quantization.qat.quantize_model` (fine-tuned).
         variant: one of `VARIANTS`.
-        calibration_images: for `int8` only: array-like `(N, H, W, 3)` of
+        calibration_images: for `int8` and `int16x8` only: array-like `(N, H, W, 3)` of
             float pixels in [0, 255] (the model's input shape), e.g.
             `export.run.calibration_set(dataset)`. All N images are used.
         io_dtype: `uint8` (default, the Edge TPU convention) or `int8`: the
@@ -61,6 +70,13 @@ def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
             float model for `int8_qat`, or an integer variant in which some
             ops stayed float.
     """
+    if variant in QUANTIZER_VARIANTS:
+        check_variants([variant])
+        _check_model_kind(model, variant)
+        if variant in CALIBRATED_VARIANTS:
+            calibration_images = check_calibration_images(calibration_images, model, variant)
+        return quantizer.quantize(convert(model, "float32"), variant,
+                                  calibration_images=calibration_images)
     data = configured_converter(model, variant, calibration_images=calibration_images,
                                 io_dtype=io_dtype).convert()
     if variant in INTEGER_VARIANTS:
@@ -87,9 +103,13 @@ def configured_converter(model, variant, *, calibration_images=None, io_dtype="u
 
     Raises:
         ValueError: as `convert`, before anything is traced; also
-            `integer_only=False` for a variant other than `int8`.
+            `integer_only=False` for a variant other than `int8`, or a
+            variant litert-quantizer makes (`QUANTIZER_VARIANTS`).
     """
     check_variants([variant])
+    if variant in QUANTIZER_VARIANTS:
+        raise ValueError(f"Variant {variant} is made by litert-quantizer from the float32 "
+                         f"file (export.quantizer), not by the converter.")
     check_io_dtype(io_dtype)
     if not integer_only and variant != "int8":
         raise ValueError(f"integer_only=False applies to variant int8 only, got {variant!r}.")
@@ -97,7 +117,7 @@ def configured_converter(model, variant, *, calibration_images=None, io_dtype="u
     if variant != "int8_qat":  # a QAT model was folded by quantize_model
         model = fold_channel_reversal(model)
     if variant == "int8":
-        calibration_images = check_calibration_images(calibration_images, model)
+        calibration_images = check_calibration_images(calibration_images, model, variant)
 
     converter = _converter(model)
     if variant != "float32":
@@ -129,7 +149,7 @@ def export_variants(model, *, out_dir, variants=VARIANTS, qat_model=None,
         out_dir: folder to write into; created if missing.
         variants: iterable of names from `VARIANTS`.
         qat_model: the QAT model; required for `int8_qat`.
-        calibration_images: required for `int8`; see `convert`.
+        calibration_images: required for `int8` and `int16x8`; see `convert`.
         io_dtype: `uint8` or `int8`; see `convert`.
 
     Returns:
@@ -144,26 +164,35 @@ def export_variants(model, *, out_dir, variants=VARIANTS, qat_model=None,
     if "int8_qat" in variants and qat_model is None:
         raise ValueError("Variant int8_qat needs qat_model, the model from "
                          "quantization.qat.quantize_model after fine-tuning.")
-    if "int8" in variants:
-        calibration_images = check_calibration_images(calibration_images, model)
+    calibrated = [v for v in variants if v in CALIBRATED_VARIANTS]
+    if calibrated:
+        calibration_images = check_calibration_images(calibration_images, model, calibrated[0])
 
     os.makedirs(out_dir, exist_ok=True)
     paths = {}
+    float_data = None  # the float32 file, which the quantizer's variants start from
     for variant in variants:
         start = time.perf_counter()
-        source = qat_model if variant == "int8_qat" else model
-        data = convert(source, variant, calibration_images=calibration_images,
-                       io_dtype=io_dtype)
+        if variant in QUANTIZER_VARIANTS:
+            float_data = float_data or convert(model, "float32")
+            data = quantizer.quantize(float_data, variant,
+                                      calibration_images=calibration_images)
+        else:
+            source = qat_model if variant == "int8_qat" else model
+            data = convert(source, variant, calibration_images=calibration_images,
+                           io_dtype=io_dtype)
+            if variant == "float32":
+                float_data = data
         path = os.path.join(out_dir, f"{model.name}_{variant}.tflite")
         with open(path, "wb") as f:
             f.write(data)
         paths[variant] = path
-        logger.info("%-9s %6.1f s  %8.3f MB  %s", variant, time.perf_counter() - start,
+        logger.info("%-12s %6.1f s  %8.3f MB  %s", variant, time.perf_counter() - start,
                     len(data) / 1e6, path)
     return paths
 
 
-def check_calibration_images(images, model):
+def check_calibration_images(images, model, variant="int8"):
     """Returns `images` as float32 `(N, H, W, C)` checked against `model`'s input.
 
     Raises:
@@ -172,7 +201,7 @@ def check_calibration_images(images, model):
     """
     if images is None:
         shape = ", ".join(str(d) for d in model.input_shape[1:])
-        raise ValueError(f"Variant int8 needs calibration_images: float pixels in [0, 255] "
+        raise ValueError(f"Variant {variant} needs calibration_images: float pixels in [0, 255] "
                          f"of shape (N, {shape}), a few hundred training images.")
     return check_pixels("calibration_images", images, model.input_shape[1:])
 

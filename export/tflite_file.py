@@ -197,6 +197,8 @@ def with_metadata_entry(data, name, value):
     The model is unpacked and packed again through the schema's object API,
     so an entry of the same name is replaced, ops, tensors and constants are
     kept, and bytes after the flatbuffer (a zip of associated files) are dropped.
+    Constants stored after the flatbuffer by offset (litert-quantizer writes
+    them so) are moved inside it.
 
     Args:
         data: bytes of a .tflite file.
@@ -209,8 +211,7 @@ def with_metadata_entry(data, name, value):
     Raises:
         ValueError: not a TFLite flatbuffer; the message says what was found.
     """
-    parse(data)  # one place says what is wrong with a file that is not a model
-    model = schema.ModelT.InitFromPackedBuf(bytes(data), 0)
+    model = _unpack(data)
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(bytes(value), dtype=np.uint8)
     model.buffers = model.buffers or []
@@ -224,7 +225,88 @@ def with_metadata_entry(data, name, value):
         model.buffers.append(buffer)
     else:
         model.buffers[entry.buffer] = buffer
-    builder = flatbuffers.Builder(len(data) + len(value) + 1024)
+    return _pack(model, size=len(data) + len(value))
+
+
+def with_float_io(data):
+    """A copy of a .tflite whose integer inputs and outputs are float32 tensors.
+
+    Each integer input gets a float32 twin that a `QUANTIZE` op converts with
+    the input's own scale and zero point, and each integer output a
+    `DEQUANTIZE` op into a float32 twin; the twins take the original names and
+    signature entries. Clients that feed only uint8 or float32 (MediaPipe
+    Tasks) can then run a model whose ends are int16.
+
+    Args:
+        data: bytes of a .tflite file.
+
+    Returns:
+        bytes, the new flatbuffer (bytes after the original one are dropped).
+
+    Raises:
+        ValueError: not a TFLite flatbuffer.
+    """
+    model = _unpack(data)
+    graph = model.subgraphs[0]
+    floating = schema.TensorType.FLOAT32
+
+    def opcode(builtin):
+        for index, code in enumerate(model.operatorCodes):
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+                return index
+        code = schema.OperatorCodeT()
+        # Version 1 takes int16 too; it is what litert-quantizer writes for these ops.
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, builtin, 1
+        model.operatorCodes.append(code)
+        return len(model.operatorCodes) - 1
+
+    def twin(index):
+        tensor = graph.tensors[index]
+        copy = schema.TensorT()
+        copy.shape, copy.shapeSignature = tensor.shape, tensor.shapeSignature
+        copy.type, copy.name, copy.buffer = floating, tensor.name, 0
+        tensor.name = (_text(tensor.name) + "_" + enum_name("TensorType", tensor.type).lower()
+                       ).encode()
+        graph.tensors.append(copy)
+        return len(graph.tensors) - 1
+
+    renamed, front, back = {}, [], []
+    for ends, builtin, ops in ((graph.inputs, schema.BuiltinOperator.QUANTIZE, front),
+                               (graph.outputs, schema.BuiltinOperator.DEQUANTIZE, back)):
+        for index in ends:
+            if graph.tensors[index].type == floating:
+                continue
+            renamed[int(index)] = twin(index)
+            op = schema.OperatorT()
+            op.opcodeIndex = opcode(builtin)
+            pair = [renamed[int(index)]], [int(index)]  # (float, integer)
+            op.inputs, op.outputs = pair if ops is front else pair[::-1]
+            ops.append(op)
+    graph.inputs = [renamed.get(int(i), int(i)) for i in graph.inputs]
+    graph.outputs = [renamed.get(int(i), int(i)) for i in graph.outputs]
+    graph.operators = front + list(graph.operators) + back
+    for signature in model.signatureDefs or []:
+        for entry in (signature.inputs or []) + (signature.outputs or []):
+            entry.tensorIndex = renamed.get(entry.tensorIndex, entry.tensorIndex)
+    return _pack(model, size=len(data))
+
+
+def _unpack(data):
+    """The model's object tree, with constants stored after the flatbuffer moved inside it."""
+    parse(data)  # one place says what is wrong with a file that is not a model
+    model = schema.ModelT.InitFromPackedBuf(bytes(data), 0)
+    # litert-quantizer stores constants after the flatbuffer by offset; packing
+    # drops what follows the flatbuffer, so they must move inside it.
+    for stored in model.buffers or []:
+        if stored.offset > 1:  # 0 and 1 mean "no data after the flatbuffer"
+            stored.data = np.frombuffer(bytes(data), dtype=np.uint8,
+                                        count=stored.size, offset=stored.offset)
+            stored.offset, stored.size = 0, 0
+    return model
+
+
+def _pack(model, *, size):
+    builder = flatbuffers.Builder(size + 1024)
     builder.Finish(model.Pack(builder), file_identifier=IDENTIFIER)
     return bytes(builder.Output())
 

@@ -22,6 +22,11 @@ import pytest
 from datasets import load_dataset
 from export.variants import VARIANTS
 
+# MediaPipe 0.10.35's TFLite runtime predates int4 tensors: it sizes the packed
+# int4 weights as int8 and refuses the file. When a release takes them, this
+# test fails and the variant joins the others.
+REFUSED = {"int4_weights": "requires 36864 bytes, but is allocated with 18432 bytes"}
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements-mediapipe.txt"
 TRAIN = ["--train.epochs", "3", "--qat.epochs", "1", "--export.calibration_size", "64",
@@ -29,7 +34,8 @@ TRAIN = ["--train.epochs", "3", "--qat.epochs", "1", "--export.calibration_size"
 
 # Runs in the MediaPipe environment: argv[1] is JSON {"images": .npy of uint8
 # (N, H, W, 3) RGB, "files": {variant: path}}; prints {variant: {"index": [...],
-# "name": [...]}}, the top category of each image. No options: what an app gets.
+# "name": [...]}}, the top category of each image, or {variant: {"error": message}}
+# where the task refuses the file. No options: what an app gets.
 CLIENT = """
 import json, sys
 import numpy as np
@@ -40,7 +46,12 @@ spec = json.loads(sys.argv[1])
 images = np.load(spec["images"])
 results = {}
 for variant, path in spec["files"].items():
-    with vision.ImageClassifier.create_from_model_path(path) as classifier:
+    try:
+        classifier = vision.ImageClassifier.create_from_model_path(path)
+    except RuntimeError as error:
+        results[variant] = {"error": str(error)}
+        continue
+    with classifier:
         top = [classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB,
                                             data=np.ascontiguousarray(image)))
                .classifications[0].categories[0] for image in images]
@@ -104,6 +115,9 @@ def test_image_classifier_matches_the_report_on_every_variant(digits_run, tmp_pa
     results = json.loads(client.stdout.strip().splitlines()[-1])
 
     for variant, entry in measured.items():
+        if variant in REFUSED:
+            assert REFUSED[variant] in results[variant].get("error", ""), results[variant]
+            continue
         index = np.asarray(results[variant]["index"])
         # The names come from labels.txt packed in the file, in class-index order.
         assert results[variant]["name"] == [dataset.class_names[i] for i in index], variant

@@ -70,7 +70,7 @@ def test_all_stages_write_report_and_files(finished_run):
     report = json.loads((run_dir / "report.json").read_text())
     variants = [e["variant"] for e in report["variants"]]
     assert variants == ["keras_float", "keras_qat", "float32", "fp16", "dynamic", "int8",
-                        "int8_qat"]
+                        "int8_qat", "int16x8", "int4_weights"]
     assert report["num_test"] == 360 and report["num_classes"] == 10
     # QAT judged fairly: the QAT Keras model is measured itself and int8_qat against it.
     qat_result = json.loads((run_dir / "qat_result.json").read_text())
@@ -162,7 +162,7 @@ def test_unknown_export_variant(tmp_path):
                         "--export.variants", "int4"], timeout=300)
     assert result.returncode == 2
     assert ("export.variants='int4' is not valid. Valid values: float32, fp16, dynamic, int8, "
-            "int8_qat") in result.stderr
+            "int8_qat, int16x8, int4_weights") in result.stderr
 
 
 @pytest.mark.slow

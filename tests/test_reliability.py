@@ -350,7 +350,7 @@ def test_no_space_left_keeps_the_previous_file(tmp_path, monkeypatch, capsys):
     (["--train.learning_rate", "-0.1"], "error: train.learning_rate must be > 0, got -0.1."),
     (["--export.variants", "float32,int4"],
      "error: export.variants='int4' is not valid. Valid values: float32, fp16, dynamic, int8, "
-     "int8_qat."),
+     "int8_qat, int16x8, int4_weights."),
     (["--stages", "train,export"],
      "error: Nothing will make what stages=train,export needs: {run} has no QAT model "
      "(qat.keras: the qat stage makes it, for export.variants int8_qat). Add it (--stages "

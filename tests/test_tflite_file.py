@@ -108,3 +108,26 @@ def test_no_subgraph(tiny_int8):
     model.subgraphs = []
     with pytest.raises(ValueError, match="empty.tflite has no subgraph"):
         tflite_file.parse(_pack(model), source="empty.tflite")
+
+
+def test_with_float_io_wraps_integer_ends_without_changing_the_scores(tiny_int8, tmp_path):
+    from export import runtime
+
+    wrapped = tflite_file.with_float_io(tiny_int8)
+    graph, original = tflite_file.parse(wrapped), tflite_file.parse(tiny_int8)
+    image, scores = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
+    assert (image.dtype, scores.dtype) == ("FLOAT32", "FLOAT32")
+    assert image.name == original.tensors[original.inputs[0]].name
+    assert [graph.ops[0].name, graph.ops[-1].name] == ["QUANTIZE", "DEQUANTIZE"]
+    assert len(graph.ops) == len(original.ops) + 2
+    (tmp_path / "int.tflite").write_bytes(tiny_int8)
+    (tmp_path / "float.tflite").write_bytes(wrapped)
+    # Integer pixels: runtime.predict_tflite's own quantization of the uint8 input is exact.
+    images = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(runtime.predict_tflite(tmp_path / "float.tflite", images),
+                               runtime.predict_tflite(tmp_path / "int.tflite", images), atol=1e-7)
+    runner = Interpreter(model_content=wrapped).get_signature_runner()
+    assert runner.get_input_details()[next(iter(runner.get_input_details()))]["dtype"] == \
+        np.float32
+    # Float ends are left alone.
+    assert len(tflite_file.parse(tflite_file.with_float_io(wrapped)).ops) == len(graph.ops)
