@@ -371,6 +371,20 @@ def _xnnpack_section(report):
     return lines
 
 
+def _gpu_section(report):
+    lines = []
+    for entry in report["variants"]:
+        g = entry.get("gpu_delegate")
+        if not g:
+            continue
+        left = ", ".join(f"{op} x{n}" for op, n in g["fallback_ops"].items())
+        reasons = sorted({f["reason"] for f in g.get("fallback") or []})
+        lines.append(f"- **{entry['variant']}**: {g['gpu_ops']} of {g['ops']} ops on the GPU "
+                     "delegate" + (f"; left to the CPU: {left}" if left else ", all of them")
+                     + "".join(f"\n  - {reason}" for reason in reasons))
+    return lines
+
+
 def _edgetpu_section(report):
     lines = []
     for entry in report["variants"]:
@@ -469,7 +483,11 @@ def _diagnosis_section(report, ref):
           cell(delta(int8, ref) if int8 else None, "+.2f"), _pct(int8.get("agreement"))],
          ["selective int8", _kib(selective.get("size_bytes")), _pct(selective.get("top1")),
           _pct(selective.get("top5")), cell(delta(selective, ref), "+.2f"),
-          _pct(selective.get("agreement"))]],
+          _pct(selective.get("agreement"))]]
+        + [[f"selective int8, litert-quantizer recipe ({', '.join(recipe['keep_float'])} "
+            "in float)", _kib(recipe.get("size_bytes")), _pct(recipe.get("top1")),
+            _pct(recipe.get("top5")), cell(delta(recipe, ref), "+.2f"),
+            _pct(recipe.get("agreement"))] for recipe in [selective.get("recipe")] if recipe],
         align="lrrrrr"))
     return lines
 
@@ -596,6 +614,15 @@ def render_markdown(report, *, chart=None):
                   "LiteRT hands supported ops to its XNNPACK delegate; the others run on its "
                   "own, slower kernels, and each change between the two cuts the graph.", ""]
         lines += cpu
+    gpu = _gpu_section(report)
+    if gpu:
+        checker = next(e["gpu_delegate"]["checker"] for e in report["variants"]
+                       if e.get("gpu_delegate"))
+        lines += ["", "## Android GPU delegate", "",
+                  f"The delegate's own op rules, checked by {checker}; an op it does "
+                  "not take runs on the CPU, and each change between the two copies tensors "
+                  "between GPU and CPU memory. It does not say how fast the GPU would be.", ""]
+        lines += gpu
     decision = _decision(report)
     for section in (_paired_section(report, decision), _per_class_section(report, decision)):
         if section:

@@ -14,7 +14,7 @@ import platform
 
 import numpy as np
 
-from export import android, edgetpu, runtime
+from export import android, edgetpu, gpu, quantizer, runtime
 from export.run import load_manifest
 from quantization.qat import quantize_scope
 from report import diagnose, host, statistics
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None, check=None,
-           xnnpack=None):
+           xnnpack=None, gpu_delegate=None):
     metrics = runtime.classification_metrics(scores, labels, reference_predictions=reference)
     return {
         "variant": variant,
@@ -38,6 +38,7 @@ def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None
         "latency_ms": latency,
         "edgetpu": check,
         "xnnpack": xnnpack,
+        "gpu_delegate": gpu_delegate,
         **statistics.image_by_image(labels, reference.argmax(-1), scores.argmax(-1),
                                     num_classes=reference.shape[-1]),
     }
@@ -50,8 +51,13 @@ def _counts(reference_name, reference, predictions, labels):
 
 
 def _selective(model, calibration, layers, *, out_dir, name, images, labels, reference,
-               float_top1, int8_top1, threshold):
-    """Keeps the worst layers in float when the int8 drop exceeds `threshold` points."""
+               float_top1, int8_top1, threshold, float32_file=None):
+    """Keeps the worst layers in float when the int8 drop exceeds `threshold` points.
+
+    Two ways, measured side by side: the converter's QuantizationDebugger with
+    a denylist (report/diagnose.py), and, from `float32_file`, a
+    litert-quantizer recipe that leaves the same Keras layers unquantized.
+    """
     drop = 100 * (float_top1 - int8_top1)
     if drop <= threshold:
         return {"applied": False, "int8_drop_points": round(drop, 4),
@@ -65,8 +71,22 @@ def _selective(model, calibration, layers, *, out_dir, name, images, labels, ref
     entry = _entry("int8_selective", file=path,
                    scores=runtime.predict_tflite(path, images), labels=labels,
                    reference=reference, float_top1=float_top1)
+    recipe = None
+    if float32_file is not None:
+        keep = list(dict.fromkeys(layer for picked in layers if picked["tensor_name"] in denylist
+                                  for layer in picked["keras_layers"]))
+        recipe_path = os.path.join(out_dir, f"{name}_int8_selective_recipe.tflite")
+        with open(float32_file, "rb") as f:
+            data = quantizer.selective_int8(f.read(), calibration_images=calibration,
+                                            keep_float=keep)
+        with open(recipe_path, "wb") as f:
+            f.write(data)
+        recipe = {"keep_float": keep, **_entry(
+            "int8_selective_recipe", file=recipe_path,
+            scores=runtime.predict_tflite(recipe_path, images), labels=labels,
+            reference=reference, float_top1=float_top1)}
     return {"applied": True, "int8_drop_points": round(drop, 4), "threshold_points": threshold,
-            "denylist": denylist, **entry}
+            "denylist": denylist, **entry, "recipe": recipe}
 
 
 def _check_exports_fit(run, paths, *, image_shape, num_classes):
@@ -144,7 +164,8 @@ def report_run(run, dataset, *, model_name, export_cfg, report_cfg, calibration,
         entries.append(_entry(variant, file=path, scores=scores, labels=labels,
                               reference=reference, float_top1=float_top1, latency=latency,
                               check=edgetpu.check(path),
-                              xnnpack=runtime.xnnpack_placement(interpreter)))
+                              xnnpack=runtime.xnnpack_placement(interpreter),
+                              gpu_delegate=gpu.check(path)))
         if variant == "int8_qat":
             qat["int8_qat_agreement"] = runtime.classification_metrics(
                 scores, labels, reference_predictions=qat_scores)["agreement"]
@@ -168,7 +189,8 @@ def report_run(run, dataset, *, model_name, export_cfg, report_cfg, calibration,
         diagnosis = {"layers": layers, "selective": _selective(
             model, calibration, layers, out_dir=run.export_dir, name=model.name, images=images,
             labels=labels, reference=reference, float_top1=float_top1,
-            int8_top1=int8["top1"], threshold=export_cfg.selective_threshold)}
+            int8_top1=int8["top1"], threshold=export_cfg.selective_threshold,
+            float32_file=paths.get("float32"))}
 
     report = {
         "model": model_name,

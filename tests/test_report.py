@@ -37,6 +37,23 @@ def test_markdown_lists_ops_left_out_of_xnnpack(report):
     assert "ops on XNNPACK" not in report_lib.render_markdown(report)
 
 
+def test_markdown_lists_ops_the_gpu_delegate_leaves_to_the_cpu(report):
+    assert "GPU delegate" not in report_lib.render_markdown(report)  # no key: no section
+    report["variants"][2]["gpu_delegate"] = {
+        "checker": "tf.lite.experimental.Analyzer (TensorFlow 2.21.0)", "ops": 41,
+        "gpu_ops": 39, "compatible": False, "fallback_ops": {"QUANTIZE": 2},
+        "fallback": [{"index": i, "op": "QUANTIZE", "reason": "Not supported op QUANTIZE"}
+                     for i in (0, 40)]}
+    report["variants"][1]["gpu_delegate"] = {
+        "checker": "tf.lite.experimental.Analyzer (TensorFlow 2.21.0)", "ops": 37,
+        "gpu_ops": 37, "compatible": True, "fallback_ops": {}, "fallback": []}
+    markdown = report_lib.render_markdown(report)
+    assert "checked by tf.lite.experimental.Analyzer (TensorFlow 2.21.0)" in markdown
+    assert "- **float32**: 37 of 37 ops on the GPU delegate, all of them" in markdown
+    assert ("- **int8**: 39 of 41 ops on the GPU delegate; left to the CPU: QUANTIZE x2\n"
+            "  - Not supported op QUANTIZE") in markdown
+
+
 def test_markdown_holds_every_variant_and_its_numbers(report):
     markdown = report_lib.render_markdown(report)
     rows = _table_rows(markdown)
