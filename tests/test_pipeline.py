@@ -13,6 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from export.variants import QUANTIZER_VARIANTS
 from job import config as config_lib
 from job import pipeline
 from rundir import RunDir
@@ -103,11 +104,13 @@ def test_all_stages_write_report_and_files(finished_run):
         assert (run_dir / "export" / entry["file"]).stat().st_size == entry["size_bytes"]
         assert entry["latency_ms"]["1_thread"]["median_ms"] > 0
         assert entry["edgetpu"]["compatible"] == entry["variant"].startswith("int8")
+        assert entry["gpu_delegate"]["ops"] == entry["xnnpack"]["ops"]
         placement = entry["xnnpack"]
-        # One partition: every op between the int8 input and output conversions on XNNPACK.
-        assert placement["partitions"] == 1
-        assert placement["not_delegated"] == (
-            {"QUANTIZE": 2, "SOFTMAX": 1} if entry["variant"].startswith("int8") else {})
+        if entry["variant"] not in QUANTIZER_VARIANTS:  # theirs: tests/test_runtime.py
+            # One partition: every op between the int8 input and output conversions on XNNPACK.
+            assert placement["partitions"] == 1
+            assert placement["not_delegated"] == (
+                {"QUANTIZE": 2, "SOFTMAX": 1} if entry["variant"].startswith("int8") else {})
         card = json.loads((run_dir / "android" / entry["variant"] / "model_card.json").read_text())
         assert card["labels"] == [str(i) for i in range(10)]
     float32 = report["variants"][2]
