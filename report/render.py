@@ -619,9 +619,12 @@ def render_markdown(report, *, chart=None):
         checker = next(e["gpu_delegate"]["checker"] for e in report["variants"]
                        if e.get("gpu_delegate"))
         lines += ["", "## Android GPU delegate", "",
-                  f"The delegate's own op rules, checked by {checker}; an op it does "
+                  f"The delegate's op rules as {checker} checks them; an op it does "
                   "not take runs on the CPU, and each change between the two copies tensors "
-                  "between GPU and CPU memory. It does not say how fast the GPU would be.", ""]
+                  "between GPU and CPU memory. The check is weak: it also passes ops the "
+                  "delegate cannot run, a Flex (TensorFlow) op among them "
+                  "(tests/test_gpu.py pins this), so \"all of them\" is no proof; only a "
+                  "run on the device confirms. It does not say how fast the GPU would be.", ""]
         lines += gpu
     decision = _decision(report)
     for section in (_paired_section(report, decision), _per_class_section(report, decision)):

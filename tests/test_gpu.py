@@ -49,3 +49,22 @@ def test_check_reads_a_real_file(tmp_path):
     assert result["ops"] == len(tflite_file.read(path).ops)
     assert result["compatible"] and result["fallback"] == []
     assert result["checker"].startswith("tf.lite.experimental.Analyzer (TensorFlow 2.")
+
+
+def test_the_analyzer_passes_a_flex_op_so_the_report_calls_its_check_weak(tmp_path):
+    # The report's GPU section says the analyzer's check is no proof. If this starts
+    # failing, the analyzer flags Flex ops and that caveat should be revisited.
+    tf = pytest.importorskip("tensorflow")
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 2, 2], tf.float32)])
+    def determinant(x):
+        return tf.linalg.det(x) + 1.0
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [determinant.get_concrete_function()], determinant)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    path = tmp_path / "flex.tflite"
+    path.write_bytes(converter.convert())
+    assert "CUSTOM:FlexMatrixDeterminant" in [op.name for op in tflite_file.read(path).ops]
+    assert gpu.check(path)["compatible"]

@@ -336,6 +336,8 @@ def _layer_weights(model):
     return {layer.name: layer.get_weights() for layer in model.layers if layer.weights}
 
 
+# About 40 s (two training phases of a resnet18); in the slow suite to keep the default in budget.
+@pytest.mark.slow
 def test_head_phase_freezes_the_backbone(tmp_path, checkpoints, torch_state):
     run_dir = tmp_path / "run"
     result = _train_py(run_dir, checkpoints[".pth"])

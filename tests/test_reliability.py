@@ -354,7 +354,8 @@ def test_no_space_left_keeps_the_previous_file(tmp_path, monkeypatch, capsys):
     (["--stages", "train,export"],
      "error: Nothing will make what stages=train,export needs: {run} has no QAT model "
      "(qat.keras: the qat stage makes it, for export.variants int8_qat). Add it (--stages "
-     "train,qat,export) or leave int8_qat out (--export.variants float32,fp16,dynamic,int8)."),
+     "train,qat,export) or leave int8_qat out (--export.variants "
+     "float32,fp16,dynamic,int8,int16x8,int4_weights)."),
     # Everything missing in one message: following it leads to no second error.
     (["--stages", "export"],
      "error: Nothing will make what stages=export needs: {run} has no trained model "

@@ -48,7 +48,8 @@ def test_markdown_lists_ops_the_gpu_delegate_leaves_to_the_cpu(report):
         "checker": "tf.lite.experimental.Analyzer (TensorFlow 2.21.0)", "ops": 37,
         "gpu_ops": 37, "compatible": True, "fallback_ops": {}, "fallback": []}
     markdown = report_lib.render_markdown(report)
-    assert "checked by tf.lite.experimental.Analyzer (TensorFlow 2.21.0)" in markdown
+    assert "as tf.lite.experimental.Analyzer (TensorFlow 2.21.0) checks them" in markdown
+    assert "The check is weak" in markdown
     assert "- **float32**: 37 of 37 ops on the GPU delegate, all of them" in markdown
     assert ("- **int8**: 39 of 41 ops on the GPU delegate; left to the CPU: QUANTIZE x2\n"
             "  - Not supported op QUANTIZE") in markdown
