@@ -3,6 +3,7 @@
 import numpy as np
 
 from report.markdown import cell, md_table
+from report.render import op_counts
 
 
 def _machine_line(result):
@@ -23,7 +24,7 @@ def _rate(d):
 
 def _placement(x):
     """`79/82` plus the op types XNNPACK left to LiteRT's own kernels."""
-    left = ", ".join(f"{op} x{n}" for op, n in x["not_delegated"].items())
+    left = op_counts(x["not_delegated"])
     return f"{x['delegated']}/{x['ops']}" + (f" (not: {left})" if left else "")
 
 

@@ -358,13 +358,18 @@ def _header(report):
     return title, ", ".join(facts)
 
 
+def op_counts(counts):
+    """`{op: count}` as one phrase, e.g. `QUANTIZE x2, SOFTMAX x1`."""
+    return ", ".join(f"{op} x{n}" for op, n in counts.items())
+
+
 def _xnnpack_section(report):
     lines = []
     for entry in report["variants"]:
         x = entry.get("xnnpack")
         if not x:
             continue
-        left = ", ".join(f"{op} x{n}" for op, n in x["not_delegated"].items())
+        left = op_counts(x["not_delegated"])
         lines.append(f"- **{entry['variant']}**: {x['delegated']} of {x['ops']} ops on XNNPACK "
                      f"in {x['partitions']} partition{'s' if x['partitions'] != 1 else ''}"
                      + (f"; LiteRT's own kernels run {left}" if left else ""))
@@ -377,7 +382,7 @@ def _gpu_section(report):
         g = entry.get("gpu_delegate")
         if not g:
             continue
-        left = ", ".join(f"{op} x{n}" for op, n in g["fallback_ops"].items())
+        left = op_counts(g["fallback_ops"])
         reasons = sorted({f["reason"] for f in g.get("fallback") or []})
         lines.append(f"- **{entry['variant']}**: {g['gpu_ops']} of {g['ops']} ops on the GPU "
                      "delegate" + (f"; left to the CPU: {left}" if left else ", all of them")
