@@ -59,6 +59,7 @@ def net_config(model, *, data_dir, seed=0, smoke=False):
         # Epochs, so that the warmup spans the same images whatever the global batch.
         overrides["train.warmup_epochs"] = (WARMUP_ITERATIONS[model] * PAPER_BATCH
                                             / PAPER_TRAIN_IMAGES)
+        overrides["train.warmup_shape"] = "constant"  # the paper's: 0.01, then 0.1
     if smoke:
         overrides.update(SMOKE_OVERRIDES)
     return config_lib.resolve("cifar10-paper", overrides=overrides)

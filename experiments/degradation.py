@@ -37,11 +37,13 @@ config.json, curves.json and curves.csv (per net and epoch), degradation.png
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import math
 import os
 import platform
+import re
 import sys
 import time
 
@@ -50,6 +52,8 @@ from report import statistics
 from resnet_keras.registry import get_spec
 
 DEFAULT_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
+# What a run's `@float32` tag sets `train.mixed_precision` to; without it the preset's stays.
+FLOAT32 = "off"
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +66,39 @@ DATASETS = tuple(PRESETS)
 # ---------------------------------------------------------------- training
 
 
-def net_config(dataset, *, model, data_dir=None, seed=0, epochs=None, batch_size=None,
-               learning_rate=None, steps_per_epoch=None):
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One net trained once: `resnet56`, `resnet56@seed1`, `resnet56@float32`.
+
+    Attributes:
+        label: the `--models` entry, the run's key in curves.json.
+        model: the registry name.
+        seed: the `@seedN` tag, or the experiment's seed.
+        precision: `float32` with the `@float32` tag, else `auto`.
+    """
+
+    label: str
+    model: str
+    seed: int
+    precision: str
+
+    @classmethod
+    def parse(cls, label, *, seed):
+        model, *tags = label.split("@")
+        run_seed, precision = seed, "auto"
+        for tag in tags:
+            if re.fullmatch(r"seed\d+", tag):
+                run_seed = int(tag[4:])
+            elif tag == "float32":
+                precision = "float32"
+            else:
+                raise ValueError(f"--models entry {label!r} has an unknown tag @{tag}; the tags "
+                                 f"are @seedN and @float32 (e.g. resnet56@seed1@float32).")
+        return cls(label=label, model=model, seed=run_seed, precision=precision)
+
+
+def net_config(dataset, *, model, data_dir=None, seed=0, precision="auto", epochs=None,
+               batch_size=None, learning_rate=None, steps_per_epoch=None):
     """The `job.config.Config` that trains `model` with the dataset's preset.
 
     Args:
@@ -71,6 +106,7 @@ def net_config(dataset, *, model, data_dir=None, seed=0, epochs=None, batch_size
         model: registry name, e.g. `plain56`.
         data_dir: the dataset's archive or folder (CIFAR-10 only).
         seed: seeds initialization, shuffling and augmentation.
+        precision: `auto` (the preset's `train.mixed_precision`) or `float32`.
         epochs: overrides the preset's; the step decays keep their fractions
             of the run and the warmup ends before the first of them.
         batch_size: overrides the preset's; the learning rate is taken as
@@ -86,12 +122,18 @@ def net_config(dataset, *, model, data_dir=None, seed=0, epochs=None, batch_size
     preset = config_lib.resolve(PRESETS[dataset]).train
     overrides = {"model.name": model, "data.data_dir": data_dir, "train.seed": seed,
                  "train.steps_per_epoch": steps_per_epoch}
+    if precision == "float32":
+        overrides["train.mixed_precision"] = FLOAT32
     if epochs is not None:
         decays = tuple(e * epochs / preset.epochs for e in preset.lr_decay_epochs)
-        # Only tiny test runs make the warmup reach the first decay.
-        overrides.update({"train.epochs": epochs, "train.lr_decay_epochs": decays,
-                          "train.warmup_epochs": min(preset.warmup_epochs,
-                                                     (decays[0] if decays else epochs) / 2)})
+        # Only tiny test runs make the warmup reach the first decay: it is then
+        # cut to half the epochs before that decay.
+        first = decays[0] if decays else epochs
+        overrides.update({"train.epochs": epochs, "train.lr_decay_epochs": decays})
+        if preset.warmup_epochs > first / 2 or (preset.warmup_steps and steps_per_epoch
+                                                 and preset.warmup_steps > first / 2
+                                                 * steps_per_epoch):
+            overrides.update({"train.warmup_epochs": first / 2, "train.warmup_steps": 0})
     if batch_size is not None:
         overrides.update({"train.batch_size": batch_size,
                           "train.reference_batch_size": batch_size})
@@ -106,7 +148,8 @@ def recipe(config):
     return {"preset": config.preset, "epochs": math.ceil(t.epochs), "batch_size": t.batch_size,
             "learning_rate": t.learning_rate, "augment": config.data.augment,
             "weight_decay": t.weight_decay, "momentum": t.momentum, "schedule": t.schedule,
-            "lr_decay_epochs": list(t.lr_decay_epochs), "warmup_epochs": t.warmup_epochs}
+            "lr_decay_epochs": list(t.lr_decay_epochs), "warmup_epochs": t.warmup_epochs,
+            "warmup_steps": t.warmup_steps, "warmup_shape": t.warmup_shape}
 
 
 def evaluation_arrays(dataset):
@@ -175,12 +218,13 @@ def _make_recorder(keras, *, name, arrays, batch_size, guard, clock, total_epoch
     return ErrorCurves()
 
 
-def train_net(config, dataset, *, arrays=None, clock=None):
+def train_net(config, dataset, *, label=None, arrays=None, clock=None):
     """Trains `config.model` on `dataset` and records its error curves.
 
     Args:
         config: a `Config` from `net_config`.
         dataset: the `datasets.Dataset` named in the config.
+        label: the net's name in the progress lines (default the model's).
         arrays: `evaluation_arrays(dataset)`, computed here if None.
         clock: `time.time()` at the start of the whole experiment, for the
             progress lines' total.
@@ -209,13 +253,14 @@ def train_net(config, dataset, *, arrays=None, clock=None):
                              label_smoothing=cfg.label_smoothing, seed=cfg.seed,
                              augment=config.data.augment)
     guard = NaNGuard()
+    name = label or config.model.name
     recorder = _make_recorder(
-        keras, name=config.model.name, arrays=arrays or evaluation_arrays(dataset),
+        keras, name=name, arrays=arrays or evaluation_arrays(dataset),
         # Larger evaluation batches: no gradients to hold, fewer steps, faster on CPU.
         batch_size=4 * plan.global_batch, guard=guard, clock=clock or time.time(),
         total_epochs=plan.epochs)
     logger.info("%-9s %s parameters, %s, precision %s (%s) [total %.0f s]",
-                config.model.name, f"{model.count_params():,}", plan.describe(),
+                name, f"{model.count_params():,}", plan.describe(),
                 precision.policy, precision.reason, time.time() - (clock or time.time()))
     model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
               callbacks=[guard, recorder], verbose=0)
@@ -223,7 +268,7 @@ def train_net(config, dataset, *, arrays=None, clock=None):
     if guard.diverged_at:
         epoch, step = guard.diverged_at
         logger.info("%-9s diverged (NaN loss) at epoch %d, step %d; its curves stop at the "
-                    "last finite epoch", config.model.name, epoch, step)
+                    "last finite epoch", name, epoch, step)
     return {**recorder.curves, "residual": spec.residual, "depth": spec.depth,
             "params": model.count_params(), "steps_per_epoch": plan.steps_per_epoch,
             "precision": precision.to_dict(),
@@ -321,33 +366,17 @@ def _sentence(title, check):
     return sentence
 
 
-def verdict(curves, *, num_train=None, num_test=None):
-    """Judges the paper's Fig. 6 claims from the final training errors.
+CLAIMS = ("degradation", "residual", "plain_vs_residual")
+_TITLES = {"degradation": "Degradation (Fig. 6 left: the deeper plain net trains worse)",
+           "residual": "Residual learning (Fig. 6 right: the deeper ResNet trains better)",
+           "plain_vs_residual": "Plain against residual at equal depth"}
 
-    Plain nets: does the deepest end with a higher training error than the
-    shallowest (degradation, paper sec. 4.1-4.2)? Residual nets: does the
-    deepest end with a lower one? And at the greatest depth both kinds share,
-    does the residual net end lower than the plain one?
 
-    Args:
-        curves: {model name: dict with per-epoch `train_error` and `test_error`
-            lists in % and `final_correct` (per-image flags, or None), as
-            `train_net` returns}; names must be registered. Without flags a
-            gap's noise is not tested.
-        num_train: training images the training error is measured on: what one
-            image is worth.
-        num_test: test images.
-
-    Returns:
-        dict with `degradation`, `residual` and `plain_vs_residual` checks
-        (each None when the nets to compare are missing; `reproduced` True,
-        False, or None if a net diverged before its first epoch; `train_gap`
-        and `test_gap` the paired comparisons, or None without flags) and
-        `text`, the paragraph.
-    """
+def _checks(curves, models):
+    """Fig. 6's comparisons among nets trained alike; `models` maps their labels to names."""
     def by_depth(residual):
-        return sorted((n for n in curves if get_spec(n).residual == residual),
-                      key=lambda n: get_spec(n).depth)
+        return sorted((n for n in models if get_spec(models[n]).residual == residual),
+                      key=lambda n: get_spec(models[n]).depth)
 
     plain, residual = by_depth(False), by_depth(True)
     checks = {
@@ -355,23 +384,134 @@ def verdict(curves, *, num_train=None, num_test=None):
                         if len(plain) > 1 else None),
         "residual": (_pair(curves, residual[0], residual[-1], expect="lower")
                      if len(residual) > 1 else None),
+        "plain_vs_residual": None,
     }
-    shared = sorted({get_spec(n).depth for n in plain} & {get_spec(n).depth for n in residual})
-    plain_vs = None
+    shared = sorted({get_spec(models[n]).depth for n in plain}
+                    & {get_spec(models[n]).depth for n in residual})
     if shared:
-        depth = shared[-1]
-        pick = {get_spec(n).residual: n for n in curves if get_spec(n).depth == depth}
+        pick = {get_spec(models[n]).residual: n for n in models
+                if get_spec(models[n]).depth == shared[-1]}
         # Here "shallow" is the plain net and "deep" the residual one, same depth.
-        plain_vs = _pair(curves, pick[False], pick[True], expect="lower")
-    checks["plain_vs_residual"] = plain_vs
-    sentences = [_sentence("Degradation (Fig. 6 left: the deeper plain net trains worse)",
-                           checks["degradation"]),
-                 _sentence("Residual learning (Fig. 6 right: the deeper ResNet trains better)",
-                           checks["residual"])]
-    if plain_vs is not None:
-        sentences.append(_sentence("Plain against residual at equal depth", plain_vs))
-    decided = [c["reproduced"] for c in (checks["degradation"], checks["residual"])
-               if c and c["reproduced"] is not None]
+        checks["plain_vs_residual"] = _pair(curves, pick[False], pick[True], expect="lower")
+    return checks
+
+
+def _condition_words(seed, precision):
+    return f"seed {seed}" + (", float32" if precision == "float32" else "")
+
+
+def _claim(judged):
+    """One claim over the runs that test it: reproduced only if every judged run reproduces it."""
+    decided = [c["reproduced"] for _, c in judged if c["reproduced"] is not None]
+    first = judged[0][1]
+    return {**first, "reproduced": all(decided) if decided else None,
+            "judged_runs": len(decided), "reproduced_runs": sum(decided),
+            "runs": [{**c, "seed": cond[0], "precision_setting": cond[1]} for cond, c in judged]}
+
+
+def _claim_sentences(claim, judged):
+    sentences = [_sentence(_TITLES[claim], judged[0][1])]
+    for (seed, precision), check in judged[1:]:
+        sentences.append(_sentence(f"The same with {_condition_words(seed, precision)}",
+                                   check))
+    if len(judged) > 1:
+        result = _claim(judged)
+        n, k = result["judged_runs"], result["reproduced_runs"]
+        sentences.append(f"{_TITLES[claim].split(' (')[0]} over its {n} runs: "
+                         + ("reproduced in every one." if n and k == n
+                            else f"reproduced in {k} of {n}, so not reproduced."))
+    return sentences
+
+
+def _twins(runs, vary):
+    """Pairs of labels of one model that differ only in `vary` (`seed` or `precision`)."""
+    pairs, seen = [], {}
+    for r in runs.values():
+        key = (r.model, r.precision if vary == "seed" else r.seed)
+        if key in seen and getattr(seen[key], vary) != getattr(r, vary):
+            pairs.append((seen[key].label, r.label))
+        seen.setdefault(key, r)
+    return pairs
+
+
+def _twin_check(curves, reference, other):
+    a, b = curves[reference], curves[other]
+    if not (a["train_error"] and b["train_error"]):
+        return None
+    return {"reference": reference, "other": other,
+            "reference_train": a["train_error"][-1], "other_train": b["train_error"][-1],
+            "reference_test": a["test_error"][-1], "other_test": b["test_error"][-1],
+            "train_gap": _gap(a, b, "train"), "test_gap": _gap(a, b, "test")}
+
+
+def _twin_sentence(check, *, what):
+    def beyond(gap):
+        return "" if gap is None else (", within the noise" if gap["within_noise"]
+                                       else ", beyond the noise")
+
+    return (f"{what}: {check['other']} against {check['reference']}, training error "
+            f"{check['other_train']:.2f}% vs {check['reference_train']:.2f}%"
+            f"{_interval_words(check['train_gap'])}{beyond(check['train_gap'])}; test error "
+            f"{check['other_test']:.2f}% vs {check['reference_test']:.2f}%"
+            f"{_interval_words(check['test_gap'])}{beyond(check['test_gap'])}.")
+
+
+def verdict(curves, *, seed=0, num_train=None, num_test=None):
+    """Judges the paper's Fig. 6 claims from the final training errors.
+
+    Plain nets: does the deepest end with a higher training error than the
+    shallowest (degradation, paper sec. 4.1-4.2)? Residual nets: does the
+    deepest end with a lower one? And at the greatest depth both kinds share,
+    does the residual net end lower than the plain one? Each claim is judged
+    among the nets of one seed and precision, in every such group that can
+    test it, and holds only if it holds in each. Nets trained twice, with two
+    seeds or in bfloat16 and float32, are compared with each other too: the
+    seed-to-seed gap is the noise a claim's gap must stand out from, and the
+    precision gap says whether 16-bit arithmetic costs the deep nets.
+
+    Args:
+        curves: {run label (`Run`): dict with per-epoch `train_error` and
+            `test_error` lists in % and `final_correct` (per-image flags, or
+            None), as `train_net` returns}; models must be registered. Without
+            flags a gap's noise is not tested.
+        seed: the experiment's seed, a label's without `@seedN`; its group
+            (not float32) leads each claim.
+        num_train: training images the training error is measured on: what one
+            image is worth.
+        num_test: test images.
+
+    Returns:
+        dict with `degradation`, `residual` and `plain_vs_residual` (each None
+        when no group has the nets to compare; else the leading group's check,
+        with `reproduced` over all groups: True, False, or None if every net
+        concerned diverged before its first epoch; `runs` the check of each
+        group; `train_gap` and `test_gap` the paired comparisons, or None
+        without flags), `seeds` and `precision` (the twin comparisons), and
+        `text`, the paragraph.
+    """
+    runs = {label: Run.parse(label, seed=seed) for label in curves}
+    groups = {}
+    for r in runs.values():
+        groups.setdefault((r.seed, r.precision), {})[r.label] = r.model
+    order = sorted(groups, key=lambda g: (g[1] != "auto", g[0] != seed, g[0]))
+    checks = [(g, _checks(curves, groups[g])) for g in order]
+    result, sentences = {}, []
+    for claim in CLAIMS:
+        judged = [(g, c[claim]) for g, c in checks if c[claim]]
+        result[claim] = _claim(judged) if judged else None
+        if judged:
+            sentences += _claim_sentences(claim, judged)
+        elif claim != "plain_vs_residual":
+            sentences.append(_sentence(_TITLES[claim], None))
+    result["seeds"] = [c for c in (_twin_check(curves, *p) for p in _twins(runs, "seed")) if c]
+    result["precision"] = [c for c in (_twin_check(curves, *p)
+                                       for p in _twins(runs, "precision")) if c]
+    sentences += [_twin_sentence(c, what="Seed to seed") for c in result["seeds"]]
+    for c in result["precision"]:
+        policy = (curves[c["reference"]].get("precision") or {}).get("policy", "auto")
+        sentences.append(_twin_sentence(c, what=f"{policy} against float32"))
+    decided = [result[c]["reproduced"] for c in ("degradation", "residual")
+               if result[c] and result[c]["reproduced"] is not None]
     if not decided:
         sentences.append("Neither of Fig. 6's two claims could be judged in this run.")
     elif len(decided) == 1:
@@ -383,16 +523,19 @@ def verdict(curves, *, num_train=None, num_test=None):
         sentences.append("One of Fig. 6's two claims holds in this run, the other does not.")
     else:
         sentences.append("Neither of Fig. 6's two claims holds in this run.")
-    paired = any(c and c.get("train_gap") for c in checks.values())
+    paired = any(c and c.get("train_gap") for c in (result[k] for k in CLAIMS))
+    seeds = sorted({r.seed for r in runs.values()})
     if num_train:
         sentences.append(
-            f"One seed only; one training image is {100 / num_train:.3f} points of training "
+            ("One seed only" if len(seeds) == 1 else
+             "Seeds " + " and ".join(map(str, seeds)))
+            + f"; one training image is {100 / num_train:.3f} points of training "
             f"error, so differences of a few images can be chance: "
             + (f"a gap counts only when the 95% interval of the paired difference excludes 0 "
                f"({statistics.INTERVAL_METHOD}, on the same {num_train:,} training"
                + (f" and {num_test:,} test" if num_test else "") + " images for every net)."
                if paired else "no per-image results were kept, so no gap's noise was tested."))
-    return {**checks, "text": " ".join(sentences)}
+    return {**result, "text": " ".join(sentences)}
 
 
 # ---------------------------------------------------------------- outputs
@@ -414,17 +557,22 @@ def write_curves(curves, run_dir):
                 writer.writerow([name] + [c[k][i] for k in CSV_COLUMNS[1:]])
 
 
-def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds,
+def summarize(curves, *, dataset, num_train, num_test, config, seed, wall_seconds,
               train_subset=None):
-    """The summary.json dict: final errors per net, the paper's, the verdict."""
+    """The summary.json dict: final errors per net, the paper's, the verdict.
+
+    `seed` is the experiment's (`run`'s); `config` the first net's, whose
+    recipe every net shares.
+    """
     nets = []
-    for name, c in curves.items():
+    for label, c in curves.items():
+        r = Run.parse(label, seed=seed)
         nets.append({
-            "model": name, "residual": c["residual"], "depth": c["depth"],
-            "params": c["params"], "epochs": len(c["epoch"]),
+            "run": label, "model": r.model, "seed": r.seed, "residual": c["residual"],
+            "depth": c["depth"], "params": c["params"], "epochs": len(c["epoch"]),
             "train_error": c["train_error"][-1] if c["train_error"] else None,
             "test_error": c["test_error"][-1] if c["test_error"] else None,
-            "paper_test_error": (paper.CIFAR10_TEST_ERROR.get(name)
+            "paper_test_error": (paper.CIFAR10_TEST_ERROR.get(r.model)
                                  if dataset == "cifar10" else None),
             "seconds": c["seconds"][-1] if c["seconds"] else None,
             "diverged_at": c["diverged_at"],
@@ -433,8 +581,8 @@ def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds,
     return {
         "experiment": "degradation (arXiv 1512.03385, sec. 4.2, Fig. 6)",
         "dataset": dataset, "num_train": num_train, "num_test": num_test,
-        "train_subset": train_subset,
-        "recipe": recipe(config), "seed": config.train.seed,
+        "train_subset": train_subset, "models": list(curves),
+        "recipe": recipe(config), "seed": seed,
         "lr_decay_epochs": list(config.train.lr_decay_epochs),
         "warmup_epochs": config.train.warmup_epochs,
         "training_error": "whole training split, not augmented, inference mode, after "
@@ -442,7 +590,7 @@ def summarize(curves, *, dataset, num_train, num_test, config, wall_seconds,
         "nets": nets,
         # The rule the verdict's gaps are judged by (a summary without it predates it).
         "noise_test": f"paired: {statistics.INTERVAL_METHOD}; {statistics.TEST_METHOD}",
-        "verdict": verdict(curves, num_train=num_train, num_test=num_test),
+        "verdict": verdict(curves, seed=seed, num_train=num_train, num_test=num_test),
         "wall_seconds": round(wall_seconds, 1),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
@@ -457,7 +605,7 @@ def results_table(summary):
     headers = ["net", "shortcuts", "layers", "params", "epochs", "training error %",
                "test error %", *(["paper test error % (Table 6)"] if paper_column else []),
                "seconds"]
-    rows = [[net["model"], "identity (A)" if net["residual"] else "none (plain)",
+    rows = [[net.get("run", net["model"]), "identity (A)" if net["residual"] else "none (plain)",
              net["depth"], cell(net["params"], ","), net["epochs"],
              cell(net["train_error"], ".2f"), cell(net["test_error"], ".2f"),
              *([cell(net["paper_test_error"], ".2f")] if paper_column else []),
@@ -466,16 +614,32 @@ def results_table(summary):
     return md_table(headers, rows, align="llrrrrr" + "r" * paper_column + "r")
 
 
-def _schedule_words(summary):
-    warmup = summary["warmup_epochs"]
-    if summary["recipe"]["schedule"] == "cosine":
-        return (f"linear warmup from a tenth over {warmup:g} epochs, then cosine decay"
-                if warmup else "cosine decay")
-    parts = [f"{warmup:g} warmup epoch{'s' if warmup != 1 else ''} at a tenth"] if warmup else []
+def schedule_words(summary):
+    """The learning-rate schedule of a summary.json in words."""
+    r = summary["recipe"]
+    steps, epochs = r.get("warmup_steps", 0), summary["warmup_epochs"]
+    length = f"{steps} steps" if steps else f"{epochs:g} epoch{'s' if epochs != 1 else ''}"
+    # Summaries from before train.warmup_shape held the tenth on the step schedule.
+    shape = r.get("warmup_shape", "linear" if r["schedule"] == "cosine" else "constant")
+    if r["schedule"] == "cosine":
+        return (f"linear warmup from a tenth over {length}, then cosine decay"
+                if steps or epochs else "cosine decay")
+    parts = []
+    if steps or epochs:
+        parts.append(f"warmup rising linearly from a tenth over {length}" if shape == "linear"
+                     else f"warmup at a tenth for {length}")
     if summary["lr_decay_epochs"]:
         parts.append("divided by 10 after epochs "
                      + " and ".join(f"{e:g}" for e in summary["lr_decay_epochs"]))
     return ", ".join(parts) or "constant"
+
+
+def _seed_words(summary):
+    seeds = sorted({n.get("seed", summary["seed"]) for n in summary["nets"]})
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return (f"seed {summary['seed']} (the @seedN rows: seed N; "
+            f"seeds {', '.join(map(str, seeds))} in all)")
 
 
 def _precision_words(summary):
@@ -493,17 +657,18 @@ def render_results(summary):
         f"# Degradation on {summary['dataset']} (paper Fig. 6)", "",
         f"{summary['num_train']:,} training and {summary['num_test']:,} test images; every "
         f"net: {r['epochs']} epochs, batch {r['batch_size']}, SGD momentum {r['momentum']}, "
-        f"lr {r['learning_rate']:g} ({_schedule_words(summary)}), weight decay "
-        f"{r['weight_decay']:g}, augmentation {'on' if r['augment'] else 'off'}, seed "
-        f"{summary['seed']}{_precision_words(summary)}. Training error: "
+        f"lr {r['learning_rate']:g} ({schedule_words(summary)}), weight decay "
+        f"{r['weight_decay']:g}, augmentation {'on' if r['augment'] else 'off'}, "
+        f"{_seed_words(summary)}{_precision_words(summary)}. Training error: "
         f"{summary['training_error']}. Whole run "
         f"{summary['wall_seconds']:.0f} s on {summary['machine']}.", "",
     ]
     lines.append(results_table(summary))
     diverged = [n for n in summary["nets"] if n["diverged_at"]]
     for n in diverged:
-        lines.append(f"\n{n['model']} diverged (NaN loss) at epoch {n['diverged_at'][0]}, "
-                     f"step {n['diverged_at'][1]}; its row is its last finite epoch.")
+        lines.append(f"\n{n.get('run', n['model'])} diverged (NaN loss) at epoch "
+                     f"{n['diverged_at'][0]}, step {n['diverged_at'][1]}; its row is its last "
+                     f"finite epoch.")
     if paper_column:
         lines += ["", "The paper reports the plain nets' errors only as curves (Fig. 6), so "
                       "their paper column is empty."]
@@ -577,12 +742,19 @@ def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_
         learning_rate=None, steps_per_epoch=None, train_subset=None):
     """Trains each net with the dataset's preset and writes every output into `out`.
 
+    A net whose curves an earlier run of the same recipe left in `out` is not
+    trained again: a killed experiment resumes at the net it was training, and
+    a finished one re-run only re-writes its summary.
+
     Args:
-        models: registry names of CIFAR-style nets, e.g. ("plain20", "resnet20").
+        models: `Run` labels of CIFAR-style nets, e.g. ("plain20", "resnet20",
+            "resnet20@seed1", "resnet20@float32").
         dataset_name: one of `DATASETS`.
         out: run directory (created).
         data_dir: the CIFAR-10 archive or its folder.
-        seed: seeds everything random.
+        seed: seeds everything random, and picks the training subset; a
+            label's `@seedN` replaces it for that net's training only, so every
+            net sees the same images.
         epochs, batch_size, learning_rate, steps_per_epoch: override the
             preset for every net alike (see `net_config`).
         train_subset: int, train on this many training images (stratified),
@@ -597,48 +769,86 @@ def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_
     from job import config as config_lib
 
     start = time.time()
-    configs = {m: net_config(dataset_name, model=m, data_dir=data_dir, seed=seed, epochs=epochs,
-                             batch_size=batch_size, learning_rate=learning_rate,
-                             steps_per_epoch=steps_per_epoch) for m in models}
-    shared = configs[models[0]]
+    runs = [Run.parse(m, seed=seed) for m in models]
+    configs = {r.label: net_config(dataset_name, model=r.model, data_dir=data_dir, seed=r.seed,
+                                   precision=r.precision, epochs=epochs, batch_size=batch_size,
+                                   learning_rate=learning_rate, steps_per_epoch=steps_per_epoch)
+               for r in runs}
+    shared = configs[runs[0].label]
     dataset = load_training_subset(dataset_name, data_dir=data_dir, train_subset=train_subset,
                                    seed=seed)
     os.makedirs(out, exist_ok=True)
+    setup = {"models": list(models), "dataset": dataset_name, "seed": seed,
+             "train_subset": train_subset, "recipe": recipe(shared),
+             "train_configs": {label: config_lib.to_dict(c) for label, c in configs.items()}}
+    curves = _earlier_curves(out, setup)
     with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump({"models": list(models), "recipe": recipe(shared),
-                   "train_configs": {m: config_lib.to_dict(c) for m, c in configs.items()}},
-                  f, indent=2)
+        json.dump(setup, f, indent=2)
     logger.info("degradation on %s: %s; %d epochs each; outputs in %s", dataset_name,
                 ", ".join(models), recipe(shared)["epochs"], out)
-    arrays = evaluation_arrays(dataset)
-    curves = {}
-    for name in models:
-        curves[name] = train_net(configs[name], dataset, arrays=arrays, clock=start)
+    arrays = evaluation_arrays(dataset) if len(curves) < len(runs) else None
+    for r in runs:
+        if r.label in curves:
+            logger.info("%-9s kept from the earlier run in %s", r.label, out)
+            continue
+        curves[r.label] = {**train_net(configs[r.label], dataset, label=r.label, arrays=arrays,
+                                       clock=start),
+                           "model": r.model, "seed": r.seed, "precision_setting": r.precision}
         write_curves(curves, out)  # after each net, so a killed run keeps what it measured
+    curves = {r.label: curves[r.label] for r in runs}
     plot(curves, os.path.join(out, "degradation.png"),
          title=f"{dataset_name}: training error (thin) and test error (bold)")
     summary = summarize(curves, dataset=dataset_name, num_train=dataset.num_train,
-                        num_test=dataset.num_test, config=shared,
-                        wall_seconds=time.time() - start,
+                        num_test=dataset.num_test, config=shared, seed=seed,
+                        wall_seconds=sum(c["seconds"][-1] for c in curves.values()
+                                         if c["seconds"]),
                         train_subset=dataset.num_train if train_subset else None)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(render_results(summary))
     logger.info("%s", summary["verdict"]["text"])
-    logger.info("done in %.0f s; outputs in %s", summary["wall_seconds"], out)
+    logger.info("done in %.0f s; outputs in %s", time.time() - start, out)
     return summary
 
 
-def _check_models(names):
-    for name in names:
+def _earlier_curves(out, setup):
+    """The finished nets an earlier run left in `out`, by label; `out`'s must be this setup's.
+
+    Raises:
+        ValueError: `out` holds nets of another dataset, seed, subset or recipe,
+            or nets this run does not list: it would overwrite them.
+    """
+    try:
+        with open(os.path.join(out, "config.json")) as f:
+            earlier = json.load(f)
+        with open(os.path.join(out, "curves.json")) as f:
+            curves = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    wanted = json.loads(json.dumps(setup["train_configs"]))
+    different = [k for k in ("dataset", "seed", "train_subset") if earlier.get(k) != setup[k]]
+    different += [label for label in curves
+                  if earlier.get("train_configs", {}).get(label) != wanted.get(label)]
+    if different:
+        raise ValueError(f"{out} holds an earlier degradation run whose {different[0]} differs "
+                         f"from this one's (or that this run does not list); give another "
+                         f"--out, or list its nets with the same settings to resume it.")
+    return {label: c for label, c in curves.items()
+            if c.get("diverged_at") or len(c["epoch"]) == math.ceil(wanted[label]["train"]
+                                                                   ["epochs"])}
+
+
+def _check_models(labels):
+    for label in labels:
+        name = Run.parse(label, seed=0).model  # unknown tags: ValueError naming them
         spec = get_spec(name)  # unknown names: ValueError listing the valid ones
         if spec.stem != "cifar":
             raise ValueError(f"{name} is an ImageNet net; this experiment trains the 32x32 "
                              f"CIFAR nets, plainN and resnetN with N = 20, 32, 44, 56, 110 "
                              f"(e.g. --models {','.join(DEFAULT_MODELS)}).")
-    if len(set(names)) != len(names):
-        raise ValueError(f"--models lists a net twice: {','.join(names)}.")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--models lists a net twice: {','.join(labels)}.")
 
 
 def main(argv=None) -> int:
@@ -648,7 +858,9 @@ def main(argv=None) -> int:
                         help=f"{' or '.join(DATASETS)} (default digits)")
     parser.add_argument("--data-dir", help="CIFAR-10 archive or its folder (default: Keras cache)")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                        help=f"comma-separated nets (default {','.join(DEFAULT_MODELS)})")
+                        help=f"comma-separated nets (default {','.join(DEFAULT_MODELS)}); "
+                        f"@seedN trains one with another seed, @float32 in float32, e.g. "
+                        f"resnet56@seed1,resnet56@float32")
     parser.add_argument("--epochs", type=int, help="default: the preset's (digits 10, "
                         "cifar10 182)")
     parser.add_argument("--batch-size", type=int, help="default: the preset's (digits 64, "

@@ -15,6 +15,7 @@ import os
 import sys
 
 from experiments import paper
+from experiments.degradation import DEFAULT_MODELS, schedule_words
 from report.markdown import cell, md_table
 
 DOCS = os.path.join("docs", "experiments")
@@ -56,16 +57,29 @@ def _error(net, key):
 def side_by_side(summaries):
     """One row per net, the final training and test errors of each dataset's run."""
     names = list(summaries)
-    nets = {net["model"]: {} for summary in summaries.values() for net in summary["nets"]}
+    def run(net):
+        return net.get("run", net["model"])  # summaries before seeds and float32 runs
+
+    nets = {run(net): {} for summary in summaries.values() for net in summary["nets"]}
     for name, summary in summaries.items():
         for net in summary["nets"]:
-            nets[net["model"]][name] = net
+            nets[run(net)][name] = net
     headers = ["net"] + [f"{name} {kind} error %" for name in names
                          for kind in ("training", "test")]
     rows = [[model] + [_error(by[name], key) if name in by else cell(None)
                        for name in names for key in ("train_error", "test_error")]
             for model, by in nets.items()]
     return md_table(headers, rows, align="l" + "r" * (2 * len(names)))
+
+
+def _warmup_note(recipe):
+    """Why the warmup rises instead of holding the paper's tenth, for runs whose warmup does."""
+    if recipe["schedule"] != "step" or recipe.get("warmup_shape") != "linear":
+        return ""
+    return (" Against the paper: its ResNet-110 warmup holds a tenth of the rate, then jumps "
+            "to the peak; here the rate rises linearly (Goyal et al., arXiv 1706.02677), "
+            "counted in steps, because that jump threw the deep nets of an earlier run back "
+            "to near-chance training error.")
 
 
 def degradation_part(summaries, *, docs):
@@ -88,15 +102,18 @@ def degradation_part(summaries, *, docs):
     for folder, summary in summaries.items():
         r = summary["recipe"]
         flag = f" --train-subset {summary['num_train']}" if summary.get("train_subset") else ""
-        subset = " (a stratified subset)" if flag else ""
+        if summary.get("models", list(DEFAULT_MODELS)) != list(DEFAULT_MODELS):
+            flag += f" --models {','.join(summary['models'])}"
+        subset = " (a stratified subset)" if summary.get("train_subset") else ""
         lines += [
             f"**{DEGRADATION_RUNS[folder]}** (`python -m experiments.degradation --dataset "
             f"{summary['dataset']}{flag} --out {docs}/{folder}`, "
             f"{summary['wall_seconds']:.0f} s on {summary['machine']}): "
             f"{summary['num_train']:,} training images{subset}, {summary['num_test']:,} test "
-            f"images, {r['epochs']} epochs per net, one recipe for all, augmentation "
+            f"images, {r['epochs']} epochs per net, one recipe for all: lr "
+            f"{r['learning_rate']:g} ({schedule_words(summary)}), augmentation "
             f"{'on' if r['augment'] else 'off'}; training error on the "
-            f"{summary['training_error']}.", "",
+            f"{summary['training_error']}.{_warmup_note(r)}", "",
             summary["verdict"]["text"], "",
             *([note, ""] if (note := _noise_note(summary)) else []),
             f"![training (thin) and test (bold) error]({docs}/{folder}/degradation.png)", "",

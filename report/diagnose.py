@@ -150,6 +150,10 @@ def pick_denylist(layers, *, count=3, min_rmse_per_scale=None, skip_preprocessin
             tops the ranking; keeping it in float gains nothing, because the
             first convolution requantizes its input anyway.
 
+    A tensor no Keras layer is named in (the model's output, which the
+    converter calls `StatefulPartitionedCall:0`) is never picked: neither
+    `selective_int8` nor the quantizer's recipe can name it.
+
     Returns:
         A list of tensor names for `selective_int8(denylist=...)`.
 
@@ -158,9 +162,10 @@ def pick_denylist(layers, *, count=3, min_rmse_per_scale=None, skip_preprocessin
     """
     if not isinstance(count, int) or count < 1:
         raise ValueError(f"count must be a positive integer, got {count!r}.")
-    ranked = [layer for layer in layers if layer.get("rmse_per_scale") is not None]
+    ranked = [layer for layer in layers
+              if layer.get("rmse_per_scale") is not None and layer.get("keras_layers")]
     if skip_preprocessing:
-        ranked = [layer for layer in ranked if not layer.get("keras_layers") or not all(
+        ranked = [layer for layer in ranked if not all(
             name.startswith(_PREPROCESSING_PREFIX) for name in layer["keras_layers"])]
     if min_rmse_per_scale is not None:
         ranked = [layer for layer in ranked if layer["rmse_per_scale"] >= min_rmse_per_scale]

@@ -57,6 +57,11 @@ def test_overrides_file_and_precedence(tmp_path):
     (dict(overrides={"data.val_split": "some"}), "data.val_split='some' is not a number"),
     (dict(overrides={"export.variants": ""}), "export.variants is empty"),
     (dict(overrides={"data.dataset": "imagenet"}), "Valid values: digits, cifar10, cifar100"),
+    (dict(overrides={"train.warmup_epochs": "1", "train.warmup_steps": "400"}),
+     "both give the warmup's length; set one of them to 0"),
+    (dict(overrides={"train.warmup_shape": "constant"}),
+     "only with train.schedule=step; the cosine schedule warms up linearly"),
+    (dict(overrides={"train.warmup_shape": "cosine"}), "Valid values: linear, constant"),
 ])
 def test_bad_configuration_has_clear_messages(kwargs, match):
     with pytest.raises(ValueError, match=match):

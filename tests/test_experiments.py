@@ -164,6 +164,88 @@ def test_a_gap_within_the_noise_is_not_called_reproduced():
     assert unflagged["degradation"]["reproduced"]
 
 
+def _flagged(train, test=None):
+    """A curve whose last epoch has `train` (and `test`) per mille of 1000 images wrong."""
+    c = curve([50, train / 10], [50, (test or train) / 10])
+    c["final_correct"] = {"train": _flags(train), "test": _flags(test or train)}
+    return c
+
+
+def test_each_claim_must_hold_in_every_seed_and_the_twins_are_compared():
+    runs = {"plain20": _flagged(80), "plain56": _flagged(140),
+            "resnet20": _flagged(80), "resnet56": _flagged(40),
+            # Seed 1: resnet56 ends above resnet20, beyond the noise.
+            "resnet20@seed1": _flagged(60), "resnet56@seed1": _flagged(100),
+            # float32: resnet56 12 images below its bfloat16 twin.
+            "resnet20@float32": _flagged(80), "resnet56@float32": _flagged(28)}
+    runs["resnet56"]["precision"] = {"policy": "mixed_bfloat16", "reason": "CPU with AVX512-BF16"}
+    checks = degradation.verdict(runs, num_train=1000, num_test=1000)
+    residual = checks["residual"]
+    assert [(r["seed"], r["precision_setting"], r["reproduced"]) for r in residual["runs"]] == \
+        [(0, "auto", True), (1, "auto", False), (0, "float32", True)]
+    assert residual["reproduced"] is False
+    assert (residual["judged_runs"], residual["reproduced_runs"]) == (3, 2)
+    assert checks["degradation"]["reproduced"] and checks["degradation"]["runs"][0]["seed"] == 0
+    assert "Residual learning over its 3 runs: reproduced in 2 of 3, so not reproduced." \
+        in checks["text"]
+    assert "The same with seed 1: not reproduced. resnet56@seed1 ends with a higher training " \
+           "error than resnet20@seed1 (10.00% vs 6.00%" in checks["text"]
+    assert "One of Fig. 6's two claims holds in this run, the other does not." in checks["text"]
+    assert "Seeds 0 and 1; one training image is 0.100 points" in checks["text"]
+    seeds = {(c["reference"], c["other"]): c for c in checks["seeds"]}
+    assert set(seeds) == {("resnet56", "resnet56@seed1"), ("resnet20", "resnet20@seed1")}
+    gap = seeds["resnet56", "resnet56@seed1"]["train_gap"]
+    assert gap["difference_points"] == pytest.approx(6.0) and not gap["within_noise"]
+    assert "Seed to seed: resnet56@seed1 against resnet56, training error 10.00% vs 4.00%, " \
+           "+6.00 points" in checks["text"]
+    precision = {c["reference"]: c for c in checks["precision"]}
+    assert set(precision) == {"resnet56", "resnet20"}
+    assert precision["resnet56"]["other"] == "resnet56@float32"
+    assert precision["resnet56"]["train_gap"]["difference_points"] == pytest.approx(-1.2)
+    assert precision["resnet20"]["train_gap"]["difference_points"] == 0
+    assert "mixed_bfloat16 against float32: resnet56@float32 against resnet56, training " \
+           "error 2.80% vs 4.00%, -1.20 points" in checks["text"]
+
+
+@pytest.mark.parametrize("label, expected", [
+    ("resnet56", ("resnet56", 3, "auto")),
+    ("resnet56@seed1", ("resnet56", 1, "auto")),
+    ("plain20@float32@seed12", ("plain20", 12, "float32")),
+])
+def test_run_labels_name_the_seed_and_precision(label, expected):
+    run = degradation.Run.parse(label, seed=3)
+    assert (run.model, run.seed, run.precision) == expected
+    config = degradation.net_config("digits", model=run.model, seed=run.seed,
+                                    precision=run.precision)
+    assert config.train.seed == run.seed
+    assert config.train.mixed_precision == ("off" if run.precision == "float32" else "auto")
+
+
+def test_a_finished_net_is_kept_and_only_the_missing_one_trains(tiny_degradation, tmp_path,
+                                                                  capsys):
+    out = tmp_path / "resumed"
+    out.mkdir()
+    for name in ("config.json", "curves.json"):
+        (out / name).write_text((tiny_degradation / name).read_text())
+    assert degradation.main(["--models", "plain20,resnet20,resnet20@seed1", "--epochs", "2",
+                             "--steps-per-epoch", "2", "--batch-size", "16",
+                             "--out", str(out)]) == 0
+    earlier = json.loads((tiny_degradation / "curves.json").read_text())
+    curves = json.loads((out / "curves.json").read_text())
+    assert curves["plain20"] == earlier["plain20"] and curves["resnet20"] == earlier["resnet20"]
+    assert curves["resnet20@seed1"]["seed"] == 1 and len(curves["resnet20@seed1"]["epoch"]) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert [n["run"] for n in summary["nets"]] == ["plain20", "resnet20", "resnet20@seed1"]
+    assert summary["verdict"]["seeds"][0]["other"] == "resnet20@seed1"
+    # Another recipe, or a list without the folder's nets, would overwrite them: refused.
+    before = (out / "curves.json").read_text()
+    for models, epochs in (("plain20,resnet20,resnet20@seed1", "1"), ("plain20", "2")):
+        assert degradation.main(["--models", models, "--epochs", epochs, "--steps-per-epoch",
+                                 "2", "--batch-size", "16", "--out", str(out)]) == 2
+        assert "holds an earlier degradation run" in capsys.readouterr().err
+    assert (out / "curves.json").read_text() == before
+
+
 def test_degradation_trains_on_a_stratified_subset(tmp_path):
     write_idx(tmp_path, gz=True, num_train=60)
     dataset = degradation.load_training_subset("fashion_mnist", data_dir=str(tmp_path),
@@ -209,6 +291,9 @@ def test_degradation_on_a_tiny_cifar10_archive_shows_the_papers_column(tmp_path)
     (["--dataset", "mnist"], "--dataset 'mnist' is not valid; valid: digits, fashion_mnist, "
                              "cifar10"),
     (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--models", "resnet20@fp16"], "'resnet20@fp16' has an unknown tag @fp16; the tags are "
+                                    "@seedN and @float32"),
+    (["--models", "resnet20,resnet20"], "--models lists a net twice"),
 ])
 def test_degradation_bad_arguments_get_one_line(args, match, capsys, tmp_path):
     assert degradation.main([*args, "--out", str(tmp_path / "x")]) == 2

@@ -151,6 +151,49 @@ def test_later_stages_rerun_on_a_finished_run(finished_run):
     assert json.loads((run_dir / "report.json").read_text())["decision"]["budget_points"] == 2.5
 
 
+def test_the_report_keeps_the_worst_layers_in_float_both_ways(finished_run, tmp_path, digits):
+    """The selective branch, inside the report: forced by a threshold below any drop.
+
+    On digits int8 loses nothing, so no configuration reaches this branch
+    (`export.selective_threshold` >= 0): the test calls the stage's function
+    with -1. Only float32 and int8 are kept, to measure little.
+    """
+    import dataclasses
+    import shutil
+
+    from export import tflite_file
+    from export.run import calibration_set
+    from report.run import report_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    run = RunDir(run_dir)
+    manifest = run.read_json(run.manifest)
+    run.write_json(run.manifest, {k: manifest[k] for k in ("float32", "int8")})
+    defaults = config_lib.Config()
+    report = report_run(run, digits, model_name="resnet20",
+                        export_cfg=dataclasses.replace(defaults.export, latency_runs=2,
+                                                       selective_threshold=-1.0),
+                        report_cfg=defaults.report, calibration=calibration_set(digits, size=32))
+    selective = report["diagnosis"]["selective"]
+    assert selective["applied"] and selective["denylist"]
+    recipe = selective["recipe"]
+    assert recipe["keep_float"] and 0 <= recipe["top1"] <= 1
+    # The recipe keeps the Keras layers behind the converter's denylist in float.
+    picked = [layer for layer in report["diagnosis"]["layers"]
+              if layer["tensor_name"] in selective["denylist"]]
+    assert set(recipe["keep_float"]) == {n for layer in picked for n in layer["keras_layers"]}
+    graph = tflite_file.read(run.exported_file(recipe["file"]))
+    floating = {graph.tensors[op.outputs[0]].name for op in graph.ops
+                if op.name == "CONV_2D" and graph.tensors[op.inputs[1]].dtype == "FLOAT32"}
+    kept_convs = [n for n in recipe["keep_float"] if n.endswith("_conv")]
+    assert all(any(f"/{n}/" in f for f in floating) for n in kept_convs), (kept_convs, floating)
+    assert report["decision"]["selective"]["layers_in_float"] == len(selective["denylist"])
+    markdown = (run_dir / "report.md").read_text()
+    assert "selective int8, litert-quantizer recipe (" in markdown
+    assert f"{', '.join(recipe['keep_float'])} in float)" in markdown
+
+
 def test_stages_need_what_earlier_stages_make(tmp_path):
     run_dir = tmp_path / "empty"
     result = run_train(["--stages", "qat", "--run-dir", str(run_dir), *QUICK], timeout=300)

@@ -24,7 +24,7 @@ def test_training_plan_scales_the_rate_and_counts_steps():
     assert plan.learning_rate == pytest.approx(0.2)  # linear scaling, Goyal et al.
     qat = TrainingPlan.for_qat(config.qat, _Data, replicas=2,
                               reference_batch_size=config.train.reference_batch_size)
-    assert (qat.global_batch, qat.schedule, qat.warmup_epochs) == (128, "cosine", 0.0)
+    assert (qat.global_batch, qat.schedule, qat.warmup_steps) == (128, "cosine", 0)
     assert qat.learning_rate == pytest.approx(config.qat.learning_rate * 2)
     with pytest.raises(ValueError, match=r"larger than the training set \(1000 images of tiny"):
         TrainingPlan.for_training(config.train, _Data, replicas=16)
@@ -49,6 +49,36 @@ def test_learning_rate_schedules():
     assert float(schedule(0)) == pytest.approx(0.01)
     assert float(schedule(10)) == pytest.approx(0.1)
     assert float(schedule(200)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_step_schedule_warms_up_linearly_or_holds_a_tenth():
+    common = dict(batch_size=100, replicas=1, num_train=1000, epochs=20, learning_rate=0.1,
+                  reference_batch_size=100, schedule="step", lr_decay_epochs=(10, 15))
+    linear = TrainingPlan.build(**common, warmup_steps=40).learning_rate_schedule()
+    assert [round(float(linear(s)), 6) for s in (0, 20, 39, 40, 100, 101, 151)] == \
+        [0.01, 0.055, 0.09775, 0.1, 0.1, 0.01, 0.001]
+    held = TrainingPlan.build(**common, warmup_epochs=4, warmup_shape="constant")
+    assert held.warmup_steps == 40  # 4 epochs of 10 steps
+    held = held.learning_rate_schedule()
+    assert [round(float(held(s)), 6) for s in (0, 40, 41, 101)] == [0.01, 0.01, 0.1, 0.01]
+    with pytest.raises(ValueError, match=r"warmup \(100 steps, 10 epochs\) must end before"):
+        TrainingPlan.build(**common, warmup_steps=100)
+
+
+def test_a_model_compiled_with_the_linear_warmup_saves_and_loads_in_safe_mode(tmp_path):
+    from resnet_keras.backend import keras
+
+    plan = TrainingPlan.build(batch_size=10, replicas=1, num_train=100, epochs=4,
+                              learning_rate=0.1, reference_batch_size=10, schedule="step",
+                              lr_decay_epochs=(2,), warmup_steps=5)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(plan.learning_rate_schedule()), loss="mse")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    saved = loaded.optimizer.get_config()["learning_rate"]
+    assert saved["registered_name"] == "resnet_keras>WarmupThenSteps"
+    schedule = keras.optimizers.schedules.deserialize(saved)
+    assert [round(float(schedule(s)), 6) for s in (0, 5, 21)] == [0.01, 0.1, 0.01]
 
 
 def test_head_plan():

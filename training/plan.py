@@ -25,8 +25,9 @@ class TrainingPlan:
         learning_rate: float, the peak rate for `global_batch`.
         schedule: `cosine`, `step` or `constant`.
         lr_decay_epochs: tuple of float, where `step` divides the rate by 10.
-        warmup_epochs: float, epochs at a tenth of the rate (step) or rising
-            linearly from it (cosine).
+        warmup_steps: int, steps the rate warms up for, from a tenth of the peak.
+        warmup_shape: `linear`, rising to the peak (Goyal et al.; the only shape
+            `cosine` has), or `constant`, held at the tenth (the paper's ResNet-110).
     """
 
     replicas: int
@@ -36,12 +37,14 @@ class TrainingPlan:
     learning_rate: float
     schedule: str = "constant"
     lr_decay_epochs: tuple[float, ...] = ()
-    warmup_epochs: float = 0.0
+    warmup_steps: int = 0
+    warmup_shape: str = "linear"
 
     @classmethod
     def build(cls, *, batch_size, replicas, num_train, epochs, learning_rate,
               reference_batch_size, steps_per_epoch=None, schedule="constant",
-              lr_decay_epochs=(), warmup_epochs=0.0, dataset_name="the dataset"):
+              lr_decay_epochs=(), warmup_epochs=0.0, warmup_steps=0, warmup_shape="linear",
+              dataset_name="the dataset"):
         """Resolves a plan; the one place these numbers are computed.
 
         Args:
@@ -52,7 +55,9 @@ class TrainingPlan:
             learning_rate: float, for a global batch of `reference_batch_size`.
             reference_batch_size: int.
             steps_per_epoch: int, or None for one pass over the training split.
-            schedule, lr_decay_epochs, warmup_epochs: see the class attributes.
+            schedule, lr_decay_epochs, warmup_shape: see the class attributes.
+            warmup_epochs: float, the warmup's length in epochs; or
+            warmup_steps: int, its length in steps (one of the two is 0).
             dataset_name: str, for the error message.
 
         Raises:
@@ -66,14 +71,17 @@ class TrainingPlan:
                 f"larger than the training set ({num_train} images of {dataset_name}). Use a "
                 f"batch size of {max(1, num_train // replicas)} or smaller.")
         decays = tuple(lr_decay_epochs) if schedule == "step" else ()
-        if decays and warmup_epochs >= decays[0]:
-            raise ValueError(f"The warmup ({warmup_epochs:g} epochs) must end before the "
-                             f"first learning-rate decay (epoch {decays[0]:g}).")
-        return cls(replicas=replicas, global_batch=global_batch,
-                   steps_per_epoch=steps_per_epoch or math.ceil(num_train / global_batch),
+        steps_per_epoch = steps_per_epoch or math.ceil(num_train / global_batch)
+        warmup = warmup_steps or int(round(warmup_epochs * steps_per_epoch))
+        if decays and warmup >= decays[0] * steps_per_epoch:
+            raise ValueError(f"The warmup ({warmup} steps, {warmup / steps_per_epoch:g} epochs) "
+                             f"must end before the first learning-rate decay (epoch "
+                             f"{decays[0]:g}).")
+        return cls(replicas=replicas, global_batch=global_batch, steps_per_epoch=steps_per_epoch,
                    epochs=math.ceil(epochs),
                    learning_rate=learning_rate * global_batch / reference_batch_size,
-                   schedule=schedule, lr_decay_epochs=decays, warmup_epochs=warmup_epochs)
+                   schedule=schedule, lr_decay_epochs=decays, warmup_steps=warmup,
+                   warmup_shape=warmup_shape)
 
     @classmethod
     def for_training(cls, cfg, dataset, *, replicas):
@@ -84,6 +92,7 @@ class TrainingPlan:
                          reference_batch_size=cfg.reference_batch_size,
                          steps_per_epoch=cfg.steps_per_epoch, schedule=cfg.schedule,
                          lr_decay_epochs=cfg.lr_decay_epochs, warmup_epochs=cfg.warmup_epochs,
+                         warmup_steps=cfg.warmup_steps, warmup_shape=cfg.warmup_shape,
                          dataset_name=dataset.name)
 
     @classmethod
@@ -129,13 +138,14 @@ class TrainingPlan:
     def learning_rate_schedule(self):
         """The learning rate as a built-in Keras schedule (serializable with the model).
 
-        `step` divides by 10 at each of `lr_decay_epochs`; warmup then holds 1/10
-        of the rate, as the paper does for ResNet-110 (sec. 4.2). `cosine` warms
-        up linearly to the peak and decays to zero.
+        `step` divides by 10 at each of `lr_decay_epochs`, after a warmup that
+        rises linearly from 1/10 of the rate (`WarmupThenSteps`) or holds it, as
+        the paper does for ResNet-110 (sec. 4.2). `cosine` warms up linearly to
+        the peak and decays to zero.
         """
         peak = self.learning_rate
         total = max(1, self.total_steps)
-        warmup = int(round(self.warmup_epochs * self.steps_per_epoch))
+        warmup = self.warmup_steps
         if self.schedule == "constant":
             return peak
         if self.schedule == "cosine":
@@ -145,6 +155,8 @@ class TrainingPlan:
                 warmup_steps=warmup)
         boundaries = [int(round(e * self.steps_per_epoch)) for e in self.lr_decay_epochs]
         values = [peak / 10 ** i for i in range(len(boundaries) + 1)]
+        if warmup and self.warmup_shape == "linear":
+            return WarmupThenSteps(warmup, boundaries, values)
         if warmup:
             boundaries, values = [warmup] + boundaries, [peak / 10] + values
         if not boundaries:
@@ -153,9 +165,48 @@ class TrainingPlan:
 
     def describe(self):
         """One line for the stage's progress output."""
+        warmup = (f", {self.warmup_shape} warmup {self.warmup_steps} steps"
+                  if self.warmup_steps else "")
         return (f"{self.replicas} replica(s), global batch {self.global_batch}, lr "
-                f"{self.learning_rate:g} ({self.schedule}), {self.epochs} epochs x "
+                f"{self.learning_rate:g} ({self.schedule}{warmup}), {self.epochs} epochs x "
                 f"{self.steps_per_epoch} steps")
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+
+@keras.utils.register_keras_serializable(package="resnet_keras")
+class WarmupThenSteps(keras.optimizers.schedules.LearningRateSchedule):
+    """A rate rising linearly from a tenth of `values[0]` over `warmup_steps`, then stepping.
+
+    Goyal et al.'s gradual warmup (arXiv 1706.02677, sec. 2.2) in front of the
+    paper's step decay. Keras has each half (`PolynomialDecay` rises linearly,
+    `PiecewiseConstantDecay` steps) but no way to chain two schedules, so this
+    class does it. Registered, it saves and loads with the model in safe mode.
+
+    Args:
+        warmup_steps: int > 0.
+        boundaries: the steps where the rate divides (`PiecewiseConstantDecay`'s).
+        values: the rate before the first boundary and after each.
+    """
+
+    def __init__(self, warmup_steps, boundaries, values):
+        super().__init__()
+        self.warmup_steps = warmup_steps
+        self.boundaries, self.values = list(boundaries), list(values)
+        self._steps = (keras.optimizers.schedules.PiecewiseConstantDecay(self.boundaries,
+                                                                         self.values)
+                       if self.boundaries else None)
+
+    def __call__(self, step):
+        import tensorflow as tf
+
+        peak = self.values[0]
+        after = self._steps(step) if self._steps else tf.constant(peak, tf.float32)
+        fraction = tf.cast(step, tf.float32) / float(self.warmup_steps)
+        rising = peak / 10 + (peak - peak / 10) * fraction
+        return tf.where(fraction < 1.0, tf.cast(rising, after.dtype), after)
+
+    def get_config(self):
+        return {"warmup_steps": self.warmup_steps, "boundaries": self.boundaries,
+                "values": self.values}
