@@ -257,11 +257,6 @@ def resolve_switch(value: str) -> bool:
 # CPU flags (Linux /proc/cpuinfo names) with native bfloat16 arithmetic.
 BF16_CPU_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
 _POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
-# The deepest net `auto` trains from scratch in bfloat16 on a CPU. In the degradation
-# experiment's float32 control (docs/experiments/degradation_fashion_mnist) bfloat16
-# left ResNet-56 far above its float32 twin, beyond the paired noise, and ResNet-20
-# within it; deeper nets train in float32 unless --train.mixed_precision says otherwise.
-BF16_CPU_MAX_LAYERS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,21 +285,15 @@ def cpu_flags(cpuinfo="/proc/cpuinfo") -> set[str] | None:
 _THIS_MACHINE = object()
 
 
-def choose_precision(setting: str, *, layers=None, pretrained=False, gpus=None, tpu=None,
-                     flags=_THIS_MACHINE) -> Precision:
+def choose_precision(setting: str, *, gpus=None, tpu=None, flags=_THIS_MACHINE) -> Precision:
     """The training dtype policy for `setting` on this machine.
 
     Args:
         setting: `off` (float32), `float16` or `bfloat16` (forced), `auto`
             (16-bit where the hardware computes it natively: mixed_float16 on a
             GPU with float16 tensor cores, mixed_bfloat16 on a TPU or a CPU
-            with AMX-BF16 or AVX512-BF16, float32 otherwise; but float32 on a
-            CPU for a net of more than `BF16_CPU_MAX_LAYERS` layers trained
-            from scratch) or `on` (16-bit in any case: float16 on a GPU,
-            bfloat16 on a TPU or CPU).
-        layers: the net's depth in weight layers (`resnet_keras.registry`);
-            None: unknown, the depth does not decide.
-        pretrained: the net starts from trained weights (fine-tuning).
+            with AMX-BF16 or AVX512-BF16, float32 otherwise) or `on` (16-bit in
+            any case: float16 on a GPU, bfloat16 on a TPU or CPU).
         gpus, tpu, flags: for tests; default: this machine's GPU compute
             capabilities, whether TPU_NAME is set, and `cpu_flags()` (None:
             unknown).
@@ -330,10 +319,6 @@ def choose_precision(setting: str, *, layers=None, pretrained=False, gpus=None, 
                                     "below 7.0)")
     flags = cpu_flags() if flags is _THIS_MACHINE else flags
     native = [name for flag, name in BF16_CPU_FLAGS.items() if flag in (flags or ())]
-    if native and setting == "auto" and not pretrained and (layers or 0) > BF16_CPU_MAX_LAYERS:
-        return Precision("float32", f"CPU with {' and '.join(native)}, but a {layers}-layer "
-                                    f"net from scratch: bfloat16 cost ResNet-56 accuracy "
-                                    f"(docs/experiments/degradation_fashion_mnist)")
     if native:
         return Precision("mixed_bfloat16", f"CPU with {' and '.join(native)}")
     known = "has neither AMX-BF16 nor AVX512-BF16" if flags is not None else (

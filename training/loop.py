@@ -20,7 +20,6 @@ import numpy as np
 
 from resnet_keras.backend import keras, tf
 from resnet_keras.models import build_model
-from resnet_keras.registry import get_spec
 from rundir import model_files, replacing
 from training import distribute, pretrained
 from training.plan import TrainingPlan
@@ -502,7 +501,7 @@ def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
         OSError: a checkpoint could not be written; the previous one is kept.
     """
     tf.keras.utils.set_random_seed(train_cfg.seed)
-    setup = _Setup.decide(train_cfg, dataset, model_cfg)
+    setup = _Setup.decide(train_cfg, dataset)
     setup.log(model_cfg, dataset)
     model, weights = _built_model(model_cfg, train_cfg, dataset, setup)
     inputs = fit_inputs(dataset, batch_size=setup.plan.global_batch,
@@ -555,10 +554,8 @@ class _Setup:
     jit: bool
 
     @classmethod
-    def decide(cls, train_cfg, dataset, model_cfg):
-        precision = distribute.choose_precision(train_cfg.mixed_precision,
-                                                layers=get_spec(model_cfg.name).depth,
-                                                pretrained=bool(model_cfg.weights))
+    def decide(cls, train_cfg, dataset):
+        precision = distribute.choose_precision(train_cfg.mixed_precision)
         strategy = distribute.strategy_for(train_cfg)
         replicas = strategy.num_replicas_in_sync
         return cls(precision=precision, strategy=strategy,
