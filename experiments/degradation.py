@@ -5,14 +5,20 @@
         --out docs/experiments/degradation_fashion_mnist
     python -m experiments.degradation --dataset cifar10 --data-dir ~/cifar-10-python.tar.gz
     python -m experiments.degradation --models plain20,plain32,plain44,plain56 --epochs 30
+    python -m experiments.degradation --models resnet20,resnet56,resnet20@seed1,resnet56@seed1,\
+        resnet56@float32                                     # seeds and a float32 control
 
 Every net trains with one identical recipe: the same seed, data order,
 schedule and hyper-parameters. SGD with momentum 0.9 and weight decay on
 kernels; the learning rate is divided by 10 at 50% and 75% of the epochs, as
-the paper does at 32k and 48k of 64k iterations, after a warmup at a tenth of
-the rate (the paper's ResNet-110 warmup) so that the deep plain nets do not
-diverge at lr 0.1. The recipes are job/config.py's presets
-`degradation-digits` and `degradation-cifar10`.
+the paper does at 32k and 48k of 64k iterations, after a warmup rising
+linearly from a tenth of the rate (the paper's ResNet-110 holds the tenth,
+then jumps, which threw the deep nets back to near-chance error) so that the
+deep nets survive lr 0.1. The recipes are job/config.py's presets
+`degradation-digits`, `degradation-fashion-mnist` and `degradation-cifar10`.
+A net tagged `@seedN` trains with seed N on the same images (the training
+subset is always drawn by `--seed`); one tagged `@float32` trains in float32
+whatever `--train.mixed_precision auto` would pick.
 
 Training error (the thin curves) is measured after each epoch on the whole
 training split, images not augmented, model in inference mode: the error of
