@@ -649,10 +649,14 @@ def _seed_words(summary):
 
 
 def _precision_words(summary):
-    """`, trained in mixed_bfloat16 (CPU with AVX512-BF16)`; nothing for older runs."""
+    """`, trained in mixed_bfloat16 (CPU with AVX512-BF16), the @float32 rows in float32`;
+    nothing for older runs."""
     chosen = {(n["precision"]["policy"], n["precision"]["reason"])
-              for n in summary["nets"] if n.get("precision")}
-    return "".join(f", trained in {policy} ({reason})" for policy, reason in sorted(chosen))
+              for n in summary["nets"] if n.get("precision")
+              and not n.get("run", "").endswith("@float32")}
+    tagged = any(n.get("run", "").endswith("@float32") for n in summary["nets"])
+    return ("".join(f", trained in {policy} ({reason})" for policy, reason in sorted(chosen))
+            + (", the @float32 rows in float32" if tagged else ""))
 
 
 def render_results(summary):

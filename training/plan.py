@@ -10,7 +10,7 @@ sec. 3.4 and 4.2) and cosine decay (Loshchilov & Hutter, arXiv 1608.03983).
 import dataclasses
 import math
 
-from resnet_keras.backend import keras
+from resnet_keras.backend import keras, tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,8 +199,6 @@ class WarmupThenSteps(keras.optimizers.schedules.LearningRateSchedule):
                        if self.boundaries else None)
 
     def __call__(self, step):
-        import tensorflow as tf
-
         peak = self.values[0]
         after = self._steps(step) if self._steps else tf.constant(peak, tf.float32)
         fraction = tf.cast(step, tf.float32) / float(self.warmup_steps)
