@@ -151,6 +151,7 @@ def test_later_stages_rerun_on_a_finished_run(finished_run):
     assert json.loads((run_dir / "report.json").read_text())["decision"]["budget_points"] == 2.5
 
 
+@pytest.mark.slow
 def test_the_report_keeps_the_worst_layers_in_float_both_ways(finished_run, tmp_path, digits):
     """The selective branch, inside the report: forced by a threshold below any drop.
 
