@@ -1,20 +1,103 @@
-"""The one place where the Keras version is chosen: Keras 2 (tf_keras).
+"""The one place where the backend is chosen: Keras 2 (tf_keras), and TensorFlow's oneDNN kernels.
 
 tensorflow-model-optimization's quantization-aware training works only with
 Keras 2, so every module imports `keras` and `tf` from here, never directly.
+oneDNN must be decided before TensorFlow loads, so it is decided here too.
 """
 
+import dataclasses
 import os
+import platform
 
 # Must be set before TensorFlow is first imported so that `tf.keras` (used by
 # TFLiteConverter and tfmot internally) resolves to the same tf_keras package.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf
-import tf_keras as keras
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+# Linux /proc/cpuinfo flags on which TensorFlow 2.21 turns its oneDNN kernels on by itself
+# (tensorflow/core/util/port.cc, DefaultOneDnnPolicy); on other x86 CPUs it leaves them off.
+ONEDNN_BY_TENSORFLOW = {"avx512_vnni": "AVX512-VNNI", "avx512_bf16": "AVX512-BF16",
+                        "avx_vnni": "AVX-VNNI", "amx_tile": "AMX", "amx_int8": "AMX",
+                        "amx_bf16": "AMX"}
+_X86 = ("x86_64", "amd64", "i386", "i686")
 
-__all__ = ["keras", "keras_cache_dir", "tf"]
+
+def cpu_flags(cpuinfo="/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags, or None where the system does not list them."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def onednn_setting(environ, *, machine: str, flags: set[str] | None) -> tuple[str | None, str]:
+    """What `TF_ENABLE_ONEDNN_OPTS` to set before TensorFlow loads, and why.
+
+    On x86 CPUs where TensorFlow leaves oneDNN off, it is turned on: with
+    oneDNN's AVX2 kernels our ResNets trained faster than without oneDNN,
+    and no less accurately (benchmarks/README.md, "Against PyTorch";
+    `python -m experiments.onednn`). A value the user set always wins.
+
+    Args:
+        environ: the process environment (a mapping).
+        machine: `platform.machine()`.
+        flags: `cpu_flags()`; None where unknown.
+
+    Returns:
+        (value to set, or None to leave TensorFlow's own choice; the reason).
+    """
+    if ONEDNN_ENV in environ:
+        return None, f"{ONEDNN_ENV}={environ[ONEDNN_ENV]} as set"
+    if machine.lower() not in _X86:
+        return None, f"TensorFlow's default on {machine}"
+    if flags is None:
+        return None, "TensorFlow's default: CPU features unknown"
+    by_tensorflow = sorted({name for flag, name in ONEDNN_BY_TENSORFLOW.items() if flag in flags})
+    if by_tensorflow:
+        return None, f"TensorFlow's default on a CPU with {' and '.join(by_tensorflow)}"
+    return "1", ("turned on by resnet_keras: TensorFlow leaves it off on x86 CPUs without "
+                 "AVX512-VNNI, AVX512-BF16 or AMX, where our ResNets train faster with it")
+
+
+_value, _reason = onednn_setting(os.environ, machine=platform.machine(), flags=cpu_flags())
+if _value is not None:
+    os.environ[ONEDNN_ENV] = _value
+
+import tensorflow as tf  # noqa: E402 (after the environment it reads)
+import tf_keras as keras  # noqa: E402
+
+__all__ = ["ONEDNN", "OneDNN", "keras", "keras_cache_dir", "tf"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OneDNN:
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process, and why."""
+
+    on: bool | None  # None: this TensorFlow does not say
+    reason: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        state = {True: "on", False: "off", None: "unknown"}[self.on]
+        return f"oneDNN {state} ({self.reason})"
+
+
+def _onednn_in_use() -> bool | None:
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+ONEDNN = OneDNN(_onednn_in_use(), _reason)
 
 
 def keras_cache_dir(subdir: str) -> str:

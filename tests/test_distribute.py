@@ -54,14 +54,6 @@ def test_precision_follows_the_hardware(setting, hardware, policy, reason):
     assert chosen.policy == policy and reason in chosen.reason
 
 
-def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
-    from training.distribute import cpu_flags
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse2 avx512_bf16\n")
-    assert cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512_bf16"}
-    assert cpu_flags(tmp_path / "missing") is None
-
-
 def test_a_mixed_precision_model_is_saved_as_its_float32_twin(tmp_path):
     from resnet_keras import build_model
     from resnet_keras.backend import keras

@@ -141,6 +141,16 @@ def test_a_bfloat16_trained_model_is_saved_quantized_and_exported_in_float32(fin
         assert ("FLOAT16" in dtypes) == (entry["variant"] == "fp16"), entry["variant"]
 
 
+def test_the_train_stage_says_whether_onednn_is_on_and_why(finished_run):
+    run_dir, stdout = finished_run
+    from resnet_keras.backend import ONEDNN
+    from rundir import RunDir
+    run = RunDir(run_dir)
+    # train.py ran in a child process with this one's environment: the same decision.
+    assert run.read_json(run.train_result)["onednn"] == ONEDNN.to_dict()
+    assert ONEDNN.describe() in stdout
+
+
 def test_later_stages_rerun_on_a_finished_run(finished_run):
     run_dir, _ = finished_run
     result = run_train(["--stages", "report", "--run-dir", str(run_dir),

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 
-from resnet_keras.backend import keras, tf
+from resnet_keras.backend import cpu_flags, keras, tf
 from rundir import cluster
 
 # What a multi-worker job waits for a lost worker, in seconds. TensorFlow 2.21's
@@ -268,18 +268,6 @@ class Precision:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def cpu_flags(cpuinfo="/proc/cpuinfo") -> set[str] | None:
-    """The CPU's feature flags, or None where the system does not list them."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
 
 
 _THIS_MACHINE = object()

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from resnet_keras.backend import keras, tf
+from resnet_keras.backend import ONEDNN, keras, tf
 from resnet_keras.models import build_model
 from rundir import model_files, replacing
 from training import distribute, pretrained
@@ -566,18 +566,20 @@ class _Setup:
     def log(self, model_cfg, dataset):
         plan = self.plan
         logger.info("  %s on %s: %d train / %d %s images, %d replica(s) (%s), global batch %d, "
-                    "lr %g, %d epochs x %d steps, precision %s (%s), XLA %s", model_cfg.name,
+                    "lr %g, %d epochs x %d steps, precision %s (%s), %s, XLA %s", model_cfg.name,
                     dataset.name, dataset.num_train, dataset.num_val or dataset.num_test,
                     _held_out(dataset), plan.replicas, distribute.strategy_name(self.strategy),
                     plan.global_batch, plan.learning_rate, plan.epochs, plan.steps_per_epoch,
-                    self.precision.policy, self.precision.reason, "on" if self.jit else "off")
+                    self.precision.policy, self.precision.reason, ONEDNN.describe(),
+                    "on" if self.jit else "off")
 
     def plan_record(self):
-        """The plan and precision fields of `train_result.json`."""
+        """The plan, precision and oneDNN fields of `train_result.json`."""
         plan = self.plan
         return {"epochs": plan.epochs, "steps_per_epoch": plan.steps_per_epoch,
                 "global_batch": plan.global_batch, "replicas": plan.replicas,
-                "learning_rate": plan.learning_rate, "precision": self.precision.to_dict()}
+                "learning_rate": plan.learning_rate, "precision": self.precision.to_dict(),
+                "onednn": ONEDNN.to_dict()}
 
 
 def _built_model(model_cfg, train_cfg, dataset, setup):

@@ -1,0 +1,58 @@
+"""Tests for resnet_keras/backend.py: CPU flags, and oneDNN decided before TensorFlow loads."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    from resnet_keras.backend import cpu_flags
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse2 avx512_bf16\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("environ, machine, flags, value, reason", [
+    # A user's own setting wins, whichever way, whatever the CPU.
+    ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "x86_64", {"avx2"}, None, "TF_ENABLE_ONEDNN_OPTS=0 as set"),
+    ({"TF_ENABLE_ONEDNN_OPTS": "1"}, "x86_64", {"avx512_vnni"}, None, "=1 as set"),
+    # AVX2 only: TensorFlow leaves it off, we turn it on.
+    ({}, "x86_64", {"avx", "avx2", "fma"}, "1", "turned on by resnet_keras"),
+    ({}, "AMD64", {"avx2"}, "1", "turned on by resnet_keras"),
+    # Where TensorFlow turns it on by itself, or we cannot tell, its default stands.
+    ({}, "x86_64", {"avx2", "avx512_vnni", "avx512_bf16"}, None,
+     "TensorFlow's default on a CPU with AVX512-BF16 and AVX512-VNNI"),
+    ({}, "x86_64", {"avx2", "amx_tile", "amx_bf16"}, None, "on a CPU with AMX"),
+    ({}, "x86_64", None, None, "CPU features unknown"),
+    ({}, "aarch64", {"asimd"}, None, "TensorFlow's default on aarch64"),
+])
+def test_onednn_is_turned_on_only_where_tensorflow_leaves_it_off(environ, machine, flags, value,
+                                                                 reason):
+    from resnet_keras.backend import onednn_setting
+    chosen, why = onednn_setting(environ, machine=machine, flags=flags)
+    assert chosen == value and reason in why
+
+
+def _onednn_in_a_fresh_process(**env):
+    code = ("import json; from resnet_keras.backend import ONEDNN; "
+            "print(json.dumps(ONEDNN.to_dict()))")
+    environ = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**environ, **env},
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the decision is made on x86 CPUs only")
+def test_tensorflow_runs_onednn_by_default_and_off_when_the_user_says_so():
+    # What TensorFlow itself reports once loaded, not what we asked for.
+    assert _onednn_in_a_fresh_process()["on"] is True
+    off = _onednn_in_a_fresh_process(TF_ENABLE_ONEDNN_OPTS="0")
+    assert off == {"on": False, "reason": "TF_ENABLE_ONEDNN_OPTS=0 as set"}
