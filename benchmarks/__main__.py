@@ -1,10 +1,11 @@
-"""`python -m benchmarks [--quick | --gpu [--dry-run]]`: speed, size and memory, in one process.
+"""`python -m benchmarks [--quick] [--gpu [--dry-run] | --peers]`: speed, size and memory.
 
 Writes benchmarks/results/<machine-tag>[-<mode>].json, then renders the .md
 beside it from that JSON (and, with --readme, the section of
 benchmarks/README.md). `--quick` runs every measurement at tiny sizes; `--gpu`
-measures training on a GPU (benchmarks/gpu.py); `--render` renders an earlier
-result again.
+measures training on a GPU (benchmarks/gpu.py); `--peers` times our training
+against PyTorch's, each in processes of its own (benchmarks/peers.py);
+`--render` renders an earlier result again.
 """
 
 import argparse
@@ -152,7 +153,7 @@ def run(mode):
 
 
 # The README section a mode's tables go to with --readme.
-README_SECTIONS = {"full": "results", "gpu": "gpu"}
+README_SECTIONS = {"full": "results", "gpu": "gpu", "peers": "peers"}
 
 
 def main(argv=None) -> int:
@@ -166,6 +167,12 @@ def main(argv=None) -> int:
                         help="with --gpu: the same code on the CPU at tiny sizes")
     parser.add_argument("--data-dir", help="with --gpu: the Fashion-MNIST IDX files' folder "
                                            "(default: where train.py looks)")
+    parser.add_argument("--peers", action="store_true",
+                        help="our training against PyTorch's, each framework in processes "
+                             "of its own, in turns (benchmarks/peers.py)")
+    parser.add_argument("--torch-python", metavar="PYTHON",
+                        help="with --peers: the Python that runs PyTorch (default: this one; "
+                             "ResNet-50 needs torchvision there)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     parser.add_argument("--readme", action="store_true",
                         help="also put the tables into benchmarks/README.md")
@@ -173,7 +180,7 @@ def main(argv=None) -> int:
                         help="measure nothing: render this earlier result again "
                              "(its .md beside it)")
     args = parser.parse_args(argv)
-    from benchmarks import gpu
+    from benchmarks import gpu, peers
     from benchmarks.render import render_markdown
     from report.markdown import replace_section
 
@@ -182,6 +189,10 @@ def main(argv=None) -> int:
     if args.gpu and args.quick:
         parser.error("--quick and --gpu are separate modes; the GPU mode's tiny run is "
                      "--gpu --dry-run")
+    if args.gpu and args.peers:
+        parser.error("--gpu and --peers are separate modes")
+    if args.torch_python and not args.peers:
+        parser.error("--torch-python goes with --peers")
     if args.render:
         if not os.path.isfile(args.render):
             print(f"error: --render {args.render} does not exist; give a results/*.json file "
@@ -191,7 +202,8 @@ def main(argv=None) -> int:
             mode = json.load(f)["mode"]
     else:
         mode = ("gpu-dry-run" if args.dry_run else "gpu") if args.gpu else (
-            "quick" if args.quick else "full")
+            ("peers-quick" if args.quick else "peers") if args.peers else (
+                "quick" if args.quick else "full"))
     if args.readme and mode not in README_SECTIONS:
         print(f"error: --readme takes measured figures only; {args.render or 'this'} is a "
               f"{mode} run.", file=sys.stderr)
@@ -200,7 +212,12 @@ def main(argv=None) -> int:
         base = os.path.splitext(args.render)[0]
     else:
         try:
-            result = gpu.run(mode, data_dir=args.data_dir) if args.gpu else run(mode)
+            if args.gpu:
+                result = gpu.run(mode, data_dir=args.data_dir)
+            elif args.peers:
+                result = peers.run(mode, torch_python=args.torch_python)
+            else:
+                result = run(mode)
         except RuntimeError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

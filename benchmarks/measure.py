@@ -20,13 +20,18 @@ from datasets import writers
 from export import runtime, tflite
 from job import config as config_lib
 from resnet_keras import build_model, count_macs
-from resnet_keras.backend import keras, tf
+from resnet_keras.backend import ONEDNN, cpu_flags, keras, tf
 from resnet_keras.models import fold_channel_reversal
 from training.loop import build_training_model, compile_model
 
+# The CPU features that decide our kernels: vector width, int8 dot products, bfloat16.
+CPU_FEATURES = {"avx2": "AVX2", "avx512f": "AVX512F", "avx512_vnni": "AVX512-VNNI",
+                "avx_vnni": "AVX-VNNI", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16",
+                "amx_int8": "AMX-INT8"}
+
 
 def machine_info():
-    """CPU model, CPU count, GPU names, platform and TensorFlow version; `tag` names the files."""
+    """CPU model and features, CPU count, GPUs, platform, TensorFlow, oneDNN; `tag` names files."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -36,8 +41,11 @@ def machine_info():
     gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")]
     tag = f"{platform.machine()}-{os.cpu_count()}cpu" + (f"-{len(gpus)}gpu" if gpus else "")
-    return {"tag": tag, "cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
-            "platform": platform.platform(), "tensorflow": tf.__version__}
+    flags = cpu_flags() or set()
+    return {"tag": tag, "cpu": cpu, "cpu_count": os.cpu_count(),
+            "cpu_features": [name for flag, name in CPU_FEATURES.items() if flag in flags],
+            "gpus": gpus, "platform": platform.platform(), "tensorflow": tf.__version__,
+            "onednn": ONEDNN.to_dict()}
 
 
 def spread(values, scale=1.0) -> dict:

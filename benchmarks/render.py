@@ -8,18 +8,29 @@ from report.render import op_counts
 
 def _machine_line(result):
     m = result["machine"]
-    return (f"Machine `{m['tag']}`: {m['cpu']}, {m['cpu_count']} CPUs"
+    # Results measured before the CPU's features and oneDNN were recorded lack them.
+    features = (f" ({', '.join(m['cpu_features']) or 'none of AVX2, AVX512, VNNI, BF16'})"
+                if "cpu_features" in m else "")
+    onednn = (f"; oneDNN {'on' if m['onednn']['on'] else 'off'} ({m['onednn']['reason']})"
+              if "onednn" in m else "")
+    return (f"Machine `{m['tag']}`: {m['cpu']}{features}, {m['cpu_count']} CPUs"
             + (f", GPUs: {', '.join(m['gpus'])}" if m["gpus"] else ", no GPU")
-            + f"; TensorFlow {m['tensorflow']}; mode `{result['mode']}`; {result['created']}. "
-            "Figures: median (min-max) over repeated timed runs after warm-up.")
+            + f"; TensorFlow {m['tensorflow']}{onednn}; mode `{result['mode']}`; "
+            f"{result['created']}. Figures: median (min-max) over repeated timed runs after "
+            "warm-up.")
 
 
 def _ms(d):
     return f"{d['median']:.2f} ({d['min']:.2f}-{d['max']:.2f})"
 
 
+def _images(value):
+    """Images/s: whole numbers from 100 up (1,020, 702), two decimals below (5.41)."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
 def _rate(d):
-    return f"{d['median']:,.0f} ({d['min']:,.0f}-{d['max']:,.0f})"
+    return f"{_images(d['median'])} ({_images(d['min'])}-{_images(d['max'])})"
 
 
 def _placement(x):
@@ -115,6 +126,8 @@ def render_markdown(result) -> str:
     """The benchmark tables, rendered from the JSON result only."""
     if result["mode"].startswith("gpu"):
         return _gpu_markdown(result)
+    if result["mode"].startswith("peers"):
+        return _peers_markdown(result)
     lines = [_machine_line(result), "",
              "### Training throughput (images/s)", "",
              "Ours is the train.py step (L2 weight decay, top-5 metric) in float32, and in "
@@ -207,4 +220,69 @@ def _gpu_markdown(result):
               f"here: float32 {_rate(ours['float32'])}, mixed_float16 + XLA "
               f"{_rate(ours['mixed_float16_xla'])} images/s.", "",
               md_table(["GPU", "precision", "images/s"], nvidia, align="llr")]
+    return "\n".join(lines)
+
+
+def _stolen(shares):
+    """Each process's stolen CPU share in %, or a dash where it was not measured."""
+    if not shares or any(share is None for share in shares):
+        return "—"
+    return " / ".join(f"{100 * share:.1f}" for share in shares)
+
+
+def _onednn_decision(training):
+    """The sentence on the default oneDNN choice, from the AVX2-kernel ratios; [] without them."""
+    key = "oneDNN on AVX2 kernels / off"
+    ratios = {t["model"]: t["ratios"][key]["median"] for t in training if key in t["ratios"]}
+    if not ratios:
+        return []
+    measured = ", ".join(f"{model} {ratio:.2f}x" for model, ratio in ratios.items())
+    verdict = ("Hence `resnet_keras/backend.py` turns oneDNN on where TensorFlow leaves it off"
+               if min(ratios.values()) > 1 else
+               "**Not faster on every net here: the default in `resnet_keras/backend.py`, "
+               "oneDNN on where TensorFlow leaves it off, needs measuring again**")
+    return [f"oneDNN held to AVX2 kernels against oneDNN off (what a CPU with AVX2 only gets "
+            f"with oneDNN and without it): {measured}. {verdict}; accuracy both ways: "
+            "docs/experiments/onednn/results.md.", ""]
+
+
+def _peers_markdown(result):
+    keys = list(result["columns"])
+    training = result["training"]
+    rows = [[t["model"], t["image_size"], t["batch_size"], *(_rate(t[k]) for k in keys)]
+            for t in training]
+    spread_rows = [[t["model"], result["columns"][k],
+                    " / ".join(_images(r) for r in t[k]["rounds"]),
+                    f"{t[k]['across_max_over_min']:.2f}", f"{t[k]['within_max_over_min']:.2f}",
+                    _stolen(t[k].get("stolen"))]
+                   for t in training for k in keys]
+    names = [name for name in training[0]["ratios"]]
+    ratio_rows = [[t["model"], *(f"{t['ratios'][n]['median']:.2f} ({t['ratios'][n]['min']:.2f}-"
+                                 f"{t['ratios'][n]['max']:.2f})" if n in t["ratios"] else "—"
+                                 for n in names)] for t in training]
+    versions = sorted({t[k]["reports"]["version"] for t in training for k in keys})
+    s = result["settings"]
+    lines = [_machine_line(result), "",
+             f"Training images/s, one synthetic in-memory batch, SGD with momentum; each "
+             f"column runs in processes of its own ({s['processes']} per column and net, one "
+             f"per round, in turns), each process one untimed epoch then {s['epochs']} timed "
+             f"ones. Cells: median (min-max) of the processes' medians. "
+             f"{', '.join(versions)}.", "",
+             md_table(["model", "input", "batch", *(result["columns"][k] for k in keys)],
+                      rows, align="lrr" + "r" * len(keys)), "",
+             "Ratios, process by process within a round: median (min-max) over rounds.", "",
+             md_table(["model", *names], ratio_rows, align="l" + "r" * len(names)), "",
+             *_onednn_decision(training), "The spread across processes against the spread within one: each process's "
+             "median epoch, round by round; the largest over the smallest across processes, "
+             "and the largest such ratio among the epochs of one process; the share of the "
+             "machine's CPU time its hypervisor took while each process trained (/proc/stat "
+             "steal).", "",
+             md_table(["model", "column", "processes' medians", "across: max / min",
+                       "within: max / min", "CPU stolen %"], spread_rows, align="llrrrr"), "",
+             "Targets: every ours / PyTorch ratio "
+             f">= {result['target']}.", "",
+             md_table(["model", "ratio", "measured", "goal", "met"],
+                      [[t["model"], t["ratio"], f"{t['value']:.2f}", t["target"],
+                        "yes" if t["met"] else "**no**"] for t in result["targets"]],
+                      align="llrll")]
     return "\n".join(lines)

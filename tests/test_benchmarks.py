@@ -153,3 +153,82 @@ def test_our_resnet20_trains_the_graph_of_the_hand_built_one_with_our_difference
     assert measure.train_step_ops(ours, **sizes) == measure.train_step_ops(hand, **sizes)
     plain = measure.hand_built_resnet20(image_size=32, classes=10)
     assert measure.train_step_ops(plain, **sizes) != measure.train_step_ops(hand, **sizes)
+
+
+# About 45 s: four TensorFlow processes and two PyTorch ones at tiny sizes.
+def test_peers_time_each_framework_in_processes_of_its_own(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--peers", "--quick", "--out",
+                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [json_path] = tmp_path.glob("*-peers-quick.json")
+    data = json.loads(json_path.read_text())
+    from benchmarks.peers import SETTINGS
+    from resnet_keras.backend import ONEDNN
+    assert list(data["columns"]) == list(SETTINGS["peers-quick"]["columns"])
+    [row] = data["training"]
+    processes = data["settings"]["processes"]
+    for key in data["columns"]:
+        column = row[key]
+        assert len(column["rounds"]) == len(column["within"]) == processes
+        assert column["rounds"] == [w["median"] for w in column["within"]]
+        assert column["across_max_over_min"] == max(column["rounds"]) / min(column["rounds"])
+        assert len(column["stolen"]) == processes
+        assert all(share is None or 0 <= share <= 1 for share in column["stolen"])
+    # Each process says what it ran: the oneDNN state TensorFlow itself reports there.
+    assert row["ours"]["reports"]["onednn"] == ONEDNN.to_dict()
+    assert row["ours_onednn_off"]["reports"]["onednn"] == {
+        "on": False, "reason": "TF_ENABLE_ONEDNN_OPTS=0 as set"}
+    assert row["pytorch"]["reports"]["version"].startswith("PyTorch ")
+    ratio = row["ratios"]["ours / PyTorch"]
+    assert ratio["median"] == np.median(np.divide(row["ours"]["rounds"], row["pytorch"]["rounds"]))
+    [target] = data["targets"]
+    assert target["met"] == (ratio["median"] >= 1.0)
+    markdown = json_path.with_suffix(".md").read_text()
+    assert f"| {ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f}) |" in markdown
+    features = data["machine"]["cpu_features"]  # the CPU's features are named
+    assert (", ".join(features) if features else "none of AVX2") in markdown.splitlines()[0]
+    # A quick run's figures never go into the README.
+    again = subprocess.run([sys.executable, "-m", "benchmarks", "--render", str(json_path),
+                            "--readme"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2
+
+
+def test_peers_with_a_python_that_has_no_torch_is_one_line_error(tmp_path):
+    missing = tmp_path / "no-such-python"
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--peers", "--quick",
+                             "--torch-python", str(missing), "--out", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: --torch-python {missing} cannot run: No such file or directory")
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_the_bfloat16_columns_run_only_where_the_cpu_computes_bfloat16():
+    from benchmarks.peers import COLUMNS, columns
+    assert columns("peers", bf16=True) == list(COLUMNS)
+    assert "ours_bf16" not in columns("peers", bf16=False)
+    assert "pytorch_bf16" not in columns("peers", bf16=False)
+
+
+def test_the_pytorch_resnet20_has_our_resnet20s_trainable_weights():
+    torch = pytest.importorskip("torch")
+    from benchmarks.peer import _torch_resnet20
+    from resnet_keras import build_model
+    ours = build_model("resnet20", input_shape=(32, 32, 3), classes=10)
+    theirs = _torch_resnet20(10)
+    trainable = sum(int(np.prod(w.shape)) for w in ours.trainable_weights)
+    assert sum(p.numel() for p in theirs.parameters()) == trainable
+    assert tuple(theirs(torch.zeros(2, 3, 32, 32)).shape) == (2, 10)
+
+
+@pytest.mark.parametrize("ratio, words", [(1.5, "Hence `resnet_keras/backend.py` turns oneDNN on"),
+                                          (0.9, "**Not faster on every net here")])
+def test_the_onednn_default_is_stated_from_the_measured_ratio(ratio, words):
+    from benchmarks.render import _onednn_decision
+    training = [{"model": "resnet20", "ratios": {"oneDNN on AVX2 kernels / off": {
+        "median": ratio}}}, {"model": "resnet50", "ratios": {}}]
+    [sentence, _] = _onednn_decision(training)
+    assert f"resnet20 {ratio:.2f}x" in sentence and words in sentence
+    assert _onednn_decision([{"model": "resnet20", "ratios": {}}]) == []
