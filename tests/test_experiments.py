@@ -437,3 +437,44 @@ def test_default_degradation_run_fits_ten_minutes(tmp_path):
     assert summary["wall_seconds"] < 600
     assert len(re.findall(r"epoch +\d+/10 ", result.stdout)) == 40
     assert summary["verdict"]["degradation"]["reproduced"] is not None
+
+
+# About a minute: two train.py processes of one epoch each, then the same command again.
+@pytest.mark.slow
+def test_onednn_compares_on_and_off_image_by_image_and_keeps_finished_runs(tmp_path):
+    from experiments import onednn
+    from report import statistics
+    out = tmp_path / "onednn"
+    command = [sys.executable, "-m", "experiments.onednn", "--seeds", "0", "--epochs", "1",
+               "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    on, off = summary["runs"]
+    # Each process ran what it was told, as TensorFlow itself reports it.
+    assert (on["setting"], on["onednn"]["on"]) == ("on", True)
+    assert off["onednn"] == {"on": False, "reason": "TF_ENABLE_ONEDNN_OPTS=0 as set"}
+    [pair] = summary["comparisons"]
+    assert pair["speedup"] == on["images_per_second"] / off["images_per_second"]
+    assert pair["n"] == summary["num_test"] == 360
+    assert pair["difference_points"] == pytest.approx(
+        100 * (on["test_top1"] - off["test_top1"]))
+    assert pair["within_noise"] == (pair["interval_points"][0] <= 0 <= pair["interval_points"][1])
+    assert summary["noise_test"].startswith(f"paired: {statistics.INTERVAL_METHOD}")
+    assert (out / "results.md").read_text().strip() == onednn.render(summary)
+    # The same command again trains nothing: the finished runs are kept.
+    stamp = (out / "seed0-onednn-on" / "train_result.json").stat().st_mtime_ns
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "done in" not in again.stdout and "done in" in done.stdout
+    assert (out / "seed0-onednn-on" / "train_result.json").stat().st_mtime_ns == stamp
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+
+def test_onednn_bad_seeds_get_one_line(capsys):
+    from experiments import onednn
+    with pytest.raises(SystemExit) as exit_:
+        onednn.main(["--seeds", "0,x"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--seeds 0,x: give comma-separated integers, e.g. 0,1,2")
