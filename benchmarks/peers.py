@@ -28,7 +28,7 @@ SETTINGS = {
     "peers": {"rows": (("resnet20", 32, 128, 10), ("resnet50", 224, 16, 3)),
               "processes": 3, "epochs": 3, "columns": "all"},
     "peers-quick": {"rows": (("resnet20", 32, 8, 2),), "processes": 2, "epochs": 2,
-                    "columns": ("ours", "ours_onednn_off", "pytorch")},
+                    "columns": ("ours", "pytorch")},
 }
 _AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 # key: (framework, precision, environment, label)

@@ -256,7 +256,7 @@ def _peers_markdown(result):
                     f"{t[k]['across_max_over_min']:.2f}", f"{t[k]['within_max_over_min']:.2f}",
                     _stolen(t[k].get("stolen"))]
                    for t in training for k in keys]
-    names = [name for name in training[0]["ratios"]]
+    names = list(training[0]["ratios"])
     ratio_rows = [[t["model"], *(f"{t['ratios'][n]['median']:.2f} ({t['ratios'][n]['min']:.2f}-"
                                  f"{t['ratios'][n]['max']:.2f})" if n in t["ratios"] else "—"
                                  for n in names)] for t in training]
@@ -272,7 +272,8 @@ def _peers_markdown(result):
                       rows, align="lrr" + "r" * len(keys)), "",
              "Ratios, process by process within a round: median (min-max) over rounds.", "",
              md_table(["model", *names], ratio_rows, align="l" + "r" * len(names)), "",
-             *_onednn_decision(training), "The spread across processes against the spread within one: each process's "
+             *_onednn_decision(training),
+             "The spread across processes against the spread within one: each process's "
              "median epoch, round by round; the largest over the smallest across processes, "
              "and the largest such ratio among the epochs of one process; the share of the "
              "machine's CPU time its hypervisor took while each process trained (/proc/stat "
