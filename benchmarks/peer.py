@@ -1,7 +1,8 @@
 """One framework's training throughput in a process of its own, started by benchmarks/peers.py.
 
-    python -m benchmarks.peer --framework ours --model resnet20 --batch 128 --steps 15
-    /path/to/venv/bin/python -m benchmarks.peer --framework pytorch --model resnet50 ...
+    python -m benchmarks.peer --framework ours --model resnet20 --weight-decay 5e-4
+    /path/to/venv/bin/python -m benchmarks.peer --framework pytorch --model resnet50 \
+        --image-size 224 --batch 16 --steps 3 --weight-decay 5e-4
 
 Trains on one synthetic in-memory batch, one untimed epoch and then
 `--epochs` timed ones, and prints one JSON line: images/s of each timed
@@ -138,8 +139,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=15, help="steps an epoch")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs, after one untimed")
-    parser.add_argument("--weight-decay", type=float, default=5e-4,
-                        help="PyTorch's SGD weight decay (ours takes train.py's)")
+    parser.add_argument("--weight-decay", type=float, required=True,
+                        help="PyTorch's SGD weight decay: benchmarks/peers.py passes train.py's "
+                             "(ours applies it as train.py does)")
     args = parser.parse_args(argv)
     before = cpu_times()
     result = FRAMEWORKS[args.framework](args)

@@ -14,15 +14,20 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _measured(tmp_path, *flags, mode):
+    """Runs `python -m benchmarks FLAGS --out tmp_path`; returns (its JSON's path, the JSON)."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks", *flags, "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [json_path] = tmp_path.glob(f"*-{mode}.json")
+    return json_path, json.loads(json_path.read_text())
+
+
 # About 90 s: every benchmark at quick sizes; the peers' quick run below keeps the shared
 # paths (our training model, turns, spread, paired ratios, rendering) in the default suite.
 @pytest.mark.slow
 def test_quick_mode_measures_everything(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [json_path] = tmp_path.glob("*-quick.json")
-    data = json.loads(json_path.read_text())
+    json_path, data = _measured(tmp_path, "--quick", mode="quick")
     assert [t["model"] for t in data["training"]] == ["resnet50", "resnet20"]
     for t in data["training"]:
         assert 0 < t["ours"]["min"] <= t["ours"]["median"] <= t["ours"]["max"]
@@ -101,12 +106,7 @@ def test_render_of_a_missing_file_is_one_line_error(tmp_path):
 # About 95 s, mostly XLA compiling ResNet-50's train step on the CPU.
 @pytest.mark.slow
 def test_gpu_dry_run_measures_on_the_cpu_at_tiny_sizes(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "benchmarks", "--gpu", "--dry-run", "--out",
-                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [json_path] = tmp_path.glob("*-gpu-dry-run.json")
-    data = json.loads(json_path.read_text())
+    json_path, data = _measured(tmp_path, "--gpu", "--dry-run", mode="gpu-dry-run")
     assert [(t["model"], t["batch_size"]) for t in data["training"]] == [("resnet50", 2),
                                                                          ("resnet20", 4)]
     for t in data["training"]:
@@ -159,12 +159,7 @@ def test_our_resnet20_trains_the_graph_of_the_hand_built_one_with_our_difference
 
 # About 30 s: two TensorFlow processes and two PyTorch ones at tiny sizes.
 def test_peers_time_each_framework_in_processes_of_its_own(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "benchmarks", "--peers", "--quick", "--out",
-                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [json_path] = tmp_path.glob("*-peers-quick.json")
-    data = json.loads(json_path.read_text())
+    json_path, data = _measured(tmp_path, "--peers", "--quick", mode="peers-quick")
     from benchmarks.peers import SETTINGS
     from resnet_keras.backend import ONEDNN
     assert list(data["columns"]) == list(SETTINGS["peers-quick"]["columns"])
