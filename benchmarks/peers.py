@@ -141,12 +141,11 @@ def _summary(row, keys):
     out = {k: row[k] for k in ("model", "image_size", "batch_size", "steps")}
     for key in keys:
         processes = row[key]
-        medians = [spread(p["rates"])["median"] for p in processes]
-        out[key] = {**spread(medians), "rounds": medians,
-                    "within": [spread(p["rates"]) for p in processes],
+        within = [spread(p["rates"]) for p in processes]
+        medians = [w["median"] for w in within]
+        out[key] = {**spread(medians), "rounds": medians, "within": within,
                     "across_max_over_min": max(medians) / min(medians),
-                    "within_max_over_min": max(max(p["rates"]) / min(p["rates"])
-                                               for p in processes),
+                    "within_max_over_min": max(w["max"] / w["min"] for w in within),
                     "stolen": [p.get("stolen") for p in processes],
                     "reports": {k: v for k, v in processes[0].items()
                                 if k not in ("rates", "stolen")}}
