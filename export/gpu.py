@@ -1,82 +1,99 @@
-"""Which ops of a `.tflite` Android's GPU delegate would take, by TensorFlow Lite's analyzer.
+"""Which ops of a `.tflite` Android's GPU delegate takes, from a run of the delegate itself.
 
-`tf.lite.experimental.Analyzer.analyze(..., gpu_compatibility=True)` runs the
-delegate's own op check (`CheckGpuDelegateCompatibility`, the rules the GPU
-delegate applies when it partitions a graph) on every op, and prints one
-`GPU COMPATIBILITY WARNING: <reason>` line under each op it would leave to
-the CPU. It has no structured result, so `check` captures that text and reads
-the main subgraph's op lines and their warnings; a text it cannot read is an
-error rather than a model reported as compatible.
+MediaPipe Tasks' ImageClassifier with `Delegate.GPU` (export/mediapipe_client.py)
+hands the file to TensorFlow Lite's GPU delegate, the delegate of tasks-vision
+and of `GpuDelegate` on Android. On a Linux machine without a GPU it runs on
+OpenGL ES through Mesa's llvmpipe, a GPU in software. The delegate partitions
+the graph by its own op rules, logs each op type it leaves to the CPU with its
+reason and how many ops it takes, and its OpenGL backend then compiles its
+share. `check` reads that log and compares the GPU's top category of each image
+with the CPU's, so it fails where the delegate leaves an op out, where the
+backend cannot compile one, where MediaPipe cannot feed the file on the GPU,
+and where the GPU computes a different answer.
+
+TensorFlow Lite's model analyzer (`gpu_compatibility=True`) is not used: in
+TensorFlow 2.21 it passes a Flex op, TOPK_V2 and an int64 CAST
+(tests/test_gpu.py pins that). What a run here cannot show: the kernels of
+Android's OpenCL backend, which most phones try first, and any phone's speed.
 
     >>> from export import gpu
-    >>> gpu.check("runs/x/export/resnet20_int16x8.tflite")["fallback_ops"]
-    {'QUANTIZE': 1, ...}
+    >>> gpu.check(python, "runs/x/export/resnet20_int16x8.tflite", images)["cpu_ops"]
+    39
 """
 
-import contextlib
-import io
 import re
 
-from resnet_keras.backend import tf
+import numpy as np
 
-_OP = re.compile(r"^\s+Op#(\d+) ([^(]+)\(")
-_WARNING = "GPU COMPATIBILITY WARNING: "
-_MAIN_TENSORS = "Tensors of Subgraph#0"
+from export import mediapipe_client, tflite_file
+
+_UNSUPPORTED = "Following operations are not supported by GPU delegate:"
+_PARTIAL = re.compile(r"(\d+) operations will run on the GPU, and the remaining (\d+) "
+                      r"operations will run on the CPU\.")
+_NONE = re.compile(r"No operations will run on the GPU, and all (\d+) operations will run "
+                   r"on the CPU\.")
+_OP_REASON = re.compile(r"^([A-Z][A-Z0-9_]*(?: [\w.-]+)?): (.+)$")
+_GL = re.compile(r"GL version: [\d.]+ \((.+?)\), renderer: (.+)$", re.MULTILINE)
 
 
-def check(path):
-    """The GPU delegate's verdict on each op of the file's main subgraph.
+def check(python, path, images):
+    """The GPU delegate's placement of the file's ops, and its answers against the CPU's.
 
     Args:
-        path: str or path-like, a `.tflite` file.
+        python: the MediaPipe environment's python (`mediapipe_client.environment`).
+        path: a `.tflite` file with classifier metadata.
+        images: uint8-valued array (N, H, W, 3), RGB 0..255, a few dozen test images.
 
     Returns:
-        dict: `checker` (the analyzer and its TensorFlow version), `ops`
-        (count), `gpu_ops` (ops the delegate would take), `compatible` (True
-        when it takes all of them), `fallback_ops` ({op name: count} of those
-        it leaves to the CPU) and `fallback` (one dict per such op: `index`,
-        `op`, `reason`, the analyzer's words).
-
-    Raises:
-        RuntimeError: the analyzer's text lists no op, so its format has
-            changed and this reader needs updating.
+        dict: `runner` (MediaPipe's version and the OpenGL ES it ran on),
+        `ops` (the file's), `gpu_ops` and `cpu_ops` (as the delegate placed
+        them; None where it never saw the file), `fallback` ({op: reason} for
+        each op type it left to the CPU), `ran` (True when every image ran on
+        the GPU), `error` (the one-line reason it did not, or None), `images`
+        and `agreement` (the share of images whose top category on the GPU is
+        the CPU's; None unless it ran).
     """
-    with open(path, "rb") as f:
-        data = f.read()
-    return parse(analyzer_text(data), source=str(path))
+    ops = len(tflite_file.read(path).ops)
+    cpu = mediapipe_client.classify(python, path, images, delegate="cpu")
+    gpu = mediapipe_client.classify(python, path, images, delegate="gpu")
+    result = {"runner": _runner(gpu), "ops": ops, **placement(gpu["log"], ops=ops),
+              "ran": "index" in gpu, "error": gpu.get("error"), "images": len(images),
+              "agreement": None}
+    if "error" in cpu:
+        # MediaPipe's runtime cannot build the file at all: the delegate never saw it.
+        return {**result, "gpu_ops": None, "cpu_ops": None, "ran": False,
+                "error": f"MediaPipe cannot run it on the CPU either: {cpu['error']}"}
+    if not _GL.search(gpu["log"]):
+        # No OpenGL ES context, so no delegate: its silence says nothing.
+        return {**result, "gpu_ops": None, "cpu_ops": None}
+    if result["ran"]:
+        result["agreement"] = float(np.mean(np.asarray(gpu["index"]) == np.asarray(cpu["index"])))
+    return result
 
 
-def analyzer_text(data):
-    """The model analyzer's report on `data` (bytes of a .tflite) with the GPU check on."""
-    text = io.StringIO()
-    # The analyzer prints its report (Python's print) and returns None.
-    with contextlib.redirect_stdout(text):
-        tf.lite.experimental.Analyzer.analyze(model_content=data, gpu_compatibility=True)
-    return text.getvalue()
+def placement(log, *, ops):
+    """`gpu_ops`, `cpu_ops` and `fallback` from the GPU delegate's log; see `check`.
 
-
-def parse(text, *, source="<model>"):
-    """`check`'s dict from the analyzer's text; see `check`.
-
-    Raises:
-        RuntimeError: as `check`.
+    The delegate writes nothing when it takes every op, so a log without its
+    partition line means all `ops` on the GPU.
     """
-    ops, fallback = [], []
-    for line in text.split(_MAIN_TENSORS, 1)[0].splitlines():
-        match = _OP.match(line)
-        if match:
-            ops.append((int(match.group(1)), match.group(2).strip()))
-        elif line.startswith(_WARNING) and ops and not line[len(_WARNING):].startswith(
-                "Subgraph#"):
-            index, name = ops[-1]
-            fallback.append({"index": index, "op": name,
-                             "reason": line[len(_WARNING):].strip()})
-    if not ops:
-        raise RuntimeError(f"TensorFlow Lite's model analyzer listed no op of {source}; its "
-                           f"output format has changed and export/gpu.py needs updating.")
-    counts = {}
-    for entry in fallback:
-        counts[entry["op"]] = counts.get(entry["op"], 0) + 1
-    return {"checker": f"tf.lite.experimental.Analyzer (TensorFlow {tf.__version__})",
-            "ops": len(ops), "gpu_ops": len(ops) - len(fallback), "compatible": not fallback,
-            "fallback_ops": counts, "fallback": fallback}
+    fallback, gpu_ops = {}, ops
+    listing = False
+    for line in log.splitlines():
+        line = line.strip()
+        partial, none = _PARTIAL.search(line), _NONE.search(line)
+        if partial or none:
+            gpu_ops = int(partial.group(1)) if partial else 0
+            listing = False
+        elif line.endswith(_UNSUPPORTED):
+            listing = True
+        elif listing and _OP_REASON.match(line):
+            op, reason = _OP_REASON.match(line).groups()
+            fallback[op] = reason
+    return {"gpu_ops": gpu_ops, "cpu_ops": ops - gpu_ops, "fallback": fallback}
+
+
+def _runner(answer):
+    gl = _GL.search(answer["log"])
+    where = f"{gl.group(1)} on {gl.group(2).strip()}" if gl else "no OpenGL ES context"
+    return f"MediaPipe Tasks {answer.get('version') or '(version unknown)'}, {where}"

@@ -20,10 +20,19 @@ int8 (`static_wi8_ai8`) everywhere but the ops a regex names, which its
 `no_quantize` algorithm leaves alone; report/run.py measures it beside the
 converter's selective path (report/diagnose.py).
 
+`compare` is the quantizer's validator (what `Quantizer.validate()` runs) on
+any two files of one model: each tensor of one against the tensor of the same
+name in the other, on the same images. It is the one measure of per-layer
+error (report/diagnose.py ranks the layers by it), and it scores the
+converter's files as well as the quantizer's, since both keep the float32
+file's tensor names.
+
 The package is imported only here and only when one of these variants is made,
 so the rest of the project runs without it.
 """
 
+import contextlib
+import os
 import re
 import warnings
 
@@ -101,22 +110,67 @@ def selective_int8(float_data, *, calibration_images, keep_float):
 
 def _quantize(quantizer, float_data, calibration_images, *, what):
     """Calibrates where the recipe needs it (input fixed on `PIXEL_RANGE`), then quantizes."""
-    with warnings.catch_warnings():
-        # The quantizer's interpreters keep every intermediate tensor by design;
-        # LiteRT warns that this is meant for debugging, which no caller can act on.
-        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+    with _quiet():
         calibration = None
         if quantizer.need_calibration:
             if calibration_images is None:
                 raise ValueError(f"{what} needs calibration_images: float pixels in [0, 255], "
                                  f"a few hundred training images.")
             signature, input_name, input_tensor = _signature(float_data)
-            samples = [{input_name: np.asarray(image, np.float32)[None]}
-                       for image in calibration_images]
-            calibration = quantizer.calibrate({signature: samples})
+            calibration = quantizer.calibrate(
+                {signature: _samples(input_name, calibration_images)})
             calibration[input_tensor] = _pixel_range(calibration[input_tensor])
         result = quantizer.quantize(calibration, enable_progress_report=False)
     return bytes(result.quantized_model)
+
+
+def compare(reference_data, target_data, images):
+    """Each tensor of `target_data` against its namesake in `reference_data`, on `images`.
+
+    litert-quantizer's validator runs both files on every image, with LiteRT
+    keeping every intermediate tensor; a quantized tensor is dequantized and
+    a float input quantized with the file's own parameters, so the converter's
+    integer-only files (uint8 in and out) compare as they are.
+
+    Args:
+        reference_data: bytes of the float32 file.
+        target_data: bytes of a quantized file of the same model.
+        images: float32 `(N, H, W, 3)` pixels in [0, 255], already checked.
+
+    Returns:
+        {tensor name: {"mse": mean squared error, "snr": signal power over
+        noise power}} for every tensor the two files share but the input and
+        the constants, each averaged over the images; the output is included.
+
+    Raises:
+        ImportError: as `quantize`.
+    """
+    _package()
+    from litert_quantizer import model_validator
+    from litert_quantizer.utils.validation_utils import ValidationErrorMetric
+
+    signature, input_name, _ = _signature(reference_data)
+    with _quiet():
+        result = model_validator.compare_model(
+            bytes(reference_data), bytes(target_data),
+            {signature: _samples(input_name, images)},
+            error_metrics=[ValidationErrorMetric.MSE, ValidationErrorMetric.SNR],
+            num_threads=os.cpu_count() or 1)
+    tensors = result.get_signature_comparison_result(signature)
+    return {**tensors.intermediate_tensors, **tensors.output_tensors}
+
+
+@contextlib.contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        # The quantizer's interpreters keep every intermediate tensor by design;
+        # LiteRT warns that this is meant for debugging, which no caller can act on.
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+        yield
+
+
+def _samples(input_name, images):
+    return [{input_name: np.asarray(image, np.float32)[None]} for image in images]
 
 
 def int4_ops(data):

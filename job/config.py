@@ -110,6 +110,9 @@ class ReportConfig:
     # Recall points any one class may lose, checked on the measured change.
     class_budget_points: float = report_decide.CLASS_BUDGET_POINTS
     confidence: float = report_decide.CONFIDENCE  # level of every paired interval
+    # Test images each file runs on through Android's GPU delegate (export/gpu.py),
+    # where MediaPipe's environment is built; 0 skips the check.
+    gpu_images: int = 50
 
 
 @dataclasses.dataclass
@@ -442,6 +445,7 @@ RANGES: dict[str, Range] = {
     # Below 0.5 an interval misses the true difference more often than it holds it; at 1 it
     # is infinitely wide.
     "report.confidence": Range(0.5, 1, high_open=True),
+    "report.gpu_images": _NON_NEGATIVE,
 }
 
 

@@ -1,24 +1,25 @@
-"""Per-layer diagnosis of int8 post-training quantization, and selective int8.
+"""Per-layer diagnosis of an int8 file, and selective int8.
 
-`layer_errors` runs TFLite's QuantizationDebugger: each quantized op's output is
-compared with its float counterpart on the same inputs. The error in units of
-the op's quantization step (RMSE / scale) ranks the layers; pure rounding gives
-1/sqrt(12) ~ 0.29, much more points at a clipped or badly calibrated range.
-`selective_int8` keeps the worst layers in float and quantizes the rest.
+`layer_errors` ranks the layers of a quantized file by litert-quantizer's
+validator (export.quantizer.compare, what `Quantizer.validate()` runs): every
+tensor of the quantized file against the float32 file's tensor of the same
+name, both run on the same images. The error accumulates from the input on, and
+is given in units of the tensor's quantization step (RMSE / scale): rounding
+alone gives 1/sqrt(12) ~ 0.29 at one tensor, much more points at a clipped or
+badly calibrated range. `selective_int8` keeps the worst layers in float and
+quantizes the rest with the converter.
 
-    >>> layers = diagnose.layer_errors(model, calibration_images, top_k=5)
+    >>> layers = diagnose.layer_errors(model, float32_bytes, int8_bytes, calibration_images)
     >>> tflite = diagnose.selective_int8(model, calibration_images,
     ...                                  denylist=diagnose.pick_denylist(layers, count=2))
 """
 
 import contextlib
-import csv
-import io
 import math
 import warnings
 
 from datasets.pipeline import check_pixels
-from export import tflite, tflite_file
+from export import quantizer, tflite, tflite_file
 from resnet_keras.backend import tf
 
 # The error of ideal round-to-nearest quantization, in quantization steps:
@@ -26,8 +27,6 @@ from resnet_keras.backend import tf
 ROUNDING_RMSE_PER_SCALE = 1.0 / math.sqrt(12.0)
 # resnet_keras names its input normalization layers `preprocess_*` (models.py).
 _PREPROCESSING_PREFIX = "preprocess_"
-_STAT_FIELDS = ("num_elements", "stddev", "mean_error", "max_abs_error",
-                "mean_squared_error")
 # Ops that only convert types: not layers one could keep in float.
 _CONVERSIONS = ("QUANTIZE", "DEQUANTIZE")
 
@@ -43,10 +42,10 @@ def _quiet_debugger():
         yield
 
 
-def _debugger(model, calibration_images, *, debug_images=None, denylist=None):
+def _debugger(model, calibration_images, *, denylist=None):
     """A QuantizationDebugger over the int8 variant's converter (calibrates once)."""
-    def debug():
-        for image in (calibration_images if debug_images is None else debug_images):
+    def calibration():
+        for image in calibration_images:
             yield [image[None]]
 
     # The int8 file's own converter, but with the default target ops and float
@@ -57,7 +56,7 @@ def _debugger(model, calibration_images, *, debug_images=None, denylist=None):
         denylisted_nodes=list(denylist) if denylist else None)
     with _quiet_debugger():
         return tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=debug, debug_options=options)
+            converter=converter, debug_dataset=calibration, debug_options=options)
 
 
 def _keras_layers(tensor_name, model):
@@ -77,63 +76,63 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-def layer_errors(model, calibration_images, *, top_k=10, debug_images=None):
-    """Ranks the layers of the int8 PTQ model by quantization error.
+def layer_errors(model, float_data, quantized_data, images, *, top_k=10):
+    """Ranks the layers of a quantized file by their error against the float32 file.
 
     Args:
-        model: a float tf_keras model taking raw pixels in [0, 255].
-        calibration_images: float32 array (N, H, W, 3) in [0, 255], the
-            representative dataset of the int8 conversion.
+        model: the float tf_keras model both files were converted from; only
+            its name and layer names are read, to name each tensor's layers.
+        float_data: bytes of its `float32` file.
+        quantized_data: bytes of a quantized file of it (the `int8` variant).
+        images: float32 array (N, H, W, 3) in [0, 255], the images both files
+            run on (the calibration images: the range int8 was fitted to).
         top_k: int, how many of the worst layers to return; None for all.
-        debug_images: images on which float and int8 outputs are compared;
-            default `calibration_images`.
 
     Returns:
         A list of dicts, worst first by `rmse_per_scale`: `rank` (1-based),
         `tensor_name` (the TFLite tensor, usable in `selective_int8`'s
-        denylist), `keras_layers` (layer names fused into it), `op_name`,
-        `tensor_index`, `num_elements`, `stddev`, `mean_error`,
-        `max_abs_error`, `mean_squared_error`, `rmse`, `scale`, `zero_point`
-        and `rmse_per_scale`. A statistic that is not finite is None and
-        ranks last.
+        denylist), `keras_layers` (layer names fused into it), `op_name` (the
+        op that writes it), `tensor_index`, `num_elements`,
+        `mean_squared_error`, `rmse`, `snr_db` (the validator's signal-to-noise
+        ratio in decibels), `scale`, `zero_point` and `rmse_per_scale`. A
+        float tensor has no scale: its `scale`, `zero_point` and
+        `rmse_per_scale` are None and it ranks last.
 
     Raises:
         ValueError: images of the wrong shape, or `top_k` below 1.
     """
     if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
-    calibration_images = check_pixels("calibration_images", calibration_images,
-                                      model.input_shape[1:])
-    if debug_images is not None:
-        debug_images = check_pixels("debug_images", debug_images, model.input_shape[1:])
-    debugger = _debugger(model, calibration_images, debug_images=debug_images)
-    debugger.run()
-    dump = io.StringIO()
-    debugger.layer_statistics_dump(dump)
+    images = check_pixels("images", images, model.input_shape[1:])
+    errors = quantizer.compare(float_data, quantized_data, images)
+    graph = tflite_file.parse(quantized_data, source="the quantized file")
+    writers = {t: op.name for op in graph.ops for t in op.outputs}
     layers = []
-    for row in csv.DictReader(io.StringIO(dump.getvalue())):
-        stats = {field: _finite_or_none(row[field]) for field in _STAT_FIELDS}
-        scale = _finite_or_none(row["scale"])
-        mse = stats["mean_squared_error"]
+    for tensor in graph.tensors:
+        if tensor.name not in errors:
+            continue
+        mse = _finite_or_none(errors[tensor.name]["mse"])
+        snr = _finite_or_none(errors[tensor.name]["snr"])
         rmse = math.sqrt(mse) if mse is not None and mse >= 0 else None
+        # Activations are quantized per tensor: one scale.
+        scale = tensor.scales[0] if len(tensor.scales) == 1 and tensor.scales[0] else None
         layers.append({
-            "tensor_name": row["tensor_name"],
-            "keras_layers": _keras_layers(row["tensor_name"], model),
-            "op_name": row["op_name"],
-            "tensor_index": int(row["tensor_idx"]),
-            **stats,
-            "num_elements": int(stats["num_elements"]) if stats["num_elements"] else 0,
+            "tensor_name": tensor.name,
+            "keras_layers": _keras_layers(tensor.name, model),
+            "op_name": writers.get(tensor.index),
+            "tensor_index": tensor.index,
+            "num_elements": math.prod(tensor.shape),
+            "mean_squared_error": mse,
             "rmse": rmse,
+            "snr_db": 10 * math.log10(snr) if snr else None,
             "scale": scale,
-            "zero_point": int(row["zero_point"]),
+            "zero_point": tensor.zero_points[0] if scale else None,
             "rmse_per_scale": rmse / scale if rmse is not None and scale else None,
         })
     layers.sort(key=lambda layer: (layer["rmse_per_scale"] is None,
                                    -(layer["rmse_per_scale"] or 0.0)))
     layers = layers[:top_k] if top_k is not None else layers
-    for rank, layer in enumerate(layers, start=1):
-        layer["rank"] = rank
-    return [{"rank": layer.pop("rank"), **layer} for layer in layers]
+    return [{"rank": rank, **layer} for rank, layer in enumerate(layers, start=1)]
 
 
 def pick_denylist(layers, *, count=3, min_rmse_per_scale=None, skip_preprocessing=True):

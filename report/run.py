@@ -14,7 +14,7 @@ import platform
 
 import numpy as np
 
-from export import android, edgetpu, gpu, quantizer, runtime
+from export import android, edgetpu, gpu, mediapipe_client, quantizer, runtime, tflite
 from export.run import load_manifest
 from quantization.qat import quantize_scope
 from report import diagnose, host, statistics
@@ -51,12 +51,12 @@ def _counts(reference_name, reference, predictions, labels):
 
 
 def _selective(model, calibration, layers, *, out_dir, name, images, labels, reference,
-               float_top1, int8_top1, threshold, float32_file=None):
+               float_top1, int8_top1, threshold, float_data):
     """Keeps the worst layers in float when the int8 drop exceeds `threshold` points.
 
     Two ways, measured side by side: the converter's QuantizationDebugger with
-    a denylist (report/diagnose.py), and, from `float32_file`, a
-    litert-quantizer recipe that leaves the same Keras layers unquantized.
+    a denylist (report/diagnose.py), and, from `float_data` (the float32
+    file's bytes), a litert-quantizer recipe that leaves the same Keras layers unquantized.
     """
     drop = 100 * (float_top1 - int8_top1)
     if drop <= threshold:
@@ -71,22 +71,40 @@ def _selective(model, calibration, layers, *, out_dir, name, images, labels, ref
     entry = _entry("int8_selective", file=path,
                    scores=runtime.predict_tflite(path, images), labels=labels,
                    reference=reference, float_top1=float_top1)
-    recipe = None
-    if float32_file is not None:
-        keep = list(dict.fromkeys(layer for picked in layers if picked["tensor_name"] in denylist
-                                  for layer in picked["keras_layers"]))
-        recipe_path = os.path.join(out_dir, f"{name}_int8_selective_recipe.tflite")
-        with open(float32_file, "rb") as f:
-            data = quantizer.selective_int8(f.read(), calibration_images=calibration,
-                                            keep_float=keep)
-        with open(recipe_path, "wb") as f:
-            f.write(data)
-        recipe = {"keep_float": keep, **_entry(
-            "int8_selective_recipe", file=recipe_path,
-            scores=runtime.predict_tflite(recipe_path, images), labels=labels,
-            reference=reference, float_top1=float_top1)}
+    keep = list(dict.fromkeys(layer for picked in layers if picked["tensor_name"] in denylist
+                              for layer in picked["keras_layers"]))
+    recipe_path = os.path.join(out_dir, f"{name}_int8_selective_recipe.tflite")
+    with open(recipe_path, "wb") as f:
+        f.write(quantizer.selective_int8(float_data, calibration_images=calibration,
+                                         keep_float=keep))
+    recipe = {"keep_float": keep, **_entry(
+        "int8_selective_recipe", file=recipe_path,
+        scores=runtime.predict_tflite(recipe_path, images), labels=labels,
+        reference=reference, float_top1=float_top1)}
     return {"applied": True, "int8_drop_points": round(drop, 4), "threshold_points": threshold,
             "denylist": denylist, **entry, "recipe": recipe}
+
+
+def _gpu_check(count):
+    """(The MediaPipe environment's python or None, report.json's `gpu_check`)."""
+    python = mediapipe_client.environment() if count else None
+    if python is not None:
+        return python, {"checked": True, "images": count}
+    reason = ("--report.gpu_images is 0" if not count else
+              "MediaPipe's environment is not built; python -m export.mediapipe_client builds "
+              "it (pip, about 100 MB), then python train.py --stages report --run-dir <run> "
+              "checks again")
+    return None, {"checked": False, "reason": reason}
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _float32_data(model, paths):
+    """The float32 file the per-layer errors are measured against; made here if not exported."""
+    return _read(paths["float32"]) if "float32" in paths else tflite.convert(model, "float32")
 
 
 def _check_exports_fit(run, paths, *, image_shape, num_classes):
@@ -152,6 +170,8 @@ def report_run(run, dataset, *, model_name, export_cfg, report_cfg, calibration,
         qat = {"epochs": qat_result.get("epochs"), "keras_top1": entries[-1]["top1"]}
     top1_classes = {}  # each file's top-1 class per test image, for the QAT comparisons
     _check_exports_fit(run, paths, image_shape=images.shape[1:], num_classes=reference.shape[-1])
+    gpu_python, gpu_check = _gpu_check(report_cfg.gpu_images)
+    gpu_images = images[:report_cfg.gpu_images]
     # All files timed in the same turns, so that their ratios hold under load.
     latencies = {threads: runtime.measure_latency(paths, num_threads=count,
                                                   runs=export_cfg.latency_runs)
@@ -165,7 +185,8 @@ def report_run(run, dataset, *, model_name, export_cfg, report_cfg, calibration,
                               reference=reference, float_top1=float_top1, latency=latency,
                               check=edgetpu.check(path),
                               xnnpack=runtime.xnnpack_placement(interpreter),
-                              gpu_delegate=gpu.check(path)))
+                              gpu_delegate=gpu.check(gpu_python, path, gpu_images)
+                              if gpu_python else None))
         if variant == "int8_qat":
             qat["int8_qat_agreement"] = runtime.classification_metrics(
                 scores, labels, reference_predictions=qat_scores)["agreement"]
@@ -185,12 +206,14 @@ def report_run(run, dataset, *, model_name, export_cfg, report_cfg, calibration,
     diagnosis = None
     int8 = next((e for e in entries if e["variant"] == "int8"), None)
     if int8 is not None:
-        layers = diagnose.layer_errors(model, calibration, top_k=10)
+        float_data = _float32_data(model, paths)
+        layers = diagnose.layer_errors(model, float_data, _read(paths["int8"]), calibration,
+                                       top_k=10)
         diagnosis = {"layers": layers, "selective": _selective(
             model, calibration, layers, out_dir=run.export_dir, name=model.name, images=images,
             labels=labels, reference=reference, float_top1=float_top1,
             int8_top1=int8["top1"], threshold=export_cfg.selective_threshold,
-            float32_file=paths.get("float32"))}
+            float_data=float_data)}
 
     report = {
         "model": model_name,
@@ -201,6 +224,7 @@ def report_run(run, dataset, *, model_name, export_cfg, report_cfg, calibration,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "cpu": host.cpu_facts()},
+        "gpu_check": gpu_check,
         "variants": entries,
         "qat": qat,
         "diagnosis": diagnosis,

@@ -1,4 +1,4 @@
-"""Tests for report/diagnose.py: per-layer int8 errors and selective int8."""
+"""Tests for report/diagnose.py: per-layer errors of an int8 file and selective int8."""
 
 import math
 
@@ -36,19 +36,23 @@ def images():
 
 
 @pytest.fixture(scope="module")
-def all_layers(model, images):
-    return diagnose.layer_errors(model, images, top_k=None)
+def float32(model):
+    return tflite.convert(model, "float32")
+
+
+@pytest.fixture(scope="module")
+def all_layers(model, images, float32):
+    return diagnose.layer_errors(model, float32, _plain_int8(model, images), images, top_k=None)
 
 
 def _plain_int8(model, images):
     return tflite.convert(model, "int8", calibration_images=images)
 
 
-def test_layer_stats_are_finite_and_sorted(all_layers):
+def test_layer_stats_are_finite_and_sorted(all_layers, model, images):
     assert len(all_layers) >= 5  # sub, mul, two convs, add, mean, dense, softmax
     keys = {"rank", "tensor_name", "keras_layers", "op_name", "tensor_index", "num_elements",
-            "stddev", "mean_error", "max_abs_error", "mean_squared_error", "rmse", "scale",
-            "zero_point", "rmse_per_scale"}
+            "mean_squared_error", "rmse", "snr_db", "scale", "zero_point", "rmse_per_scale"}
     for rank, layer in enumerate(all_layers, start=1):
         assert set(layer) == keys and layer["rank"] == rank
         for key in keys - {"rank", "tensor_name", "keras_layers", "op_name"}:
@@ -61,6 +65,50 @@ def test_layer_stats_are_finite_and_sorted(all_layers):
     assert {"CONV_2D", "ADD", "FULLY_CONNECTED"} <= ops
     conv2 = next(layer for layer in all_layers if "conv2_conv" in layer["keras_layers"])
     assert conv2["op_name"] == "CONV_2D"
+    # The model's output is scored too: its error is the one the predictions see.
+    output = _output(all_layers, _plain_int8(model, images))
+    assert 0 < output["mean_squared_error"] < 0.05
+
+
+def test_layer_errors_match_the_two_files_run_by_hand(model, images, float32, all_layers):
+    # The validator's figure for the output, recomputed from the two files' own
+    # outputs: the float32 file against the uint8 int8 file, dequantized.
+    int8 = _plain_int8(model, images)
+    output = _output(all_layers, int8)
+    reference = _run(float32, images)
+    quantized = _run(int8, images)
+    mse = np.mean([np.mean((q - r) ** 2) for q, r in zip(quantized, reference)])
+    assert output["mean_squared_error"] == pytest.approx(mse, rel=1e-4)
+    # A file quantized worse (calibrated on dark images only) scores worse.
+    dark = tflite.convert(model, "int8", calibration_images=images * 0.1)
+    worse = diagnose.layer_errors(model, float32, dark, images, top_k=1)[0]
+    assert worse["rmse_per_scale"] > all_layers[0]["rmse_per_scale"]
+
+
+def _output(layers, data):
+    (index,) = tflite_file.parse(data).outputs
+    return next(layer for layer in layers if layer["tensor_index"] == index)
+
+
+def _run(data, images):
+    """The file's dequantized output for each image, fed as the file takes it."""
+    interpreter = Interpreter(model_content=data)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    outputs = []
+    for image in images:
+        value = image[None]
+        if inp["dtype"] != np.float32:
+            scale, zero = inp["quantization"]
+            value = np.clip(np.round(value / scale + zero), 0, 255).astype(inp["dtype"])
+        interpreter.set_tensor(inp["index"], value)
+        interpreter.invoke()
+        result = interpreter.get_tensor(out["index"]).astype(np.float32)
+        if out["dtype"] != np.float32:
+            scale, zero = out["quantization"]
+            result = (result - zero) * scale
+        outputs.append(result)
+    return outputs
 
 
 def test_top_k_and_pick_denylist(model, images, all_layers):
@@ -82,9 +130,9 @@ def test_top_k_and_pick_denylist(model, images, all_layers):
     with pytest.raises(ValueError, match="count"):
         diagnose.pick_denylist(all_layers, count=0)
     with pytest.raises(ValueError, match="top_k"):
-        diagnose.layer_errors(model, images, top_k=0)
+        diagnose.layer_errors(model, b"", b"", images, top_k=0)
     with pytest.raises(ValueError, match="matching the model input"):
-        diagnose.layer_errors(model, images[:, :4])
+        diagnose.layer_errors(model, b"", b"", images[:, :4])
 
 
 def test_selective_int8_keeps_the_denylist_in_float(model, images, all_layers):

@@ -20,7 +20,14 @@ from rundir import RunDir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--train.epochs", "2", "--train.steps_per_epoch", "6", "--train.batch_size", "32",
-         "--qat.epochs", "1", "--export.calibration_size", "32", "--export.latency_runs", "5"]
+         "--qat.epochs", "1", "--export.calibration_size", "32", "--export.latency_runs", "5",
+         "--report.gpu_images", "8"]
+
+
+# What TensorFlow Lite's GPU delegate runs through MediaPipe (export/gpu.py): the
+# float files. The integer-input ones it takes whole but MediaPipe's GPU path cannot
+# feed, it leaves all of int16x8 to the CPU, and MediaPipe cannot load int4 at all.
+GPU_RUNS = {"float32", "fp16", "dynamic"}
 
 
 def run_train(args, timeout=900):
@@ -56,7 +63,7 @@ def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypa
 # ---- all stages, end to end ----
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tmp_path_factory, mediapipe_python):  # its report checks the GPU delegate
     run_dir = tmp_path_factory.mktemp("pipeline") / "run"
     # Trained in bfloat16 on any CPU: what follows must not depend on the training precision.
     result = run_train(["--run-dir", str(run_dir), "--train.mixed_precision", "bfloat16", *QUICK])
@@ -104,7 +111,12 @@ def test_all_stages_write_report_and_files(finished_run):
         assert (run_dir / "export" / entry["file"]).stat().st_size == entry["size_bytes"]
         assert entry["latency_ms"]["1_thread"]["median_ms"] > 0
         assert entry["edgetpu"]["compatible"] == entry["variant"].startswith("int8")
-        assert entry["gpu_delegate"]["ops"] == entry["xnnpack"]["ops"]
+        gpu = entry["gpu_delegate"]
+        assert gpu["ops"] == entry["xnnpack"]["ops"] and gpu["images"] == 8
+        assert gpu["ran"] == (entry["variant"] in GPU_RUNS), (entry["variant"], gpu)
+        if gpu["ran"]:
+            assert (gpu["gpu_ops"], gpu["cpu_ops"], gpu["error"]) == (gpu["ops"], 0, None)
+            assert gpu["agreement"] >= 0.75
         placement = entry["xnnpack"]
         if entry["variant"] not in QUANTIZER_VARIANTS:  # theirs: tests/test_runtime.py
             # One partition: every op between the int8 input and output conversions on XNNPACK.
@@ -119,6 +131,14 @@ def test_all_stages_write_report_and_files(finished_run):
     assert all(v in markdown for v in variants)
     assert (run_dir / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert report["diagnosis"]["layers"], "per-layer int8 diagnosis is in the report"
+    assert report["gpu_check"] == {"checked": True, "images": 8}
+    gpu = {entry["variant"]: entry["gpu_delegate"] for entry in report["variants"][2:]}
+    assert gpu["int8"]["gpu_ops"] == gpu["int8"]["ops"]
+    assert "ToTensorConverter" in gpu["int8"]["error"]
+    assert (gpu["int16x8"]["gpu_ops"], gpu["int16x8"]["fallback"]["DEQUANTIZE"]) == (
+        0, "Unsupported dequantization type.")
+    assert gpu["int4_weights"]["gpu_ops"] is None
+    assert "## Android GPU delegate" in markdown and "Not checked" not in markdown
     table = stdout[stdout.index("[report] started"):]
     assert "Edge TPU" in table and all(v in table for v in variants)
 
@@ -185,7 +205,8 @@ def test_the_report_keeps_the_worst_layers_in_float_both_ways(finished_run, tmp_
     report = report_run(run, digits, model_name="resnet20",
                         export_cfg=dataclasses.replace(defaults.export, latency_runs=2,
                                                        selective_threshold=-1.0),
-                        report_cfg=defaults.report, calibration=calibration_set(digits, size=32))
+                        report_cfg=dataclasses.replace(defaults.report, gpu_images=0),
+                        calibration=calibration_set(digits, size=32))
     selective = report["diagnosis"]["selective"]
     assert selective["applied"] and selective["denylist"]
     recipe = selective["recipe"]

@@ -37,22 +37,32 @@ def test_markdown_lists_ops_left_out_of_xnnpack(report):
     assert "ops on XNNPACK" not in report_lib.render_markdown(report)
 
 
-def test_markdown_lists_ops_the_gpu_delegate_leaves_to_the_cpu(report):
-    assert "GPU delegate" not in report_lib.render_markdown(report)  # no key: no section
-    report["variants"][2]["gpu_delegate"] = {
-        "checker": "tf.lite.experimental.Analyzer (TensorFlow 2.21.0)", "ops": 41,
-        "gpu_ops": 39, "compatible": False, "fallback_ops": {"QUANTIZE": 2},
-        "fallback": [{"index": i, "op": "QUANTIZE", "reason": "Not supported op QUANTIZE"}
-                     for i in (0, 40)]}
-    report["variants"][1]["gpu_delegate"] = {
-        "checker": "tf.lite.experimental.Analyzer (TensorFlow 2.21.0)", "ops": 37,
-        "gpu_ops": 37, "compatible": True, "fallback_ops": {}, "fallback": []}
+def _gpu(ops, gpu_ops, *, ran, error=None, fallback=None):
+    return {"runner": "MediaPipe Tasks 0.10.35, OpenGL ES 3.2 Mesa 22.3.6 on llvmpipe",
+            "ops": ops, "gpu_ops": gpu_ops, "cpu_ops": None if gpu_ops is None else ops - gpu_ops,
+            "fallback": fallback or {}, "ran": ran, "error": error, "images": 50,
+            "agreement": 0.98 if ran else None}
+
+
+def test_markdown_gives_the_gpu_delegates_placement_and_run(report):
+    assert "Not checked: this report predates the check." in report_lib.render_markdown(report)
+    report["gpu_check"] = {"checked": False, "reason": "--report.gpu_images is 0"}
+    assert "Not checked: --report.gpu_images is 0." in report_lib.render_markdown(report)
+    report["gpu_check"] = {"checked": True, "images": 50}
+    report["variants"][1]["gpu_delegate"] = _gpu(37, 37, ran=True)
+    report["variants"][2]["gpu_delegate"] = _gpu(
+        41, 38, ran=False, error="Index is out of range",
+        fallback={"SOFTMAX": "OP is supported, but tensor type/shape isn't compatible."})
     markdown = report_lib.render_markdown(report)
-    assert "as tf.lite.experimental.Analyzer (TensorFlow 2.21.0) checks them" in markdown
-    assert "The check is weak" in markdown
-    assert "- **float32**: 37 of 37 ops on the GPU delegate, all of them" in markdown
-    assert ("- **int8**: 39 of 41 ops on the GPU delegate; left to the CPU: QUANTIZE x2\n"
-            "  - Not supported op QUANTIZE") in markdown
+    assert "here MediaPipe Tasks 0.10.35, OpenGL ES 3.2 Mesa 22.3.6 on llvmpipe." in markdown
+    assert "on the first 50 test images" in markdown
+    assert ("- **float32**: all 37 ops on the GPU delegate; it ran 50 images, top-1 as on the "
+            "CPU for 98.0%") in markdown
+    assert ("- **int8**: 38 of 41 ops on the GPU delegate, 3 left to the CPU; the run fails: "
+            "Index is out of range\n"
+            "  - SOFTMAX: OP is supported, but tensor type/shape isn't compatible.") in markdown
+    report["variants"][2]["gpu_delegate"] = _gpu(41, None, ran=False, error="cannot load")
+    assert "- **int8**: not placed: cannot load" in report_lib.render_markdown(report)
 
 
 def test_markdown_holds_every_variant_and_its_numbers(report):
