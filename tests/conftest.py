@@ -112,3 +112,18 @@ def mediapipe_python():
         return mediapipe_client.build()
     except RuntimeError as error:
         pytest.fail(str(error))
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, mediapipe_python):  # its report checks the GPU delegate
+    """All four stages of a quick job (tests/jobs.py) in one run directory, and its stdout.
+
+    Shared by the whole-job, MediaPipe and runtime tests: copy it before changing it.
+    """
+    from jobs import QUICK, run_train
+
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    # Trained in bfloat16 on any CPU: what follows must not depend on the training precision.
+    result = run_train(["--run-dir", str(run_dir), "--train.mixed_precision", "bfloat16", *QUICK])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir, result.stdout

@@ -5,9 +5,6 @@ runs in its own environment (export/mediapipe_client.py, built on first use).
 """
 
 import json
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,24 +18,9 @@ from export.variants import VARIANTS
 # test fails and the variant joins the others.
 REFUSED = {"int4_weights": "requires 36864 bytes, but is allocated with 18432 bytes"}
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-# The GPU check of the report is tests/test_gpu.py's and tests/test_pipeline.py's.
-TRAIN = ["--train.epochs", "3", "--qat.epochs", "1", "--export.calibration_size", "64",
-         "--export.latency_runs", "5", "--report.gpu_images", "0"]
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    """All four stages on digits, short: five files and the report that measured them."""
-    run_dir = tmp_path_factory.mktemp("mediapipe") / "run"
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "--run-dir", str(run_dir),
-                             *TRAIN], capture_output=True, text=True, cwd=ROOT, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return run_dir
-
-
-def test_image_classifier_matches_the_report_on_every_variant(digits_run, mediapipe_python):
-    report = json.loads((digits_run / "report.json").read_text())
+def test_image_classifier_matches_the_report_on_every_variant(finished_run, mediapipe_python):
+    run_dir, _ = finished_run  # the whole quick job (tests/conftest.py)
+    report = json.loads((run_dir / "report.json").read_text())
     measured = {entry["variant"]: entry for entry in report["variants"]
                 if entry["variant"] in VARIANTS}
     assert sorted(measured) == sorted(VARIANTS)
@@ -47,7 +29,7 @@ def test_image_classifier_matches_the_report_on_every_variant(digits_run, mediap
     for variant, entry in measured.items():
         # No options: what an app gets.
         result = mediapipe_client.classify(mediapipe_python,
-                                           digits_run / "export" / entry["file"], images)
+                                           run_dir / "export" / entry["file"], images)
         if variant in REFUSED:
             assert REFUSED[variant] in result.get("error", ""), result
             continue
@@ -63,3 +45,15 @@ def test_classify_refuses_an_unknown_delegate(mediapipe_python):
     with pytest.raises(ValueError, match="delegate must be one of cpu, gpu, got 'npu'"):
         mediapipe_client.classify(mediapipe_python, "x.tflite", np.zeros((1, 8, 8, 3)),
                                   delegate="npu")
+
+
+def test_a_failed_build_says_what_pip_said_and_leaves_nothing(tmp_path, monkeypatch):
+    requirements = tmp_path / "requirements-mediapipe.txt"
+    requirements.write_text("mediapipe ==== not a version\n")  # pip refuses it offline
+    monkeypatch.setattr(mediapipe_client, "REQUIREMENTS", requirements)
+    monkeypatch.setenv("RESNET_KERAS_CACHE", str(tmp_path / "cache"))
+    assert mediapipe_client.environment() is None
+    with pytest.raises(RuntimeError, match="pip could not install requirements-mediapipe.txt"):
+        mediapipe_client.build()
+    assert mediapipe_client.environment() is None
+    assert list((tmp_path / "cache").iterdir()) == []

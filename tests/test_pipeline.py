@@ -5,34 +5,22 @@ stages over one run directory, through train.py.
 """
 
 import json
-import os
-import subprocess
-import sys
+import shutil
 import zipfile
 
 import numpy as np
 import pytest
+from jobs import QUICK, run_train
 
 from export.variants import QUANTIZER_VARIANTS
 from job import config as config_lib
 from job import pipeline
 from rundir import RunDir
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICK = ["--train.epochs", "2", "--train.steps_per_epoch", "6", "--train.batch_size", "32",
-         "--qat.epochs", "1", "--export.calibration_size", "32", "--export.latency_runs", "5",
-         "--report.gpu_images", "8"]
-
-
 # What TensorFlow Lite's GPU delegate runs through MediaPipe (export/gpu.py): the
 # float files. The integer-input ones it takes whole but MediaPipe's GPU path cannot
 # feed, it leaves all of int16x8 to the CPU, and MediaPipe cannot load int4 at all.
 GPU_RUNS = {"float32", "fp16", "dynamic"}
-
-
-def run_train(args, timeout=900):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
 # ---- the runner ----
@@ -61,15 +49,6 @@ def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypa
 
 
 # ---- all stages, end to end ----
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, mediapipe_python):  # its report checks the GPU delegate
-    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
-    # Trained in bfloat16 on any CPU: what follows must not depend on the training precision.
-    result = run_train(["--run-dir", str(run_dir), "--train.mixed_precision", "bfloat16", *QUICK])
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return run_dir, result.stdout
-
 
 def test_all_stages_write_report_and_files(finished_run):
     run_dir, stdout = finished_run
@@ -171,10 +150,12 @@ def test_the_train_stage_says_whether_onednn_is_on_and_why(finished_run):
     assert ONEDNN.describe() in stdout
 
 
-def test_later_stages_rerun_on_a_finished_run(finished_run):
-    run_dir, _ = finished_run
+def test_later_stages_rerun_on_a_finished_run(finished_run, tmp_path):
+    run_dir = tmp_path / "run"  # a copy: the finished run is shared
+    shutil.copytree(finished_run[0], run_dir)
     result = run_train(["--stages", "report", "--run-dir", str(run_dir),
-                        "--export.latency_runs", "3", "--report.budget_points", "2.5"])
+                        "--export.latency_runs", "3", "--report.budget_points", "2.5",
+                        "--report.gpu_images", "0"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[train]" not in result.stdout and "[report] done in" in result.stdout
     # The report section reaches the decision from the command line.
@@ -190,7 +171,6 @@ def test_the_report_keeps_the_worst_layers_in_float_both_ways(finished_run, tmp_
     with -1. Only float32 and int8 are kept, to measure little.
     """
     import dataclasses
-    import shutil
 
     from export import tflite_file
     from export.run import calibration_set
