@@ -12,9 +12,10 @@ backend cannot compile one, where MediaPipe cannot feed the file on the GPU,
 and where the GPU computes a different answer.
 
 TensorFlow Lite's model analyzer (`gpu_compatibility=True`) is not used: in
-TensorFlow 2.21 it passes a Flex op, TOPK_V2 and an int64 CAST
-(tests/test_gpu.py pins that). What a run here cannot show: the kernels of
-Android's OpenCL backend, which most phones try first, and any phone's speed.
+TensorFlow 2.21 it passes Flex ops, int64 CASTs and a TOPK_V2 model that the
+delegate cannot convert (tests/test_gpu.py pins the last). What a run here
+cannot show: the kernels of Android's OpenCL backend, which most phones try
+first, and any phone's speed.
 
     >>> from export import gpu
     >>> gpu.check(python, "runs/x/export/resnet20_int16x8.tflite", images)["cpu_ops"]

@@ -96,3 +96,12 @@ def test_the_analyzer_passes_what_the_delegate_refuses(tmp_path, mediapipe_pytho
     assert "TOPK_V2" in text.getvalue() and "GPU COMPATIBILITY WARNING" not in text.getvalue()
     result = gpu.check(mediapipe_python, path, IMAGES)
     assert not result["ran"] and result["error"] == "Conversion from TfLite model failed."
+
+
+def test_without_an_opengl_context_nothing_is_placed(tmp_path, mediapipe_python, monkeypatch):
+    # X11 without a display: EGL cannot start, so the delegate's silence says nothing.
+    monkeypatch.setenv("EGL_PLATFORM", "x11")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    result = gpu.check(mediapipe_python, _classifier(tmp_path, "plain"), IMAGES)
+    assert (result["gpu_ops"], result["cpu_ops"], result["ran"]) == (None, None, False)
+    assert "EGL" in result["error"] and result["runner"].endswith("no OpenGL ES context")

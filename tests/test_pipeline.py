@@ -235,3 +235,14 @@ def test_default_job_meets_the_targets(tmp_path):
     for variant in ("int8", "int8_qat"):
         assert by_name[variant]["top1_delta_points"] >= -1.0
         assert by_name[variant]["size_bytes"] <= 0.3 * by_name["float32"]["size_bytes"]
+
+
+def test_the_report_says_why_the_gpu_delegate_was_not_checked(tmp_path, monkeypatch):
+    from report import run as report_run
+
+    monkeypatch.setenv("RESNET_KERAS_CACHE", str(tmp_path))  # no MediaPipe environment there
+    python, check = report_run._gpu_check(50)
+    assert python is None and not check["checked"]
+    assert "python -m export.mediapipe_client builds it" in check["reason"]
+    assert report_run._gpu_check(0) == (None, {"checked": False,
+                                               "reason": "--report.gpu_images is 0"})
