@@ -124,6 +124,7 @@ def finished_run(tmp_path_factory, mediapipe_python):  # its report checks the G
 
     run_dir = tmp_path_factory.mktemp("pipeline") / "run"
     # Trained in bfloat16 on any CPU: what follows must not depend on the training precision.
-    result = run_train(["--run-dir", str(run_dir), "--train.mixed_precision", "bfloat16", *QUICK])
+    result = run_train(["--run-dir", str(run_dir), "--train.mixed_precision", "bfloat16", *QUICK],
+                       timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, result.stdout

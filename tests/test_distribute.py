@@ -16,18 +16,9 @@ import time
 
 import numpy as np
 import pytest
+from jobs import FEW_STEPS, ROOT, run_train
 
 from rundir import model_files
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A few quick steps: enough to exercise the mechanism, not to learn.
-QUICK = ["--train.epochs", "2", "--train.steps_per_epoch", "4", "--train.batch_size", "16"]
-
-
-def run_train(args, *, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=timeout)
-
 
 # ---- training precision ----
 
@@ -77,7 +68,7 @@ def test_a_mixed_precision_model_is_saved_as_its_float32_twin(tmp_path):
 
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_train(["--stages", "train", "--run-dir", str(run_dir), *QUICK,
+    result = run_train(["--stages", "train", "--run-dir", str(run_dir), *FEW_STEPS,
                         "--train.cpu_replicas", "2"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 replica(s) (MirroredStrategy)" in result.stdout

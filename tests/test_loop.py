@@ -18,6 +18,7 @@ import time
 import numpy as np
 import pytest
 import tf_keras
+from jobs import FEW_STEPS, ROOT, run_train
 
 import resnet_keras as rk
 from job import config as config_lib
@@ -25,21 +26,11 @@ from resnet_keras.backend import keras
 from rundir import RunDir, model_files
 from training.loop import train_head
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A few quick steps: enough to exercise the mechanism, not to learn.
-QUICK = ["--train.epochs", "2", "--train.steps_per_epoch", "4", "--train.batch_size", "16"]
-
-
-def run_train(args, *, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=timeout)
-
-
 # ---- the train stage ----
 
 def test_train_stage_writes_the_run_directory(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_train(["--stages", "train", "--run-dir", str(run_dir), *QUICK])
+    result = run_train(["--stages", "train", "--run-dir", str(run_dir), *FEW_STEPS])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[train] done in" in result.stdout
     for name in ("config.json", "history.csv", "last.keras", "training_curve.png",
@@ -103,7 +94,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
 
 def test_best_model_is_chosen_on_the_validation_split(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_train(["--stages", "train", "--run-dir", str(run_dir), *QUICK,
+    result = run_train(["--stages", "train", "--run-dir", str(run_dir), *FEW_STEPS,
                         "--data.val_split", "0.1"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "best.keras").exists()

@@ -155,7 +155,7 @@ def test_later_stages_rerun_on_a_finished_run(finished_run, tmp_path):
     shutil.copytree(finished_run[0], run_dir)
     result = run_train(["--stages", "report", "--run-dir", str(run_dir),
                         "--export.latency_runs", "3", "--report.budget_points", "2.5",
-                        "--report.gpu_images", "0"])
+                        "--report.gpu_images", "0"], timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[train]" not in result.stdout and "[report] done in" in result.stdout
     # The report section reaches the decision from the command line.
