@@ -15,6 +15,10 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+# Holds the value resnet_keras gave ONEDNN_ENV. Children inherit both, so a worker or a
+# train.py started by a test re-decides as the project did, instead of reporting the
+# project's choice as the user's ("as set"); a user's own value differs from it, or has none.
+ONEDNN_CHOSEN_BY_US_ENV = "RESNET_KERAS_ONEDNN_OPTS"
 # Linux /proc/cpuinfo flags on which TensorFlow 2.21 turns its oneDNN kernels on by itself
 # (tensorflow/core/util/port.cc, DefaultOneDnnPolicy); on other x86 CPUs it leaves them off.
 ONEDNN_BY_TENSORFLOW = {"avx512_vnni": "AVX512-VNNI", "avx512_bf16": "AVX512-BF16",
@@ -41,7 +45,8 @@ def onednn_setting(environ, *, machine: str, flags: set[str] | None) -> tuple[st
     On x86 CPUs where TensorFlow leaves oneDNN off, it is turned on: with
     oneDNN's AVX2 kernels our ResNets trained faster than without oneDNN,
     and no less accurately (benchmarks/README.md, "Against PyTorch";
-    `python -m experiments.onednn`). A value the user set always wins.
+    `python -m experiments.onednn`). A value the user set always wins; one
+    that `set_onednn` set in a parent process is decided again, alike.
 
     Args:
         environ: the process environment (a mapping).
@@ -51,7 +56,7 @@ def onednn_setting(environ, *, machine: str, flags: set[str] | None) -> tuple[st
     Returns:
         (value to set, or None to leave TensorFlow's own choice; the reason).
     """
-    if ONEDNN_ENV in environ:
+    if ONEDNN_ENV in environ and environ[ONEDNN_ENV] != environ.get(ONEDNN_CHOSEN_BY_US_ENV):
         return None, f"{ONEDNN_ENV}={environ[ONEDNN_ENV]} as set"
     if machine.lower() not in _X86:
         return None, f"TensorFlow's default on {machine}"
@@ -64,9 +69,23 @@ def onednn_setting(environ, *, machine: str, flags: set[str] | None) -> tuple[st
                  "AVX512-VNNI, AVX512-BF16 or AMX, where our ResNets train faster with it")
 
 
-_value, _reason = onednn_setting(os.environ, machine=platform.machine(), flags=cpu_flags())
-if _value is not None:
-    os.environ[ONEDNN_ENV] = _value
+def set_onednn(environ, *, machine: str, flags: set[str] | None) -> str:
+    """Sets `TF_ENABLE_ONEDNN_OPTS` in `environ` as `onednn_setting` decides, marked as ours.
+
+    Args:
+        environ: the environment to change (`os.environ`, which children inherit).
+        machine, flags: as `onednn_setting`.
+
+    Returns:
+        str, the reason, which a child process inheriting `environ` also gives.
+    """
+    value, reason = onednn_setting(environ, machine=machine, flags=flags)
+    if value is not None:
+        environ[ONEDNN_ENV] = environ[ONEDNN_CHOSEN_BY_US_ENV] = value
+    return reason
+
+
+_reason = set_onednn(os.environ, machine=platform.machine(), flags=cpu_flags())
 
 import tensorflow as tf  # noqa: E402 (after the environment it reads)
 import tf_keras as keras  # noqa: E402

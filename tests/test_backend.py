@@ -32,6 +32,12 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     ({}, "x86_64", {"avx2", "amx_tile", "amx_bf16"}, None, "on a CPU with AMX"),
     ({}, "x86_64", None, None, "CPU features unknown"),
     ({}, "aarch64", {"asimd"}, None, "TensorFlow's default on aarch64"),
+    # Inherited from a parent where resnet_keras set it: decided again, not the user's.
+    ({"TF_ENABLE_ONEDNN_OPTS": "1", "RESNET_KERAS_ONEDNN_OPTS": "1"}, "x86_64", {"avx2"}, "1",
+     "turned on by resnet_keras"),
+    # The user changed it after resnet_keras had set it: the user's again.
+    ({"TF_ENABLE_ONEDNN_OPTS": "0", "RESNET_KERAS_ONEDNN_OPTS": "1"}, "x86_64", {"avx2"}, None,
+     "TF_ENABLE_ONEDNN_OPTS=0 as set"),
 ])
 def test_onednn_is_turned_on_only_where_tensorflow_leaves_it_off(environ, machine, flags, value,
                                                                  reason):
@@ -40,10 +46,38 @@ def test_onednn_is_turned_on_only_where_tensorflow_leaves_it_off(environ, machin
     assert chosen == value and reason in why
 
 
+AVX2_ONLY = {"avx", "avx2", "fma"}  # a CPU where resnet_keras turns oneDNN on
+
+
+@pytest.mark.parametrize("user, reason", [
+    (None, "turned on by resnet_keras"),
+    ("0", "TF_ENABLE_ONEDNN_OPTS=0 as set"),
+    ("1", "TF_ENABLE_ONEDNN_OPTS=1 as set"),
+])
+def test_a_child_process_gives_the_same_reason_as_its_parent(user, reason):
+    from resnet_keras.backend import set_onednn
+    parent = {k: v for k, v in os.environ.items()
+              if k not in ("TF_ENABLE_ONEDNN_OPTS", "RESNET_KERAS_ONEDNN_OPTS")}
+    if user is not None:
+        parent["TF_ENABLE_ONEDNN_OPTS"] = user
+    assert reason in set_onednn(parent, machine="x86_64", flags=AVX2_ONLY)
+    assert parent["TF_ENABLE_ONEDNN_OPTS"] == (user or "1")
+    # The child inherits what the parent set, as train.py's children do; the CPU it
+    # decides for is the same AVX2-only one, whatever this machine's CPU is.
+    code = ("import json, os; from resnet_keras.backend import set_onednn; "
+            f"why = set_onednn(os.environ, machine='x86_64', flags={AVX2_ONLY!r}); "
+            "print(json.dumps([why, os.environ['TF_ENABLE_ONEDNN_OPTS']]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=parent,
+                         capture_output=True, text=True, check=True).stdout
+    child_reason, child_value = json.loads(out.strip().splitlines()[-1])
+    assert reason in child_reason and child_value == (user or "1")
+
+
 def _onednn_in_a_fresh_process(**env):
     code = ("import json; from resnet_keras.backend import ONEDNN; "
             "print(json.dumps(ONEDNN.to_dict()))")
-    environ = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("TF_ENABLE_ONEDNN_OPTS", "RESNET_KERAS_ONEDNN_OPTS")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**environ, **env},
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])

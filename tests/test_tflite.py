@@ -6,7 +6,6 @@ The files are run with export/runtime.py (tested in tests/test_runtime.py);
 
 import logging
 import os
-import time
 
 import numpy as np
 import pytest
@@ -87,19 +86,40 @@ def test_quantized_files_are_smaller(exported):
     assert 0.4 * size["float32"] < size["fp16"] < 0.6 * size["float32"]
 
 
-def test_every_variant_runs_close_to_keras(exported, test_split, reference):
+# The least share of test images on which a file's top-1 must equal that of the Keras
+# model it was converted from. Each lies well below what the variant reaches (printed by
+# the test) so that one CPU's kernels cannot fail it where another's pass, and well above
+# what a wrong conversion reaches (about 0.1, chance, with ten classes).
+MIN_AGREEMENT = {
+    "float32": 0.99,  # the same float graph: only the kernels' order of summation differs
+    "fp16": 0.98,  # float16 weights, computed in float32
+    "dynamic": 0.95,  # int8 weights; activations quantized per run, so closer than int8's
+    "int8": 0.9,  # integer activations from 128 calibration images, a barely trained net
+    "int8_qat": 0.95,  # the QAT model's own fake-quantized arithmetic, made integer
+    "int16x8": 0.95,  # int8 weights, int16 activations
+    "int4_weights": 0.9,  # 16 levels per weight channel
+}
+
+
+@pytest.fixture(scope="module")
+def qat_reference(qat_model, test_split):
+    return qat_model.predict(test_split[0].astype(np.float32), batch_size=128, verbose=0)
+
+
+def test_every_variant_runs_close_to_the_model_it_came_from(exported, test_split, reference,
+                                                            qat_reference):
+    """int8_qat is compared with the QAT model, which trained further than the float one."""
+    assert set(MIN_AGREEMENT) == set(exported)
     images, labels = test_split
-    keras_top1 = float(np.mean(reference.argmax(-1) == labels))
-    assert keras_top1 > 0.8  # trained enough for accuracy to mean something
-    start = time.perf_counter()
     for variant, path in exported.items():
-        result = runtime.evaluate_tflite(path, images, labels, reference_predictions=reference)
-        print(variant, result)
-        assert result["top1"] >= keras_top1 - 0.05, variant
+        source = qat_reference if variant == "int8_qat" else reference
+        source_top1 = float(np.mean(source.argmax(-1) == labels))
+        assert source_top1 > 0.8  # trained enough for accuracy to mean something
+        result = runtime.evaluate_tflite(path, images, labels, reference_predictions=source)
+        print(variant, f"agreement {result['agreement']:.3f}", result)
+        assert result["top1"] >= source_top1 - 0.05, variant
         assert result["top5"] is not None and result["top5"] >= result["top1"]
-        assert result["agreement"] >= 0.9, variant
-    # The 360-image split for every variant: batch-1 invokes are fast enough.
-    assert time.perf_counter() - start < 60
+        assert result["agreement"] >= MIN_AGREEMENT[variant], variant
 
 
 @pytest.mark.parametrize("variant", ["int8", "int8_qat"])
