@@ -67,6 +67,8 @@ logger = logging.getLogger(__name__)
 PRESETS = {"digits": "degradation-digits", "fashion_mnist": "degradation-fashion-mnist",
            "cifar10": "degradation-cifar10"}
 DATASETS = tuple(PRESETS)
+# The sections of a net's configuration that its training reads.
+TRAINING_SECTIONS = ("data", "model", "train")
 
 
 # ---------------------------------------------------------------- training
@@ -189,9 +191,10 @@ def _make_recorder(keras, *, name, arrays, batch_size, guard, clock, total_epoch
 
         def __init__(self):
             super().__init__()
-            self.start = time.time()
+            self.start, self.cpu_start = time.time(), time.process_time()
             self.curves = {k: [] for k in ("epoch", "train_error", "train_error_running",
-                                           "test_error", "loss", "lr", "seconds")}
+                                           "test_error", "loss", "lr", "seconds",
+                                           "cpu_seconds")}
             self.curves["final_correct"] = None
 
         def _correct(self, split):
@@ -213,7 +216,9 @@ def _make_recorder(keras, *, name, arrays, batch_size, guard, clock, total_epoch
                    "test_error": 100 * (1 - float(correct["test"].mean())),
                    "loss": float(logs["loss"]),
                    "lr": current_learning_rate(self.model.optimizer),
-                   "seconds": round(time.time() - self.start, 2)}
+                   "seconds": round(time.time() - self.start, 2),
+                   # CPU time of every thread: the cost, whatever else shared the machine.
+                   "cpu_seconds": round(time.process_time() - self.cpu_start, 2)}
             for key, value in row.items():
                 self.curves[key].append(value)
             logger.info("%-9s epoch %3d/%d  train error %6.2f%%  test error %6.2f%%  loss "
@@ -837,9 +842,15 @@ def _earlier_curves(out, setup):
     except (OSError, ValueError):
         return {}
     wanted = json.loads(json.dumps(setup["train_configs"]))
+
+    def training(configs, label):
+        # Only what training reads: a key added to a later stage's section keeps the runs.
+        config = configs.get(label) or {}
+        return {section: config.get(section) for section in TRAINING_SECTIONS}
+
     different = [k for k in ("dataset", "seed", "train_subset") if earlier.get(k) != setup[k]]
-    different += [label for label in curves
-                  if earlier.get("train_configs", {}).get(label) != wanted.get(label)]
+    different += [label for label in curves if label not in wanted
+                  or training(earlier.get("train_configs", {}), label) != training(wanted, label)]
     if different:
         raise ValueError(f"{out} holds an earlier degradation run whose {different[0]} differs "
                          f"from this one's (or that this run does not list); give another "
