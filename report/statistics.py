@@ -18,8 +18,9 @@ is in the discordant images, and the statistics here are paired:
   recommend for paired proportions (Statistics in Medicine 33:2850-2875, 2014).
 
 A difference is *within the noise* when its interval contains 0. No
-TensorFlow; counts are computed with numpy, the exact test and the Wilson
-intervals by scipy; only Newcombe's combination of them is written here (no
+TensorFlow; counts are computed with numpy, the exact test by scipy; the
+Wilson interval is written here in closed form, to take fractional counts, and
+checked against scipy's, as is Newcombe's combination of two of them (no
 installable library has the paired interval).
 
     >>> counts = paired_counts(reference_correct, variant_correct)
@@ -36,6 +37,8 @@ DEFAULT_CONFIDENCE = 0.95
 INTERVAL_METHOD = "Newcombe 1998 method 10, the hybrid score interval for paired proportions"
 TEST_METHOD = "the exact McNemar test, a two-sided binomial test of the discordant images at 1/2"
 _COUNTS = ("both_right", "reference_only", "variant_only", "both_wrong")
+# Budgets are compared with measured points; this absorbs float rounding of k / n.
+POINTS_TOLERANCE = 1e-9
 
 
 # ---------------------------------------------------------------- counting
@@ -201,11 +204,16 @@ def mcnemar_exact_p(reference_only, variant_only):
 
 
 def wilson_interval(successes, n, *, confidence=DEFAULT_CONFIDENCE):
-    """The Wilson score interval of a proportion (Wilson, JASA 22:209-212, 1927), from scipy.
+    """The Wilson score interval of a proportion (Wilson, JASA 22:209-212, 1927).
+
+    In closed form, so that it also takes a share of images that is not a
+    whole number (`images_needed` scales counts); on whole numbers it is
+    scipy's `binomtest(...).proportion_ci(method="wilson")`, to within 1e-12
+    (tests/test_statistics.py).
 
     Args:
-        successes: int, 0 <= successes <= n.
-        n: int, positive.
+        successes: number, 0 <= successes <= n.
+        n: number, at least 1.
         confidence: float in (0, 1).
 
     Returns:
@@ -216,11 +224,17 @@ def wilson_interval(successes, n, *, confidence=DEFAULT_CONFIDENCE):
             outside (0, 1).
     """
     _check_confidence(confidence)
-    if n < 1 or not 0 <= successes <= n:
+    if not n >= 1 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes!r} of {n!r}.")
-    ci = scipy.stats.binomtest(successes, n).proportion_ci(confidence_level=confidence,
-                                                          method="wilson")
-    return float(ci.low), float(ci.high)
+    z = float(scipy.stats.norm.ppf(0.5 + confidence / 2))
+    p = successes / n
+    shrink = 1 + z * z / n
+    center = (p + z * z / (2 * n)) / shrink
+    half = z / shrink * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # Exact at the ends, where the formula's rounding would leave 1e-16 of a gap.
+    low = 0.0 if successes == 0 else max(0.0, center - half)
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
 
 
 def newcombe_interval(counts, *, confidence=DEFAULT_CONFIDENCE):
@@ -252,7 +266,7 @@ def newcombe_interval(counts, *, confidence=DEFAULT_CONFIDENCE):
     if min(a, b, c, d) < 0:
         raise ValueError(f"counts must be >= 0, got {counts!r}.")
     n = a + b + c + d
-    if n == 0:
+    if n <= 0:
         return None
     p1, p2 = (a + b) / n, (a + c) / n
     l1, u1 = wilson_interval(a + b, n, confidence=confidence)
@@ -296,3 +310,59 @@ def paired_difference(counts, *, confidence=DEFAULT_CONFIDENCE):
             "interval_points": [low, high],
             "p_value": mcnemar_exact_p(counts["reference_only"], counts["variant_only"]),
             "within_noise": low <= 0.0 <= high}
+
+
+# ---------------------------------------------------------------- planning
+
+
+def scaled_counts(counts, n):
+    """`counts` at `n` images in the same shares; not whole numbers in general.
+
+    Args:
+        counts: dict as `paired_counts`, of at least one image.
+        n: number >= 1, the number of images to scale to.
+
+    Returns:
+        dict with the keys of `paired_counts`, summing to `n`.
+    """
+    total = sum(counts[key] for key in _COUNTS)
+    return {key: counts[key] * n / total for key in _COUNTS}
+
+
+def images_needed(counts, *, budget_points, confidence=DEFAULT_CONFIDENCE, limit=10_000_000):
+    """The fewest test images on which the interval's worst end would fit the budget.
+
+    The images are assumed to disagree as the measured ones did (`scaled_counts`),
+    so the difference stays and only the interval narrows: it answers "how many
+    test images would decide it", not "what would more images show".
+
+    Args:
+        counts: dict as `paired_counts` (the variant against its reference).
+        budget_points: float >= 0, the top-1 points the variant may lose.
+        confidence: float in (0, 1), the interval's level.
+        limit: int, the most images searched.
+
+    Returns:
+        int, the number of images (the measured count when it already fits);
+        None when the measured difference itself loses more than the budget,
+        so that no number of images would fit it, or when over `limit`.
+    """
+    def fits(n):
+        low, _ = newcombe_interval(scaled_counts(counts, n), confidence=confidence)
+        return 100.0 * low >= -budget_points - POINTS_TOLERANCE
+
+    measured = sum(counts[key] for key in _COUNTS)
+    if fits(measured):
+        return measured
+    difference = 100.0 * (counts["variant_only"] - counts["reference_only"]) / measured
+    if difference <= -budget_points + POINTS_TOLERANCE:
+        return None
+    low, high = measured, 2 * measured  # fits(low) is False; find a high that fits
+    while not fits(high):
+        if high > limit:
+            return None
+        low, high = high, 2 * high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high

@@ -34,6 +34,49 @@ def test_wilson_interval_matches_newcombes_worked_example():
     assert statistics.wilson_interval(10, 10)[1] == 1.0
 
 
+@pytest.mark.parametrize("n", [1, 2, 10, 37, 263, 360, 10_000])
+@pytest.mark.parametrize("confidence", [0.8, 0.95, 0.99])
+def test_wilson_interval_is_scipys_on_whole_counts(n, confidence):
+    for successes in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+        ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+        low, high = statistics.wilson_interval(successes, n, confidence=confidence)
+        assert low == pytest.approx(ci.low, abs=1e-12) and high == pytest.approx(ci.high, abs=1e-12)
+
+
+def _brute_force_images_needed(counts, budget_points, confidence):
+    n = sum(counts.values())
+    while True:
+        low, _ = statistics.newcombe_interval(statistics.scaled_counts(counts, n),
+                                              confidence=confidence)
+        if 100 * low >= -budget_points - 1e-9:
+            return n
+        n += 1
+
+
+@pytest.mark.parametrize("counts, budget_points, confidence", [
+    ({"both_right": 360, "reference_only": 0, "variant_only": 0, "both_wrong": 0}, 1.0, 0.95),
+    ({"both_right": 340, "reference_only": 3, "variant_only": 1, "both_wrong": 16}, 1.0, 0.95),
+    ({"both_right": 340, "reference_only": 5, "variant_only": 1, "both_wrong": 14}, 2.0, 0.9),
+    ({"both_right": 900, "reference_only": 9, "variant_only": 1, "both_wrong": 90}, 1.0, 0.95),
+    ({"both_right": 50, "reference_only": 2, "variant_only": 2, "both_wrong": 6}, 0.5, 0.99),
+])
+def test_images_needed_is_the_fewest_a_brute_force_search_finds(counts, budget_points,
+                                                                confidence):
+    needed = statistics.images_needed(counts, budget_points=budget_points,
+                                      confidence=confidence)
+    assert needed == _brute_force_images_needed(counts, budget_points, confidence)
+    assert needed > sum(counts.values())  # none of these fits on the images measured
+
+
+def test_images_needed_where_no_number_of_images_would_do():
+    # 2 points lost on the images measured: more images only narrow the interval around it.
+    losing = {"both_right": 90, "reference_only": 3, "variant_only": 1, "both_wrong": 6}
+    assert statistics.images_needed(losing, budget_points=1.0) is None
+    # Already within: the images measured are enough.
+    fits = {"both_right": 9900, "reference_only": 0, "variant_only": 0, "both_wrong": 100}
+    assert statistics.images_needed(fits, budget_points=1.0) == 10_000
+
+
 def test_newcombe_interval_matches_a_published_worked_example():
     # Complete response before and after consolidation therapy (Cavo et al. 2012),
     # [[59, 6], [16, 80]]: Newcombe's square-and-add interval -0.0621 (-0.1186 to
