@@ -77,7 +77,7 @@ def _report_card(entry, size_bytes, path):
     return card
 
 
-def write_bundle(tflite_path, *, out_dir, labels, report_entry=None):
+def write_bundle(tflite_path, *, out_dir, labels, report_entry=None, target=None):
     """Writes `<name>.tflite`, `labels.txt` and `model_card.json` into a folder.
 
     The model file is a copy of `tflite_path`; where that file has no TFLite
@@ -91,6 +91,8 @@ def write_bundle(tflite_path, *, out_dir, labels, report_entry=None):
             class-index order.
         report_entry: dict, this file's entry of report.json's `variants`
             (accuracy, size, latency, Edge TPU check), or None.
+        target: dict, what the bundle's deployment target was decided on
+            (`export.bundles.target_card`), or None.
 
     Returns:
         The bundle folder as a Path. The card holds `model_file`,
@@ -100,7 +102,8 @@ def write_bundle(tflite_path, *, out_dir, labels, report_entry=None):
         `pixels`, `feed_raw_bytes`, `encode`), `output` (`name`, `shape`,
         `dtype`, `scale`, `zero_point`, `decode`) and `report` (the entry's
         `variant`, `top1`, `top5`, `top1_delta_points`, `agreement`,
-        `size_bytes`, `latency_median_ms`, `edgetpu_compatible`, or None).
+        `size_bytes`, `latency_median_ms`, `edgetpu_compatible`, or None) and
+        `target` (as given, or None).
 
     Raises:
         FileNotFoundError: no file at `tflite_path`.
@@ -141,6 +144,7 @@ def write_bundle(tflite_path, *, out_dir, labels, report_entry=None):
         "input": _input_card(image),
         "output": _output_card(scores),
         "report": _report_card(report_entry, measured_size, source),
+        "target": target,
     }
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return out_dir

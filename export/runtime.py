@@ -11,6 +11,7 @@ export stage checks its files with it, the report measures them with it.
 """
 
 import collections
+import importlib.metadata
 import os
 import time
 
@@ -18,6 +19,8 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from export import tflite_file
+
+LITERT_VERSION = importlib.metadata.version("ai-edge-litert")
 
 
 def load_interpreter(path, *, num_threads=None):

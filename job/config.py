@@ -16,12 +16,15 @@ from typing import Literal
 # Export owns its closed sets (TensorFlow-free); the configuration takes them from there.
 from export import variants as export_variants
 
-# The report owns its decision's defaults (TensorFlow-free), as export owns its sets.
+# The report owns its decision's defaults and its targets (TensorFlow-free), as export
+# owns its sets.
 from report import decide as report_decide
+from report import targets as report_targets
 
 # The closed sets, each listed once; `_coerce` rejects anything else with the
 # valid values, and the modules that act on them take their tuples from here.
-Stage = Literal["train", "qat", "export", "report"]
+Stage = Literal["train", "qat", "export", "report", "bundle"]
+Target = Literal[report_targets.NAMES]
 Schedule = Literal["cosine", "step", "constant"]
 # How the rate warms up: rising linearly from a tenth to the peak (Goyal et al., arXiv
 # 1706.02677), or held at a tenth (the paper's ResNet-110, sec. 4.2; step schedule only).
@@ -98,8 +101,6 @@ class ExportConfig:
     variants: tuple[export_variants.Variant, ...] = export_variants.VARIANTS
     calibration_size: int = export_variants.CALIBRATION_SIZE
     io_dtype: export_variants.IODtype = "uint8"  # uint8 is the Edge TPU convention
-    selective_threshold: float = 1.0  # int8 drop (points) above which float fallback is tried
-    latency_runs: int = 50
 
 
 @dataclasses.dataclass
@@ -110,9 +111,13 @@ class ReportConfig:
     # Recall points any one class may lose, checked on the measured change.
     class_budget_points: float = report_decide.CLASS_BUDGET_POINTS
     confidence: float = report_decide.CONFIDENCE  # level of every paired interval
-    # Test images each file runs on through Android's GPU delegate (export/gpu.py),
-    # where MediaPipe's environment is built; 0 skips the check.
-    gpu_images: int = 50
+    # The deployment targets to decide for (report/targets.py), each proven on its runtime.
+    targets: tuple[Target, ...] = report_targets.NAMES
+    # Test images each file runs on through MediaPipe Tasks, on the CPU and the GPU
+    # delegate (export/gpu.py), where MediaPipe's environment is built; 0 skips it.
+    mediapipe_images: int = 50
+    selective_threshold: float = 1.0  # int8 drop (points) above which float fallback is tried
+    latency_runs: int = 50  # timed runs of each file, 1 thread and all
 
 
 @dataclasses.dataclass
@@ -438,14 +443,14 @@ RANGES: dict[str, Range] = {
     "qat.learning_rate": _POSITIVE,
     "qat.batch_size": _COUNT,
     "export.calibration_size": _COUNT,
-    "export.selective_threshold": _NON_NEGATIVE,
-    "export.latency_runs": _COUNT,
     "report.budget_points": _NON_NEGATIVE,
     "report.class_budget_points": _NON_NEGATIVE,
     # Below 0.5 an interval misses the true difference more often than it holds it; at 1 it
     # is infinitely wide.
     "report.confidence": Range(0.5, 1, high_open=True),
-    "report.gpu_images": _NON_NEGATIVE,
+    "report.mediapipe_images": _NON_NEGATIVE,
+    "report.selective_threshold": _NON_NEGATIVE,
+    "report.latency_runs": _COUNT,
 }
 
 
@@ -483,6 +488,9 @@ def validate(config: Config) -> None:
     if not config.export.variants:
         raise ValueError(f"export.variants is empty; give some of "
                          f"{', '.join(export_variants.VARIANTS)}.")
+    if not config.report.targets:
+        raise ValueError(f"report.targets is empty; give some of "
+                         f"{', '.join(report_targets.NAMES)}.")
 
 
 def _check_val_split(val_split):
@@ -515,8 +523,18 @@ def to_dict(config: Config) -> dict:
     return dataclasses.asdict(config)
 
 
+# Keys that moved to the section of the stage that reads them: (old section, key) ->
+# (new section, key). A run's config.json written before the move still loads.
+MOVED_KEYS = {("export", "latency_runs"): ("report", "latency_runs"),
+              ("export", "selective_threshold"): ("report", "selective_threshold"),
+              ("report", "gpu_images"): ("report", "mediapipe_images")}
+
+
 def from_dict(data: dict) -> Config:
-    """Rebuilds a `Config` from `to_dict` output (e.g. a run's config.json)."""
+    """Rebuilds a `Config` from `to_dict` output (e.g. a run's config.json), moved keys moved."""
     preset = data.get("preset", "digits")
-    rest = {k: v for k, v in data.items() if k != "preset"}
+    rest = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items() if k != "preset"}
+    for (section, key), (new_section, new_key) in MOVED_KEYS.items():
+        if key in rest.get(section, {}):
+            rest.setdefault(new_section, {})[new_key] = rest[section].pop(key)
     return apply_overrides(Config(preset=preset), rest)

@@ -1,4 +1,4 @@
-"""The whole job as stages over one run directory: train, qat, export, report.
+"""The whole job as stages over one run directory: train, qat, export, report, bundle.
 
 `train.py` is its command line; experiments call `run` directly. Each stage
 reads what the earlier ones left in the run directory (`rundir.RunDir`)
@@ -89,14 +89,24 @@ def stage_report(job):
     from report.render import render_table
     from report.run import report_run
     report = report_run(job.run, job.dataset, model_name=job.config.model.name,
-                        export_cfg=job.config.export, report_cfg=job.config.report,
-                        calibration=job.calibration, allow_unsafe=job.allow_unsafe)
+                        report_cfg=job.config.report, calibration=job.calibration,
+                        allow_unsafe=job.allow_unsafe)
     logger.info("%s", render_table(report))
     return {"report": job.run.report_markdown}
 
 
+def stage_bundle(job):
+    from export.bundles import bundle_run
+    from report.decision_table import target_lines
+    written = bundle_run(job.run, labels=list(job.dataset.class_names))
+    # The answer of the whole job: one line per target, the file or why none.
+    for line in target_lines(job.run.read_json(job.run.report_json)):
+        logger.info("  %s", line)
+    return {"bundles": len(written)}
+
+
 STAGE_FUNCTIONS = {"train": stage_train, "qat": stage_qat, "export": stage_export,
-                   "report": stage_report}
+                   "report": stage_report, "bundle": stage_bundle}
 
 
 def command_line(body):
@@ -176,7 +186,9 @@ def _needs(config, run, stage):
     return {"train": [],
             "qat": [trained],
             "export": [trained] + ([qat] if int8_qat else []),
-            "report": [(run.manifest, "exported models", "export", ""), trained]}[stage]
+            "report": [(run.manifest, "exported models", "export", ""), trained],
+            "bundle": [(run.report_json, "report", "report", ""),
+                       (run.manifest, "exported models", "export", "")]}[stage]
 
 
 def check_inputs(config, run):

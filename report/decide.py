@@ -1,4 +1,4 @@
-"""Decides from report.json's numbers whether int8 is good enough, and which file to ship.
+"""Decides from report.json's numbers which file goes to each target, and if int8 is good enough.
 
 `decide(report)` is saved as report.json's `decision` (docs/report_json.md);
 the verdict, Markdown and chart of report/render.py render from it. The
@@ -15,12 +15,19 @@ images of a digits class), so that end would refuse every file whatever its
 quality. The worst class's interval is saved so the reader sees how sure it
 is. Host latency never decides: a server CPU is not a phone.
 
+For each deployment target (report/targets.py) the pick is the smallest file
+that the target's runtime ran and that is within both budgets; where none is,
+float32 if it runs there, else nothing, with each file's reason. A file not
+shown within the budget on this test set gets the number of test images that
+would show it (`statistics.images_needed`).
+
     >>> decision = decide(report, budget_points=1.0, class_budget_points=3.0)
-    >>> decision["ship"], decision["good_enough"]
-    ('int8', True)
+    >>> decision["ship"], [(t["target"], t["pick"]) for t in decision["targets"]]
+    ('int8', [('android_cpu', 'int8'), ('android_gpu', 'fp16'), ...])
 """
 
-from report import statistics
+from report import statistics, targets
+from report.targets import edgetpu_status
 
 # The defaults of the job's `report` section (job/config.py).
 BUDGET_POINTS = 1.0  # top-1 points an int8 file may lose, at the interval's worst end
@@ -31,8 +38,11 @@ INT8_VARIANTS = ("int8", "int8_qat")
 FALLBACK = "fp16"  # what Android can run when int8 loses too much
 NEXT_STEP = "int8_qat"
 _FRACTIONS = ("top1", "top5", "agreement")
-# Budgets are compared with measured points; this absorbs float rounding of k / n.
-_TOLERANCE = 1e-9
+_TOLERANCE = statistics.POINTS_TOLERANCE
+# Where no file is shown within the budgets, the file that computes what Keras float
+# computes is the one to ship, if it runs there: it loses nothing to quantization.
+TARGET_FALLBACK = "float32"
+SHIP_TARGET = "android_cpu"  # whose pick `ship` gives, for scripts that read one answer
 
 
 def check(report):
@@ -94,38 +104,6 @@ def size_ratio(entry, report):
     return entry["size_bytes"] / float32["size_bytes"]
 
 
-def edgetpu_status(edgetpu):
-    """What an `edgetpu` check (export.edgetpu.check) says about one file.
-
-    Args:
-        edgetpu: a variant's `edgetpu` dict, or None.
-
-    Returns:
-        None when the file was not checked; otherwise a dict: `compatible`
-        (bool), `total_ops`, `first_cpu_op` (`index`, `op`, `reason` of the
-        first op left to the CPU, or None), `confirmed_by` (`compiler` when
-        edgetpu_compiler ran and counted mapped ops, else `rules`),
-        `compiler_version`, `mapped_ops` and `compiler_total_ops` (None
-        unless the compiler confirmed).
-    """
-    if not edgetpu:
-        return None
-    ops = edgetpu.get("ops") or []
-    first = edgetpu.get("first_cpu_op")
-    compiler = edgetpu.get("compiler") or {}
-    confirmed = bool(compiler.get("ran")) and compiler.get("mapped_ops") is not None
-    return {
-        "compatible": bool(edgetpu.get("compatible")),
-        "total_ops": edgetpu.get("total_ops", len(ops)),
-        "first_cpu_op": ({key: ops[first][key] for key in ("index", "op", "reason")}
-                         if first is not None and first < len(ops) else None),
-        "confirmed_by": "compiler" if confirmed else "rules",
-        "compiler_version": compiler.get("version") if confirmed else None,
-        "mapped_ops": compiler["mapped_ops"] if confirmed else None,
-        "compiler_total_ops": compiler.get("total_ops") if confirmed else None,
-    }
-
-
 def _counts(entry, ref):
     """`entry`'s 2x2 table against `ref`, or None when it was measured against another model."""
     paired = entry.get("paired")
@@ -179,6 +157,9 @@ def _candidate(entry, ref, report, *, budget_points, class_budget_points, confid
     budget = (_budget_state(comparison["difference_points"], comparison["interval_points"],
                             budget_points) if comparison else None)
     within_class = classes["within_budget"] if classes else None
+    needed = (statistics.images_needed(counts, budget_points=budget_points,
+                                       confidence=confidence)
+              if budget == "unproven" else None)
     return {
         "variant": entry["variant"],
         "top1": entry["top1"],
@@ -189,6 +170,8 @@ def _candidate(entry, ref, report, *, budget_points, class_budget_points, confid
         "worst_points": comparison["interval_points"][0] if comparison else None,
         "budget": budget,
         "within_budget": None if budget is None else budget == "within",
+        # Test images that would show it within the budget, at the discordance observed.
+        "images_needed": needed,
         "classes": classes,
         "within_class_budget": within_class,
         "good": None if budget is None else (budget == "within" and within_class is not False),
@@ -298,6 +281,69 @@ def qat_gain(report, *, confidence=CONFIDENCE):
             "within_noise": over_int8["within_noise"] if over_int8 else None}
 
 
+def _files(report):
+    """The entries of exported files, in the report's order (not the Keras models)."""
+    return [entry for entry in report["variants"] if entry.get("file")]
+
+
+def target_decision(target, report, ref, *, not_checked, **settings):
+    """The file to ship to one target, and each file's case for or against it.
+
+    Args:
+        target: a `report.targets.Target`.
+        report: the report dict.
+        ref: the reference entry (`reference(report)`).
+        not_checked: str, why a file without the target's evidence was not run there.
+        **settings: `budget_points`, `class_budget_points`, `confidence`.
+
+    Returns:
+        dict: `target`, `title`, `runtime` (the target's runtime, in words);
+        `pick` (a variant name or None); `why` (`within_budgets`: the
+        smallest file that runs there and is within both budgets;
+        `float32_fallback`: none is, and float32 runs there; `none_within_budgets`:
+        none is, and float32 does not run there; `none_runs`; `not_checked`);
+        `runs` (per file that runs there: `variant`, `file`, `proof`,
+        `verified_on` (its runtime and version) and the keys of a
+        candidate: `size_bytes`, `delta_points`, `comparison`, `budget`,
+        `good`, `images_needed`, ...); `refused` (per file that does not:
+        `variant`, `proof`, `verified_on`, `reason`); `not_checked` (the
+        variants the runtime never saw, and why).
+    """
+    runs, refused, unseen = [], [], []
+    for entry in _files(report):
+        there = targets.runs_there(target, entry, not_checked=not_checked)
+        proof = {"variant": entry["variant"], "proof": there["proof"],
+                 "verified_on": there["runtime"]}
+        if there["runs"] is None:
+            unseen.append(entry["variant"])
+        elif there["runs"]:
+            runs.append({**proof, "file": entry["file"],
+                         **_candidate(entry, ref, report, **settings)})
+        else:
+            refused.append({**proof, "reason": there["reason"]})
+    good = [c for c in runs if c["good"]]
+    fallback = next((c for c in runs if c["variant"] == TARGET_FALLBACK), None)
+    if good:
+        pick, why = min(good, key=lambda c: (c["size_bytes"] or 0, -c["top1"])), "within_budgets"
+    elif fallback:
+        pick, why = fallback, "float32_fallback"
+    else:
+        pick = None
+        why = ("none_within_budgets" if runs else "none_runs" if refused else "not_checked")
+    return {"target": target.name, "title": target.title, "runtime": target.runtime,
+            "pick": pick["variant"] if pick else None, "why": why, "runs": runs,
+            "refused": refused,
+            "not_checked": {"variants": unseen, "reason": not_checked} if unseen else None}
+
+
+def _not_checked(report, target):
+    """Why the report has no answer of `target`'s runtime for a file."""
+    mediapipe = report.get("mediapipe_check") or {}
+    if target.evidence in targets.MEDIAPIPE_EVIDENCE and mediapipe.get("reason"):
+        return f"not run: {mediapipe['reason']}"
+    return "not run: this report predates the check"
+
+
 def _check_settings(budget_points, class_budget_points, confidence):
     for name, value in (("budget_points", budget_points),
                         ("class_budget_points", class_budget_points)):
@@ -310,20 +356,22 @@ def _check_settings(budget_points, class_budget_points, confidence):
 
 
 def decide(report, *, budget_points=BUDGET_POINTS, class_budget_points=CLASS_BUDGET_POINTS,
-           confidence=CONFIDENCE):
-    """Whether int8 is good enough, which file to ship, and the numbers behind it.
+           confidence=CONFIDENCE, target_names=targets.NAMES):
+    """Which file to ship to each target, whether int8 is good enough, and the numbers behind it.
 
-    An int8 file is *good* when the worst end of its paired interval against
-    the reference loses at most `budget_points` of top-1 and no class loses
-    more than `class_budget_points` of recall; the best good file (highest
-    top-1, then smallest) is shipped. Latency on this host is reported, never
-    weighed.
+    A file is *good* when the worst end of its paired interval against the
+    reference loses at most `budget_points` of top-1 and no class loses more
+    than `class_budget_points` of recall. Each target gets the smallest good
+    file its runtime ran (`target_decision`); int8 is good enough when an
+    int8 file is good, and the best such (highest top-1, then smallest) is
+    `chosen`. Latency on this host is reported, never weighed.
 
     Args:
         report: the report dict (docs/report_json.md).
         budget_points: float >= 0, the top-1 points an int8 file may lose.
         class_budget_points: float >= 0, the recall points one class may lose.
         confidence: float in (0, 1), the level of every interval.
+        target_names: names from `report.targets.NAMES`, the targets to decide for.
 
     Returns:
         A JSON-able dict (report.json's `decision`, every key in
@@ -331,11 +379,13 @@ def decide(report, *, budget_points=BUDGET_POINTS, class_budget_points=CLASS_BUD
         `class_budget_points`, `confidence`, `interval_method`,
         `test_method`); `reference`; `num_test`, `one_image_points`; `paired`
         (whether the int8 files carry image-by-image counts); `comparisons`;
-        `candidates` (per int8 file: `variant`, `top1`, `delta_points`,
-        `agreement`, `size_bytes`, `comparison`, `worst_points`, `budget`,
-        `within_budget`, `classes`, `within_class_budget`, `good`);
+        `targets` (one `target_decision` per target); `ship` (the Android
+        CPU pick, for scripts that read one answer); `candidates` (per int8
+        file: `variant`, `top1`, `delta_points`, `agreement`, `size_bytes`,
+        `comparison`, `worst_points`, `budget`, `within_budget`,
+        `images_needed`, `classes`, `within_class_budget`, `good`);
         `selective`; `qat`; `good_enough` (None when nothing can be
-        judged); `ship`; `chosen`; `fallback`; `next_step`; `host`.
+        judged); `chosen`; `fallback`; `next_step`; `host`.
 
     Raises:
         ValueError: a malformed report, a negative budget or a confidence
@@ -343,6 +393,7 @@ def decide(report, *, budget_points=BUDGET_POINTS, class_budget_points=CLASS_BUD
     """
     check(report)
     _check_settings(budget_points, class_budget_points, confidence)
+    chosen_targets = targets.check_targets(target_names)
     by_name = entries(report)
     ref = reference(report)
     num_test = report.get("num_test")
@@ -350,7 +401,8 @@ def decide(report, *, budget_points=BUDGET_POINTS, class_budget_points=CLASS_BUD
                 "confidence": confidence, "interval_method": statistics.INTERVAL_METHOD,
                 "test_method": statistics.TEST_METHOD, "reference": None,
                 "num_test": num_test, "one_image_points": 100.0 / num_test if num_test else None,
-                "paired": False, "comparisons": [], "candidates": [], "selective": None,
+                "paired": False, "comparisons": [], "targets": [], "candidates": [],
+                "selective": None,
                 "qat": None, "good_enough": None, "ship": None, "chosen": None,
                 "fallback": None, "next_step": None, "host": _host(report)}
     if ref is None:
@@ -359,6 +411,11 @@ def decide(report, *, budget_points=BUDGET_POINTS, class_budget_points=CLASS_BUD
     decision["comparisons"] = comparisons(report, ref, confidence=confidence)
     settings = {"budget_points": budget_points, "class_budget_points": class_budget_points,
                 "confidence": confidence}
+    decision["targets"] = [target_decision(target, report, ref,
+                                           not_checked=_not_checked(report, target), **settings)
+                           for target in chosen_targets]
+    decision["ship"] = next((t["pick"] for t in decision["targets"]
+                             if t["target"] == SHIP_TARGET), None)
     int8 = [by_name[name] for name in INT8_VARIANTS if name in by_name]
     candidates = [_candidate(entry, ref, report, **settings) for entry in int8]
     decision["candidates"] = candidates
@@ -374,7 +431,6 @@ def decide(report, *, budget_points=BUDGET_POINTS, class_budget_points=CLASS_BUD
     decision["good_enough"] = bool(good)
     decision["chosen"] = _chosen(by_name[best["variant"]], report)
     if good:
-        decision["ship"] = best["variant"]
         return decision
     fallback = next((c for c in decision["comparisons"] if c["variant"] == FALLBACK), None)
     if fallback:

@@ -29,6 +29,31 @@ def cell(value, spec="", suffix=""):
     return DASH if value is None else f"{value:{spec}}{suffix}"
 
 
+def percent(fraction):
+    """A fraction in [0, 1] as a percentage cell with 2 decimals, or a dash."""
+    return cell(None if fraction is None else 100.0 * fraction, ".2f")
+
+
+def kib(size_bytes):
+    """A size in bytes as a KiB cell with 1 decimal, or a dash."""
+    return cell(None if size_bytes is None else size_bytes / 1024.0, ".1f")
+
+
+def interval_words(interval, confidence):
+    """`95% CI -0.62 to +0.06`: an interval in points at its level."""
+    return f"{100 * confidence:g}% CI {interval[0]:+.2f} to {interval[1]:+.2f}"
+
+
+def worst_end(points, budget):
+    """An interval's worst end in points; 3 decimals where 2 would show the budget itself."""
+    return f"{points:+.3f}" if round(points, 2) >= -budget else f"{points:+.2f}"
+
+
+def p_words(value):
+    """A p-value as the report writes it: `p = 0.042`, or `p < 0.001`."""
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
 def md_table(headers, rows, *, align):
     """A GitHub Markdown table; `|` inside a cell is escaped.
 

@@ -1,8 +1,8 @@
 """Renders the quantized-accuracy report: report.json first, Markdown and a chart from it.
 
 Every number shown comes from the report dict that the measuring code filled
-(docs/report_json.md); the verdict renders report.json's `decision`
-(report/decide.py), computed on the fly for reports written before it existed.
+(docs/report_json.md); what to ship where, and the verdict, render report.json's
+`decision`, which the report stage made (report/decide.py): nothing here decides.
 Accuracies (`top1`, `top5`, `agreement`) are fractions in [0, 1];
 `top1_delta_points` is 100 * (top1 - Keras float top1), in percentage points.
 
@@ -19,43 +19,46 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from export.edgetpu import COMPILER_VERSION
+from report import decision_table
 from report.decide import (
-    BUDGET_POINTS,
-    CLASS_BUDGET_POINTS,
-    CONFIDENCE,
     check,
     class_name,
-    decide,
     delta,
-    edgetpu_status,
     entries,
     latency,
     reference,
     size_ratio,
 )
-from report.markdown import DASH, cell, md_table
+from report.markdown import (
+    DASH,
+    cell,
+    interval_words,
+    kib,
+    md_table,
+    p_words,
+    percent,
+    worst_end,
+)
+from report.targets import edgetpu_status
 from rundir import RunDir
 from rundir.files import replacing, write_json
 
 # ---------------------------------------------------------------- cells
 
 
-def _pct(value):
-    return cell(None if value is None else 100.0 * value, ".2f")
-
-
-def _kib(size_bytes):
-    return cell(None if size_bytes is None else size_bytes / 1024.0, ".1f")
-
-
 def _decision(report):
-    """The saved decision; reports written before the paired rule's decision are decided now.
+    """The decision the report stage saved.
 
-    Such a report has no image-by-image counts, so the decision made now says
-    it cannot judge (and why) instead of rendering an older rule's verdict.
+    Raises:
+        ValueError: the report has none of the per-target kind (it predates
+            it); the message says how to make one.
     """
     saved = report.get("decision")
-    return saved if saved and "confidence" in saved else decide(report)
+    if not saved or "targets" not in saved:
+        raise ValueError("report.json has no per-target decision (decision.targets): it "
+                         "predates it. Run the report stage again: python train.py --stages "
+                         "report,bundle --run-dir <run>.")
+    return saved
 
 
 def _edgetpu_cell(status):
@@ -78,12 +81,12 @@ def _row(entry, report):
     return [
         entry["variant"],
         pathlib.Path(file).name if file else DASH,
-        _kib(entry.get("size_bytes")),
-        _pct(size_ratio(entry, report)),
-        _pct(entry.get("top1")),
-        _pct(entry.get("top5")),
+        kib(entry.get("size_bytes")),
+        percent(size_ratio(entry, report)),
+        percent(entry.get("top1")),
+        percent(entry.get("top5")),
         cell(delta(entry, reference(report)), "+.2f"),
-        _pct(entry.get("agreement")),
+        percent(entry.get("agreement")),
         cell(latency(entry, "1_thread"), ".2f"),
         cell(latency(entry, "all_threads"), ".2f"),
         _edgetpu_cell(edgetpu_status(entry.get("edgetpu"))),
@@ -98,19 +101,6 @@ _HEADERS = ["variant", "file", "size KiB", "size vs float32 %", "top-1 %", "top-
 # ---------------------------------------------------------------- verdict
 
 
-def _ci(interval, confidence):
-    return (f"{100 * confidence:g}% CI {interval[0]:+.2f} to {interval[1]:+.2f}")
-
-
-def _p(value):
-    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
-
-
-def _worst(points, budget):
-    """The interval's worst end; with 3 decimals where 2 would show the budget itself."""
-    return f"{points:+.3f}" if round(points, 2) >= -budget else f"{points:+.2f}"
-
-
 def _moves(difference):
     return f"{'gains' if difference > 0 else 'loses'} {abs(difference):.2f}"
 
@@ -123,13 +113,13 @@ def _budget_sentence(candidate, decision):
     """The sentence `int8 loses D points (95% CI L to U): within the ... budget ...`."""
     comparison, budget = candidate["comparison"], decision["budget_points"]
     text = (f"{candidate['variant']} {_moves(comparison['difference_points'])} points "
-            f"({_ci(comparison['interval_points'], decision['confidence'])})")
+            f"({interval_words(comparison['interval_points'], decision['confidence'])})")
     if candidate["budget"] == "within":
         return text + f": within the {budget:g}-point budget even at the interval's worst."
     if candidate["budget"] == "outside":
         return text + f": outside the {budget:g}-point budget."
     return (text + f": within the {budget:g}-point budget on the estimate but not at the "
-            f"interval's worst ({_worst(comparison['interval_points'][0], budget)}), so "
+            f"interval's worst ({worst_end(comparison['interval_points'][0], budget)}), so "
             f"{decision['num_test']:,} test images cannot show that it stays within it.")
 
 
@@ -137,7 +127,7 @@ def _noise_sentence(comparison, *, variant, reference):
     return (f"Image by image, {comparison['reference_only']} "
             f"{'image' if comparison['reference_only'] == 1 else 'images'} only {reference} "
             f"gets right and {comparison['variant_only']} only {variant} does "
-            f"(McNemar {_p(comparison['p_value'])}): "
+            f"(McNemar {p_words(comparison['p_value'])}): "
             + ("within the noise, the interval contains 0." if comparison["within_noise"]
                else "beyond the noise."))
 
@@ -151,7 +141,7 @@ def _class_sentence(candidate, decision):
     text = (f"Per class, its worst is class {worst['name']}: recall {100 * worst['recall']:.2f}% "
             f"against {100 * worst['reference_recall']:.2f}% on {worst['count']} images "
             f"({worst['change_points']:+.2f} points, "
-            f"{_ci(worst['comparison']['interval_points'], decision['confidence'])})")
+            f"{interval_words(worst['comparison']['interval_points'], decision['confidence'])})")
     if not over:
         return text + f", within the {budget:g}-point per-class budget."
     text += f", over the {budget:g}-point per-class budget"
@@ -169,7 +159,7 @@ def _refusal(candidate, decision):
                 f"points, outside the {budget:g}-point budget")
     if candidate["budget"] == "unproven":
         return (f"{candidate['variant']} is not shown within the {budget:g}-point budget: its "
-                f"interval reaches {_worst(candidate['worst_points'], budget)} points (more "
+                f"interval reaches {worst_end(candidate['worst_points'], budget)} points (more "
                 f"test images, a wider --report.budget_points or a lower --report.confidence "
                 f"would decide it)")
     worst = candidate["classes"]["over_budget"][0]
@@ -180,12 +170,14 @@ def _refusal(candidate, decision):
 
 
 def verdict(report):
-    """The one-paragraph verdict, rendered from the report's `decision`.
+    """The one-paragraph verdict on int8, rendered from the report's `decision`.
+
+    Which file goes to which device is the decision table's
+    (report/decision_table.py); this paragraph says why int8 is, or is not,
+    accurate enough, with the statistics behind it.
 
     Args:
-        report: the report dict; without a `decision` of the paired rule
-            (reports written before it existed), `decide(report)` with the
-            default budgets.
+        report: the report dict, its `decision` made by the report stage.
 
     Returns:
         A str paragraph.
@@ -227,18 +219,19 @@ def verdict(report):
         kept = selective["layers_in_float"]
         sentences.append(f"Keeping {kept} layer{'s' if kept != 1 else ''} in float "
                          f"(selective int8) gives {selective['delta_points']:+.2f} points at "
-                         f"{_kib(selective['size_bytes'])} KiB, but a mixed-precision "
+                         f"{kib(selective['size_bytes'])} KiB, but a mixed-precision "
                          f"model cannot run on the Edge TPU.")
     chosen = decision["chosen"]
     if chosen is None:
         sentences.append("Verdict: no int8 variant was measured, so int8 cannot be judged.")
         return " ".join(sentences)
-    if decision["ship"]:
-        text = f"Verdict: int8 is good enough; ship {decision['ship']}"
+    if decision["good_enough"]:
+        text = f"Verdict: int8 is good enough: {chosen['variant']}"
         if chosen["size_vs_float32"] is not None:
-            text += f" at {100 * chosen['size_vs_float32']:.1f}% of the float32 file's size"
-        shipped = next(c for c in candidates if c["variant"] == decision["ship"])
-        text += (f", within the {decision['budget_points']:g}-point budget at the interval's "
+            text += f", at {100 * chosen['size_vs_float32']:.1f}% of the float32 file's size,"
+        text += " is"
+        shipped = next(c for c in candidates if c["variant"] == chosen["variant"])
+        text += (f" within the {decision['budget_points']:g}-point budget at the interval's "
                  f"worst" + (f" and the {decision['class_budget_points']:g}-point budget in "
                              f"every class" if shipped["classes"] else ""))
     else:
@@ -253,8 +246,8 @@ def verdict(report):
         fallback = decision["fallback"]
         if fallback:
             text += (f". {fallback['variant']} ({fallback['delta_points']:+.2f} points, "
-                     f"{_ci(fallback['interval_points'], decision['confidence'])}, "
-                     f"{_kib(fallback['size_bytes'])} KiB) is the Android alternative")
+                     f"{interval_words(fallback['interval_points'], decision['confidence'])}, "
+                     f"{kib(fallback['size_bytes'])} KiB) is the float alternative")
             if fallback["budget"] != "within":
                 text += ", though it too is not within the budget at the interval's worst"
         if decision["next_step"]:
@@ -310,11 +303,12 @@ def _qat_sentence(qat, confidence):
         conversion = qat.get("conversion")
         if conversion:
             text += (f" ({conversion['difference_points']:+.2f} points, "
-                     f"{_ci(conversion['interval_points'], confidence)})")
+                     f"{interval_words(conversion['interval_points'], confidence)})")
     over = qat.get("over_int8")
     if qat["over_int8_points"] is not None and over:
         text += (f"; int8_qat is {over['difference_points']:+.2f} points against int8 PTQ "
-                 f"({_ci(over['interval_points'], confidence)}, McNemar {_p(over['p_value'])}), "
+                 f"({interval_words(over['interval_points'], confidence)}, "
+                 f"McNemar {p_words(over['p_value'])}), "
                  + ("within the noise: QAT's gain is not shown on this test set"
                     if over["within_noise"] else "beyond the noise"))
     return text + "."
@@ -377,7 +371,7 @@ def _xnnpack_section(report):
 
 
 def _gpu_section(report):
-    check = report.get("gpu_check") or {}
+    check = report.get("mediapipe_check") or {}
     if not check.get("checked"):
         return [f"Not checked: {check.get('reason') or 'this report predates the check'}."]
     lines = []
@@ -409,8 +403,20 @@ def _gpu_line(g):
     return f"{placed}; the run fails: {g['error']}"
 
 
+def _compiler_reason(report):
+    """The one reason edgetpu_compiler ran on no file, where it is the same for all; else None."""
+    compilers = [(e.get("edgetpu") or {}).get("compiler") for e in report["variants"]
+                 if e.get("edgetpu")]
+    reasons = {c.get("reason", "") for c in compilers if c is not None and not c.get("ran")}
+    unavailable = all(c is not None and not c.get("ran") for c in compilers)
+    return reasons.pop() if compilers and unavailable and len(reasons) == 1 else None
+
+
 def _edgetpu_section(report):
-    lines = []
+    shared = _compiler_reason(report)
+    lines = ([f"edgetpu_compiler did not run on any file: {shared}. Each file is checked "
+              f"against the Edge TPU's documented op rules and edgetpu_compiler "
+              f"{COMPILER_VERSION}'s op versions.", ""] if shared is not None else [])
     for entry in report["variants"]:
         edgetpu = entry.get("edgetpu")
         status = edgetpu_status(edgetpu)
@@ -436,23 +442,28 @@ def _edgetpu_section(report):
                                              if len(broken) > 8 else "")
             lines.append(f"  - ops that break the rules: {shown}")
         compiler = edgetpu.get("compiler")
-        if compiler is None:
-            lines.append("  - compiler: not run")
-        elif compiler.get("ran"):
-            lines.append(f"  - compiler {compiler.get('version') or ''}: "
-                         f"{'ok' if compiler.get('ok') else 'failed'}, "
-                         f"{cell(compiler.get('mapped_ops'), 'd')} of "
-                         f"{cell(compiler.get('total_ops'), 'd')} ops mapped"
-                         + (f", `{pathlib.Path(compiler['path']).name}`"
-                            if compiler.get("path") else ""))
-        else:
-            lines.append(f"  - compiler: not available ({compiler.get('reason', '')})")
-        lines += [f"  - {note}" for note in edgetpu.get("notes") or []]
+        notes = [note for note in edgetpu.get("notes") or []
+                 if shared is None or not note.startswith("the compiler did not run")]
+        if shared is None:  # else said once, above
+            lines.append(f"  - {_compiler_words(compiler)}")
+        lines += [f"  - {note}" for note in notes]
         versions = _op_versions(edgetpu.get("ops") or [])
         if versions:
             lines.append(f"  - op versions against edgetpu_compiler {COMPILER_VERSION}'s limits: "
                          f"{versions}")
     return lines
+
+
+def _compiler_words(compiler):
+    if compiler is None:
+        return "compiler: not run"
+    if not compiler.get("ran"):
+        return f"compiler: not available ({compiler.get('reason', '')})"
+    return (f"compiler {compiler.get('version') or ''}: "
+            f"{'ok' if compiler.get('ok') else 'failed'}, "
+            f"{cell(compiler.get('mapped_ops'), 'd')} of {cell(compiler.get('total_ops'), 'd')} "
+            f"ops mapped" + (f", `{pathlib.Path(compiler['path']).name}`"
+                             if compiler.get("path") else ""))
 
 
 def _op_versions(ops):
@@ -506,15 +517,15 @@ def _diagnosis_section(report, ref):
     int8 = entries(report).get("int8") or {}
     lines.append(md_table(
         ["model", "size KiB", "top-1 %", "top-5 %", "Δ top-1 (points)", "agreement %"],
-        [["int8", _kib(int8.get("size_bytes")), _pct(int8.get("top1")), _pct(int8.get("top5")),
-          cell(delta(int8, ref) if int8 else None, "+.2f"), _pct(int8.get("agreement"))],
-         ["selective int8", _kib(selective.get("size_bytes")), _pct(selective.get("top1")),
-          _pct(selective.get("top5")), cell(delta(selective, ref), "+.2f"),
-          _pct(selective.get("agreement"))]]
+        [["int8", kib(int8.get("size_bytes")), percent(int8.get("top1")), percent(int8.get("top5")),
+          cell(delta(int8, ref) if int8 else None, "+.2f"), percent(int8.get("agreement"))],
+         ["selective int8", kib(selective.get("size_bytes")), percent(selective.get("top1")),
+          percent(selective.get("top5")), cell(delta(selective, ref), "+.2f"),
+          percent(selective.get("agreement"))]]
         + [[f"selective int8, litert-quantizer recipe ({', '.join(recipe['keep_float'])} "
-            "in float)", _kib(recipe.get("size_bytes")), _pct(recipe.get("top1")),
-            _pct(recipe.get("top5")), cell(delta(recipe, ref), "+.2f"),
-            _pct(recipe.get("agreement"))] for recipe in [selective.get("recipe")] if recipe],
+            "in float)", kib(recipe.get("size_bytes")), percent(recipe.get("top1")),
+            percent(recipe.get("top5")), cell(delta(recipe, ref), "+.2f"),
+            percent(recipe.get("agreement"))] for recipe in [selective.get("recipe")] if recipe],
         align="lrrrrr"))
     return lines
 
@@ -539,7 +550,7 @@ def _paired_section(report, decision):
         [[variant, against, cell(c["variant_only"], "d"), cell(c["reference_only"], "d"),
           cell(c["difference_points"], "+.2f"),
           f"{c['interval_points'][0]:+.2f} to {c['interval_points'][1]:+.2f}",
-          _p(c["p_value"]).removeprefix("p = ").removeprefix("p "),
+          p_words(c["p_value"]).removeprefix("p = ").removeprefix("p "),
           "within" if c["within_noise"] else "beyond"] for variant, against, c in rows],
         align="llrrrrrl")
     return ["## Image by image", "",
@@ -569,7 +580,7 @@ def _per_class_section(report, decision):
                 f"{len(ref['per_class'])}.")
     table = md_table(
         ["class", "images", f"{ref['variant']} recall %"] + [f"{v} Δ" for v in changes],
-        [[class_name(report, row["class"]), cell(row["count"], "d"), _pct(row["recall"])]
+        [[class_name(report, row["class"]), cell(row["count"], "d"), percent(row["recall"])]
          + [cell(changes[v].get(row["class"]), "+.2f") for v in changes] for row in shown],
         align="lrr" + "r" * len(changes))
     lines = ["## Per class", "",
@@ -579,8 +590,8 @@ def _per_class_section(report, decision):
     if worst:
         lines += [""] + [
             f"- **{c['variant']}**'s worst class: {w['name']}, {w['change_points']:+.2f} points "
-            f"({_ci(w['comparison']['interval_points'], decision['confidence'])}, "
-            f"McNemar {_p(w['comparison']['p_value'])}); "
+            f"({interval_words(w['comparison']['interval_points'], decision['confidence'])}, "
+            f"McNemar {p_words(w['comparison']['p_value'])}); "
             + (f"{len(c['classes']['over_budget'])} over the "
                f"{decision['class_budget_points']:g}-point per-class budget"
                if c["classes"]["over_budget"] else
@@ -604,7 +615,7 @@ def _confusion_line(report, entry):
 
 
 def render_markdown(report, *, chart=None):
-    """The report as Markdown: variants table, Edge TPU, diagnosis, verdict.
+    """The report as Markdown: which file goes where, then the evidence, then the int8 verdict.
 
     Args:
         report: the report dict (docs/report_json.md); its `decision` gives
@@ -619,10 +630,12 @@ def render_markdown(report, *, chart=None):
     """
     check(report)
     ref = reference(report)
+    decision = _decision(report)
     title, facts = _header(report)
     lines = [title, ""]
     if facts:
         lines += [facts + ".", ""]
+    lines += decision_table.render_section(decision) + [""]
     lines += ["## Variants", "",
               md_table(_HEADERS, [_row(e, report) for e in report["variants"]],
                        align="llrrrrrrrrl"), ""]
@@ -642,7 +655,6 @@ def render_markdown(report, *, chart=None):
                   "own, slower kernels, and each change between the two cuts the graph.", ""]
         lines += cpu
     lines += ["", "## Android GPU delegate", ""] + _gpu_section(report)
-    decision = _decision(report)
     for section in (_paired_section(report, decision), _per_class_section(report, decision)):
         if section:
             lines += [""] + section
@@ -795,29 +807,21 @@ def _non_finite(value, where="report"):
     return None
 
 
-def write(report, run_dir, *, budget_points=BUDGET_POINTS,
-          class_budget_points=CLASS_BUDGET_POINTS, confidence=CONFIDENCE):
-    """Decides, writes report.json, then renders report.md and report.png from it.
+def write(report, run_dir):
+    """Writes report.json, then renders report.md and report.png from it.
 
     Args:
-        report: the report dict. Its `decision` is set here, in place, to
-            `decide(report, ...)` with the budgets below, so that the
-            caller's dict is what report.json holds.
+        report: the report dict, its `decision` made (report/decide.py).
         run_dir: a `rundir.RunDir`, or the run's folder (created if missing).
-        budget_points: float, the top-1 budget of the decision, in points.
-        class_budget_points: float, the per-class recall budget, in points.
-        confidence: float in (0, 1), the level of the paired intervals.
 
     Returns:
         A dict of Paths: `json`, `markdown`, `chart`.
 
     Raises:
-        ValueError: a malformed report, a bad budget or confidence, or a
+        ValueError: a malformed report, one without its decision, or a
             NaN/infinite number (not valid JSON; the message names where).
     """
-    report["decision"] = decide(report, budget_points=budget_points,
-                                class_budget_points=class_budget_points,
-                                confidence=confidence)
+    _decision(report)
     where = _non_finite(report)
     if where:
         raise ValueError(f"{where} is NaN or infinite; report.json must hold measured, "

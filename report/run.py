@@ -1,23 +1,26 @@
-"""The `report` stage of train.py: every exported file measured on the test split.
+"""The `report` stage of train.py: every exported file measured, on each target's runtime too.
 
 `report_run` evaluates each file with LiteRT (export/runtime.py) next to the
-Keras float model, writes its Android bundle, and writes report.json first,
-then report.md and report.png from it. Every model's top-1 class of each test
-image is kept in memory, so that each comparison is paired image by image
-(report/statistics.py); report.json holds the counts, not the images.
+Keras float model, runs it on each deployment target's runtime (MediaPipe
+Tasks on the CPU and the GPU delegate, the Edge TPU check), decides which file
+goes to which target (report/decide.py), and writes report.json, then
+report.md and report.png from it: nothing else. Every model's top-1 class of
+each test image is kept in memory, so that each comparison is paired image by
+image (report/statistics.py); report.json holds the counts, not the images.
 """
 
 import datetime
 import logging
 import os
 import platform
+import tempfile
 
 import numpy as np
 
-from export import android, edgetpu, gpu, mediapipe_client, quantizer, runtime, tflite
+from export import edgetpu, gpu, mediapipe_client, quantizer, runtime, tflite_file
 from export.run import load_manifest
 from quantization.qat import quantize_scope
-from report import diagnose, host, statistics
+from report import decide, diagnose, host, statistics
 from report import render as report_lib
 from rundir.models import load_float_model, load_qat_model
 
@@ -25,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None, check=None,
-           xnnpack=None, gpu_delegate=None):
+           xnnpack=None, litert=None, android=None):
     metrics = runtime.classification_metrics(scores, labels, reference_predictions=reference)
     return {
         "variant": variant,
@@ -38,7 +41,8 @@ def _entry(variant, *, file, scores, labels, reference, float_top1, latency=None
         "latency_ms": latency,
         "edgetpu": check,
         "xnnpack": xnnpack,
-        "gpu_delegate": gpu_delegate,
+        "litert": litert,
+        **(android or {"mediapipe_cpu": None, "gpu_delegate": None}),
         **statistics.image_by_image(labels, reference.argmax(-1), scores.argmax(-1),
                                     num_classes=reference.shape[-1]),
     }
@@ -56,7 +60,9 @@ def _selective(model, calibration, layers, *, out_dir, name, images, labels, ref
 
     Two ways, measured side by side: the converter's QuantizationDebugger with
     a denylist (report/diagnose.py), and, from `float_data` (the float32
-    file's bytes), a litert-quantizer recipe that leaves the same Keras layers unquantized.
+    file's bytes), a litert-quantizer recipe that leaves the same Keras layers
+    unquantized. A diagnosis, not a file to ship: both are made in `out_dir`, a
+    scratch folder, and only their measurements are kept.
     """
     drop = 100 * (float_top1 - int8_top1)
     if drop <= threshold:
@@ -77,34 +83,51 @@ def _selective(model, calibration, layers, *, out_dir, name, images, labels, ref
     with open(recipe_path, "wb") as f:
         f.write(quantizer.selective_int8(float_data, calibration_images=calibration,
                                          keep_float=keep))
-    recipe = {"keep_float": keep, **_entry(
-        "int8_selective_recipe", file=recipe_path,
-        scores=runtime.predict_tflite(recipe_path, images), labels=labels,
-        reference=reference, float_top1=float_top1)}
+    recipe_entry = _entry("int8_selective_recipe", file=recipe_path,
+                          scores=runtime.predict_tflite(recipe_path, images), labels=labels,
+                          reference=reference, float_top1=float_top1)
+    recipe = {"keep_float": keep, "float_conv_outputs": _float_conv_outputs(recipe_path),
+              **recipe_entry}
     return {"applied": True, "int8_drop_points": round(drop, 4), "threshold_points": threshold,
             "denylist": denylist, **entry, "recipe": recipe}
 
 
-def _gpu_check(count):
-    """(The MediaPipe environment's python or None, report.json's `gpu_check`)."""
+def _float_conv_outputs(path):
+    """The output tensors of the file's CONV_2D ops whose weights stayed float32."""
+    graph = tflite_file.read(path)
+    return sorted(graph.tensors[op.outputs[0]].name for op in graph.ops
+                  if op.name == "CONV_2D" and graph.tensors[op.inputs[1]].dtype == "FLOAT32")
+
+
+def _mediapipe_check(count):
+    """(The MediaPipe environment's python or None, report.json's `mediapipe_check`)."""
     python = mediapipe_client.environment() if count else None
     if python is not None:
         return python, {"checked": True, "images": count}
-    reason = ("--report.gpu_images is 0" if not count else
+    reason = ("--report.mediapipe_images is 0" if not count else
               "MediaPipe's environment is not built; python -m export.mediapipe_client builds "
               "it (pip, about 100 MB), then python train.py --stages report --run-dir <run> "
               "checks again")
     return None, {"checked": False, "reason": reason}
 
 
+def _android(python, path, images, litert_top1):
+    """MediaPipe Tasks' answers on the CPU and through the GPU delegate: two targets' evidence."""
+    cpu = mediapipe_client.classify(python, path, images, delegate="cpu")
+    ran = "index" in cpu
+    mediapipe_cpu = {
+        "runner": f"MediaPipe Tasks {cpu.get('version') or '(version unknown)'}",
+        "ran": ran, "error": cpu.get("error"), "images": len(images),
+        # Its top-1 against LiteRT's on the same images: the file runs there as it does here.
+        "agreement": float(np.mean(np.asarray(cpu["index"]) == litert_top1[:len(images)]))
+        if ran else None}
+    return {"mediapipe_cpu": mediapipe_cpu,
+            "gpu_delegate": gpu.check(python, path, images, cpu=cpu)}
+
+
 def _read(path):
     with open(path, "rb") as f:
         return f.read()
-
-
-def _float32_data(model, paths):
-    """The float32 file the per-layer errors are measured against; made here if not exported."""
-    return _read(paths["float32"]) if "float32" in paths else tflite.convert(model, "float32")
 
 
 def _check_exports_fit(run, paths, *, image_shape, num_classes):
@@ -126,24 +149,22 @@ def _check_exports_fit(run, paths, *, image_shape, num_classes):
                 f"{run.root}")
 
 
-def report_run(run, dataset, *, model_name, export_cfg, report_cfg, calibration,
-               allow_unsafe=False) -> dict:
-    """Evaluates the Keras float model and every exported file; writes the report.
+def report_run(run, dataset, *, model_name, report_cfg, calibration, allow_unsafe=False) -> dict:
+    """Measures the Keras float model and every exported file, decides, and writes the report.
 
     Args:
         run: a `rundir.RunDir` with exported files.
         dataset: the run's `datasets.Dataset` (its test split is measured).
         model_name: str, the job's `model.name`, as the report names the net.
-        export_cfg: the job's `export` section (`latency_runs`,
-            `selective_threshold`).
-        report_cfg: the job's `report` section (`budget_points`,
-            `class_budget_points`, `confidence`): what the decision judges by.
+        report_cfg: the job's `report` section (`job.config.ReportConfig`):
+            the budgets and confidence the decision judges by, the targets,
+            `latency_runs`, `selective_threshold` and `mediapipe_images`.
         calibration: the run's calibration images (`export.run.calibration_set`),
             for the int8 diagnosis.
         allow_unsafe: bool, as `rundir.model_files.load_model`.
 
     Returns:
-        The report dict (as written to report.json).
+        The report dict (as written to report.json), its `decision` included.
 
     Raises:
         FileNotFoundError: the run has no exported files yet.
@@ -152,69 +173,36 @@ def report_run(run, dataset, *, model_name, export_cfg, report_cfg, calibration,
     model = load_float_model(run, allow_unsafe=allow_unsafe)
     images, labels = dataset.test_arrays()
     labels = np.asarray(labels)
+    _check_exports_fit(run, paths, image_shape=images.shape[1:], num_classes=dataset.num_classes)
     reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
     float_top1 = runtime.classification_metrics(reference, labels)["top1"]
-    entries = [_entry("keras_float", file=None, scores=reference, labels=labels,
-                      reference=reference, float_top1=float_top1)]
-    qat = None
-    if "int8_qat" in paths:
-        # The QAT Keras model (fake-quantized) on its own: int8_qat's Δ against
-        # keras_float mixes QAT's extra fine-tuning with quantization, and its
-        # agreement with this model is the conversion's fidelity alone.
-        qat_model = load_qat_model(run, scope=quantize_scope, allow_unsafe=allow_unsafe)
-        qat_scores = qat_model.predict(images.astype("float32"), batch_size=64,
-                                                     verbose=0)
-        entries.append(_entry("keras_qat", file=None, scores=qat_scores, labels=labels,
-                              reference=reference, float_top1=float_top1))
-        qat_result = run.read_json(run.qat_result) if os.path.exists(run.qat_result) else {}
-        qat = {"epochs": qat_result.get("epochs"), "keras_top1": entries[-1]["top1"]}
+    measure = {"labels": labels, "reference": reference, "float_top1": float_top1}
+    entries = [_entry("keras_float", file=None, scores=reference, **measure)]
+    qat_scores = _keras_qat(run, images, allow_unsafe=allow_unsafe)
+    if qat_scores is not None:
+        entries.append(_entry("keras_qat", file=None, scores=qat_scores, **measure))
+    python, mediapipe_check = _mediapipe_check(report_cfg.mediapipe_images)
     top1_classes = {}  # each file's top-1 class per test image, for the QAT comparisons
-    _check_exports_fit(run, paths, image_shape=images.shape[1:], num_classes=reference.shape[-1])
-    gpu_python, gpu_check = _gpu_check(report_cfg.gpu_images)
-    gpu_images = images[:report_cfg.gpu_images]
     # All files timed in the same turns, so that their ratios hold under load.
     latencies = {threads: runtime.measure_latency(paths, num_threads=count,
-                                                  runs=export_cfg.latency_runs)
+                                                  runs=report_cfg.latency_runs)
                  for threads, count in (("1_thread", 1), ("all_threads", os.cpu_count()))}
-    for variant, path in paths.items():
-        latency = {threads: timed[variant] for threads, timed in latencies.items()}
-        interpreter = runtime.load_interpreter(path)
-        scores = runtime.predict_tflite(interpreter, images)
-        top1_classes[variant] = scores.argmax(-1)
-        entries.append(_entry(variant, file=path, scores=scores, labels=labels,
-                              reference=reference, float_top1=float_top1, latency=latency,
-                              check=edgetpu.check(path),
-                              xnnpack=runtime.xnnpack_placement(interpreter),
-                              gpu_delegate=gpu.check(gpu_python, path, gpu_images)
-                              if gpu_python else None))
-        if variant == "int8_qat":
-            qat["int8_qat_agreement"] = runtime.classification_metrics(
-                scores, labels, reference_predictions=qat_scores)["agreement"]
-            # The two comparisons that judge QAT, image by image: the conversion
-            # (against the QAT Keras model) and the gain over PTQ (against int8).
-            qat["against_keras_qat"] = _counts("keras_qat", qat_scores.argmax(-1),
-                                               top1_classes[variant], labels)
-        bundle_entry = entries[-1]
-        android.write_bundle(path, out_dir=run.android_bundle(variant),
-                             labels=list(dataset.class_names), report_entry=bundle_entry)
-        logger.info("  %s: top-1 %.4f, %.0f KiB, %.2f ms", variant, bundle_entry["top1"],
-                    bundle_entry["size_bytes"] / 1024, latency["all_threads"]["median_ms"])
-
-    if qat is not None and "int8" in top1_classes:
-        qat["against_int8"] = _counts("int8", top1_classes["int8"], top1_classes["int8_qat"],
-                                      labels)
-    diagnosis = None
-    int8 = next((e for e in entries if e["variant"] == "int8"), None)
-    if int8 is not None:
-        float_data = _float32_data(model, paths)
-        layers = diagnose.layer_errors(model, float_data, _read(paths["int8"]), calibration,
-                                       top_k=10)
-        diagnosis = {"layers": layers, "selective": _selective(
-            model, calibration, layers, out_dir=run.export_dir, name=model.name, images=images,
-            labels=labels, reference=reference, float_top1=float_top1,
-            int8_top1=int8["top1"], threshold=export_cfg.selective_threshold,
-            float_data=float_data)}
-
+    with tempfile.TemporaryDirectory() as scratch:  # the compiler's output: measured, not kept
+        for variant, path in paths.items():
+            interpreter = runtime.load_interpreter(path)
+            scores = runtime.predict_tflite(interpreter, images)
+            top1_classes[variant] = scores.argmax(-1)
+            entries.append(_entry(
+                variant, file=path, scores=scores, **measure,
+                latency={threads: timed[variant] for threads, timed in latencies.items()},
+                check=edgetpu.check(path, out_dir=scratch),
+                xnnpack=runtime.xnnpack_placement(interpreter),
+                litert={"runtime": f"LiteRT {runtime.LITERT_VERSION}", "ran": True,
+                        "images": int(len(labels))},
+                android=_android(python, path, images[:report_cfg.mediapipe_images],
+                                 top1_classes[variant]) if python else None))
+            logger.info("  %s: top-1 %.4f, %.0f KiB", variant, entries[-1]["top1"],
+                        entries[-1]["size_bytes"] / 1024)
     report = {
         "model": model_name,
         "dataset": dataset.name,
@@ -224,12 +212,68 @@ def report_run(run, dataset, *, model_name, export_cfg, report_cfg, calibration,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "cpu": host.cpu_facts()},
-        "gpu_check": gpu_check,
+        "mediapipe_check": mediapipe_check,
         "variants": entries,
-        "qat": qat,
-        "diagnosis": diagnosis,
+        "qat": _qat_facts(run, qat_scores, top1_classes, labels),
+        "diagnosis": _diagnosis(model, paths, calibration, report_cfg=report_cfg, name=model.name,
+                                int8=next((e for e in entries if e["variant"] == "int8"), None),
+                                images=images, **measure),
     }
-    report_lib.write(report, run, budget_points=report_cfg.budget_points,
-                     class_budget_points=report_cfg.class_budget_points,
-                     confidence=report_cfg.confidence)
+    report["decision"] = decide.decide(report, budget_points=report_cfg.budget_points,
+                                       class_budget_points=report_cfg.class_budget_points,
+                                       confidence=report_cfg.confidence,
+                                       target_names=report_cfg.targets)
+    report_lib.write(report, run)
     return report
+
+
+def _keras_qat(run, images, *, allow_unsafe):
+    """The QAT Keras model's scores, or None where the run has no int8_qat file.
+
+    Measured on its own: int8_qat's change against keras_float mixes QAT's extra
+    fine-tuning with quantization, and its agreement with this model is the
+    conversion's fidelity alone.
+    """
+    if "int8_qat" not in load_manifest(run):
+        return None
+    qat_model = load_qat_model(run, scope=quantize_scope, allow_unsafe=allow_unsafe)
+    return qat_model.predict(images.astype("float32"), batch_size=64, verbose=0)
+
+
+def _qat_facts(run, qat_scores, top1_classes, labels):
+    """report.json's `qat`: the two comparisons that judge QAT, image by image.
+
+    The conversion (int8_qat against the QAT Keras model) and the gain over
+    PTQ (int8_qat against int8).
+    """
+    if qat_scores is None or "int8_qat" not in top1_classes:
+        return None
+    qat_result = run.read_json(run.qat_result) if os.path.exists(run.qat_result) else {}
+    int8_qat = top1_classes["int8_qat"]
+    facts = {"epochs": qat_result.get("epochs"),
+             "keras_top1": float(np.mean(qat_scores.argmax(-1) == labels)),
+             "int8_qat_agreement": float(np.mean(int8_qat == qat_scores.argmax(-1))),
+             "against_keras_qat": _counts("keras_qat", qat_scores.argmax(-1), int8_qat, labels)}
+    if "int8" in top1_classes:
+        facts["against_int8"] = _counts("int8", top1_classes["int8"], int8_qat, labels)
+    return facts
+
+
+def _diagnosis(model, paths, calibration, *, report_cfg, name, int8, images, labels, reference,
+               float_top1):
+    """Per-layer int8 error against the exported float32 file, and the selective branch."""
+    if int8 is None:
+        return None
+    if "float32" not in paths:
+        return {"layers": None, "selective": None,
+                "skipped": "float32 was not exported: the per-layer error is measured against "
+                           "it (--export.variants with float32)"}
+    float_data = _read(paths["float32"])
+    layers = diagnose.layer_errors(model, float_data, _read(paths["int8"]), calibration,
+                                   top_k=10)
+    with tempfile.TemporaryDirectory() as scratch:
+        selective = _selective(model, calibration, layers, out_dir=scratch, name=name,
+                               images=images, labels=labels, reference=reference,
+                               float_top1=float_top1, int8_top1=int8["top1"],
+                               threshold=report_cfg.selective_threshold, float_data=float_data)
+    return {"layers": layers, "selective": selective}

@@ -156,11 +156,12 @@ class RunDir:
     report_json = _file("report.json")
     report_markdown = _file("report.md")
     report_chart = _file("report.png")
-    android_dir = _file("android")
+    # The bundle stage: one folder per deployment target, from report.json's decision.
+    bundles_dir = _file("bundles")
 
-    def android_bundle(self, variant):
-        """The Android bundle folder of one exported variant."""
-        return os.path.join(self.android_dir, variant)
+    def bundle(self, target):
+        """The bundle folder of one deployment target (report/targets.py)."""
+        return os.path.join(self.bundles_dir, target)
 
     def exported_file(self, name):
         """A file inside `export_dir`, e.g. a name from the manifest."""

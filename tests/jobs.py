@@ -9,8 +9,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FEW_STEPS = ["--train.epochs", "2", "--train.steps_per_epoch", "4", "--train.batch_size", "16"]
 # All four stages, short.
 QUICK = ["--train.epochs", "2", "--train.steps_per_epoch", "6", "--train.batch_size", "32",
-         "--qat.epochs", "1", "--export.calibration_size", "32", "--export.latency_runs", "5",
-         "--report.gpu_images", "8"]
+         "--qat.epochs", "1", "--export.calibration_size", "32", "--report.latency_runs", "5",
+         "--report.mediapipe_images", "8"]
 
 
 def run_train(args, *, timeout=300):

@@ -63,3 +63,9 @@ def measure(report, truth, top1_classes):
 def counts(truth, reference, compared, *, name):
     """A 2x2 table as report.json's `qat.against_int8` holds it."""
     return {"reference": name, **statistics.paired_counts(reference == truth, compared == truth)}
+
+
+def decided(report, **settings):
+    """`report` with its `decision` made, as the report stage saves it before rendering."""
+    from report.decide import decide
+    return {**report, "decision": decide(report, **settings)}

@@ -107,7 +107,7 @@ def test_every_numeric_key_has_a_range():
     ("train.label_smoothing", "1.5", "train.label_smoothing must be >= 0 and < 1, got 1.5."),
     ("train.label_smoothing", "1", "train.label_smoothing must be >= 0 and < 1, got 1.0."),
     ("export.calibration_size", "0", "export.calibration_size must be >= 1, got 0."),
-    ("export.latency_runs", "0", "export.latency_runs must be >= 1, got 0."),
+    ("report.latency_runs", "0", "report.latency_runs must be >= 1, got 0."),
     ("train.momentum", "1", "train.momentum must be >= 0 and < 1, got 1.0."),
     ("train.verbose", "3", "train.verbose must be >= 0 and <= 2, got 3."),
     ("train.head_learning_rate", "0", "train.head_learning_rate must be > 0, got 0.0."),
@@ -137,3 +137,15 @@ def test_a_value_inside_its_range_is_taken(key, value):
 def test_every_preset_is_inside_the_ranges():
     for preset in config_lib.PRESETS:
         config_lib.resolve(preset)
+
+
+def test_a_run_written_before_keys_moved_still_loads():
+    # docs/results/default_run/config.json predates the move of these keys to `report`.
+    saved = config_lib.to_dict(config_lib.Config())
+    saved["export"].update(latency_runs=7, selective_threshold=2.5)
+    saved["report"]["gpu_images"] = 9
+    for section, key in config_lib.MOVED_KEYS.values():
+        del saved[section][key]
+    config = config_lib.from_dict(saved)
+    assert (config.report.latency_runs, config.report.selective_threshold,
+            config.report.mediapipe_images) == (7, 2.5, 9)

@@ -13,10 +13,17 @@ import report_inputs  # tests/ is on sys.path under pytest
 import train
 from job import config as config_lib
 from report import render
-from report.decide import decide, edgetpu_status
+from report.decide import decide
+from report.decision_table import target_lines
+from report.targets import edgetpu_status
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
            "Bag", "Ankle boot"]
+
+
+def _int8_pick(decision):
+    """The int8 file the int8 question settles on: the best good one, or None."""
+    return decision["chosen"]["variant"] if decision["good_enough"] else None
 
 
 def _variants(report, *names):
@@ -37,7 +44,7 @@ def test_int8_within_the_budget_even_at_the_intervals_worst_is_shipped(report):
     decision = decide(report)
     assert (decision["budget_points"], decision["class_budget_points"],
             decision["confidence"]) == (1.0, 3.0, 0.95)
-    assert decision["good_enough"] is True and decision["ship"] == "int8"
+    assert decision["good_enough"] is True and _int8_pick(decision) == "int8"
     assert decision["paired"] and decision["reference"] == {"variant": "keras_float",
                                                             "top1": 0.975}
     [candidate] = decision["candidates"]
@@ -73,12 +80,12 @@ def test_the_budget_is_checked_at_the_intervals_worst_end():
     [candidate] = decision["candidates"]
     assert candidate["delta_points"] == 0 and candidate["budget"] == "unproven"
     assert candidate["worst_points"] < -1.0
-    assert decision["good_enough"] is False and decision["ship"] is None
+    assert decision["good_enough"] is False and _int8_pick(decision) is None
     text = render.verdict({**report, "decision": decision})
     assert "within the 1-point budget on the estimate but not at the interval's worst" in text
     assert "360 test images cannot show that it stays within it" in text
     assert "int8 is not shown good enough on 360 test images: int8 is not shown within" in text
-    assert decide(report, budget_points=1.5)["ship"] == "int8"
+    assert _int8_pick(decide(report, budget_points=1.5)) == "int8"
 
 
 def test_int8_outside_the_budget_suggests_fp16_and_qat(report):
@@ -89,7 +96,7 @@ def test_int8_outside_the_budget_suggests_fp16_and_qat(report):
     report_inputs.measure(report, truth, {"keras_float": keras, "float32": keras, "int8": int8,
                                           "fp16": keras})
     decision = decide(report)
-    assert decision["good_enough"] is False and decision["ship"] is None
+    assert decision["good_enough"] is False and _int8_pick(decision) is None
     assert decision["chosen"]["variant"] == "int8"
     assert decision["candidates"][0]["budget"] == "outside"
     assert decision["fallback"]["variant"] == "fp16"
@@ -98,10 +105,10 @@ def test_int8_outside_the_budget_suggests_fp16_and_qat(report):
     assert decision["next_step"] == "int8_qat"
     text = render.verdict({**report, "decision": decision})
     assert "int8 loses 2.50 points (95% CI" in text and "outside the 1-point budget" in text
-    assert "fp16 (+0.00 points, 95% CI" in text and "537.1 KiB) is the Android alternative" \
+    assert "fp16 (+0.00 points, 95% CI" in text and "537.1 KiB) is the float alternative" \
         in text
     assert "quantization-aware training (int8_qat) is the next thing to try" in text
-    assert decide(report, budget_points=4.0)["ship"] == "int8"
+    assert _int8_pick(decide(report, budget_points=4.0)) == "int8"
 
 
 def test_flat_top1_with_one_class_down_10_points_is_refused_naming_the_class():
@@ -123,7 +130,7 @@ def test_flat_top1_with_one_class_down_10_points_is_refused_naming_the_class():
     assert worst["comparison"]["interval_points"][1] < 0  # beyond the noise, too
     assert [c["name"] for c in candidate["classes"]["over_budget"]] == ["Shirt"]
     assert candidate["within_class_budget"] is False and candidate["good"] is False
-    assert decision["good_enough"] is False and decision["ship"] is None
+    assert decision["good_enough"] is False and _int8_pick(decision) is None
     text = render.verdict({**report, "decision": decision})
     assert ("int8 breaks the 3-point per-class budget on class Shirt: recall 65.00% against "
             "75.00% (-10.00 points on 360 images)") in text
@@ -131,7 +138,7 @@ def test_flat_top1_with_one_class_down_10_points_is_refused_naming_the_class():
     markdown = render.render_markdown({**report, "decision": decision})
     assert "- **int8**: Shirt taken for T-shirt/top: 36 more times (0 → 36)" in markdown
     # A per-class budget of 12 points lets the same file through.
-    assert decide(report, class_budget_points=12)["ship"] == "int8"
+    assert _int8_pick(decide(report, class_budget_points=12)) == "int8"
 
 
 def test_a_budget_set_on_the_command_line_changes_the_decision(report):
@@ -142,12 +149,12 @@ def test_a_budget_set_on_the_command_line_changes_the_decision(report):
                       class_budget_points=settings.class_budget_points,
                       confidence=settings.confidence)
 
-    assert decided([])["ship"] == "int8"
+    assert _int8_pick(decided([])) == "int8"
     strict = decided(["--report.budget_points", "0.5"])  # the interval reaches -0.65
-    assert strict["budget_points"] == 0.5 and strict["ship"] is None
+    assert strict["budget_points"] == 0.5 and _int8_pick(strict) is None
     assert strict["candidates"][0]["budget"] == "unproven"
     loose = decided(["--report.confidence", "0.8"])  # a narrower interval, same file
-    assert loose["confidence"] == 0.8 and loose["ship"] == "int8"
+    assert loose["confidence"] == 0.8 and _int8_pick(loose) == "int8"
     assert loose["candidates"][0]["worst_points"] > strict["candidates"][0]["worst_points"]
     with pytest.raises(ValueError, match="report.class_budget_points must be >= 0"):
         decided(["--report.class_budget_points", "-1"])
@@ -161,7 +168,7 @@ def test_latency_never_chooses_and_a_slower_int8_is_called_this_hosts(report):
                                 "int8_features": ["avx2"],
                                 "int8_features_checked": ["avx2", "avx512_vnni", "amx_int8"]}
     decision = decide(report)
-    assert decision["ship"] == "int8" and decision["chosen"]["faster_than_float32"] is False
+    assert _int8_pick(decision) == "int8" and decision["chosen"]["faster_than_float32"] is False
     assert decision["host"]["int8_features"] == ["avx2"]
     text = render.verdict({**report, "decision": decision})
     assert ("On this host (Intel Xeon, x86_64 with avx2; no avx512_vnni or amx_int8) int8 runs "
@@ -177,7 +184,7 @@ def test_a_report_without_image_by_image_results_is_not_judged(report):
             del entry[key]
     decision = decide(report)
     assert decision["paired"] is False and decision["good_enough"] is None
-    assert decision["ship"] is None and decision["candidates"][0]["comparison"] is None
+    assert _int8_pick(decision) is None and decision["candidates"][0]["comparison"] is None
     text = render.verdict({**report, "decision": decision})
     assert "holds no image-by-image results" in text and "re-run the report stage" in text
     assert "Verdict: not judged" in text
@@ -187,15 +194,15 @@ def test_no_int8_variant_cannot_be_judged(report):
     report["variants"] = _variants(report, "keras_float", "float32")
     decision = decide(report)
     assert decision["candidates"] == [] and decision["chosen"] is None
-    assert decision["good_enough"] is None and decision["ship"] is None
-    assert "no int8 variant was measured" in render.verdict(report)
+    assert decision["good_enough"] is None and _int8_pick(decision) is None
+    assert "no int8 variant was measured" in render.verdict(report_inputs.decided(report))
 
 
 def test_no_reference_decides_nothing(report):
     report["variants"] = _variants(report, "int8")
     decision = decide(report)
     assert decision["reference"] is None and decision["good_enough"] is None
-    assert render.verdict(report).startswith("No float reference")
+    assert render.verdict(report_inputs.decided(report)).startswith("No float reference")
 
 
 @pytest.mark.parametrize("settings, match", [
@@ -275,8 +282,121 @@ def test_every_decision_field_is_documented(report):
     docs = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "report_json.md").read_text()
     decision = decide(_with_qat(report, gained=3))
     candidate = decision["candidates"][0]
+    target = decide(_three_files())["targets"][0]
     fields = {*decision, *candidate, *candidate["comparison"], *candidate["classes"],
+              *target, *target["runs"][0], *_three_files()["variants"][1],
               *candidate["classes"]["worst"], *decision["chosen"], *decision["qat"],
               *decision["host"], *report["variants"][0], *report["variants"][0]["per_class"][0],
               *report["variants"][0]["paired"], *report["qat"]}
     assert sorted(f for f in fields if f"`{f}`" not in docs) == []
+
+
+# ---------------------------------------------------------------- targets
+
+GPU_ERROR = "ToTensorConverter: input data size does not match expected size"
+
+
+def _ran(ops=40, *, ran=True, error=None, cpu_ops=0):
+    return {"runner": "MediaPipe Tasks 0.10.35, OpenGL ES 3.2 Mesa 22.3.6 on llvmpipe",
+            "ops": ops, "gpu_ops": None if cpu_ops is None else ops - cpu_ops,
+            "cpu_ops": cpu_ops, "fallback": {}, "ran": ran, "error": error, "images": 50,
+            "agreement": 1.0 if ran else None}
+
+
+def _edgetpu_rules(compatible):
+    first = None if compatible else 0
+    return {"compatible": compatible, "first_cpu_op": first, "total_ops": 3,
+            "ops": [{"index": 0, "op": "CONV_2D", "reason": "tensors not 8-bit quantized"}],
+            "compiler": {"available": False, "ran": False, "reason": "not on PATH"}}
+
+
+def _three_files(num_test=3600, **evidence):
+    """keras_float, float32, fp16 and int8 agreeing on every image, each proven on each runtime."""
+    truth = report_inputs.labels(num_test)
+    keras = report_inputs.predictions(truth, wrong=range(num_test // 40))  # 97.5% top-1
+    sizes = {"float32": 1_100_000, "fp16": 550_000, "int8": 310_000}
+    made = {"model": "resnet20", "dataset": "digits", "variants": [
+        {"variant": "keras_float", "file": None, "size_bytes": None}] + [
+        {"variant": v, "file": f"resnet20_{v}.tflite", "size_bytes": size,
+         "litert": {"runtime": "LiteRT 2.3.0", "ran": True, "images": num_test},
+         "mediapipe_cpu": {"runner": "MediaPipe Tasks 1.2.2", "ran": True, "error": None,
+                           "images": 50, "agreement": 1.0},
+         "gpu_delegate": _ran(), "edgetpu": _edgetpu_rules(v == "int8")}
+        for v, size in sizes.items()]}
+    for entry in made["variants"][1:]:
+        entry.update(evidence.get(entry["variant"], {}))
+    return report_inputs.measure(made, truth, {v: keras for v in ("keras_float", *sizes)})
+
+
+def _targets(decision):
+    return {t["target"]: t for t in decision["targets"]}
+
+
+def test_the_smallest_file_within_budget_is_picked_where_it_runs_and_not_elsewhere():
+    report = _three_files(int8={"gpu_delegate": _ran(ran=False, error=GPU_ERROR, cpu_ops=None)})
+    decision = decide(report)
+    targets = _targets(decision)
+    assert {name: t["pick"] for name, t in targets.items()} == {
+        "android_cpu": "int8", "android_gpu": "fp16", "edgetpu": "int8", "litert_cpu": "int8"}
+    assert decision["ship"] == "int8"  # the Android CPU answer
+    gpu = targets["android_gpu"]
+    assert gpu["why"] == "within_budgets" and [c["variant"] for c in gpu["runs"]] == [
+        "float32", "fp16"]
+    assert gpu["refused"] == [{"variant": "int8", "proof": "ran", "reason": GPU_ERROR,
+                               "verified_on": _ran()["runner"]}]
+    assert [r["variant"] for r in targets["edgetpu"]["refused"]] == ["float32", "fp16"]
+    assert targets["edgetpu"]["runs"][0]["proof"] == "rules"
+    lines = target_lines({**report, "decision": decision})
+    assert lines[1].startswith("Android GPU: resnet20_fp16.tflite, 537.1 KiB, +0.00 (95% CI")
+    assert lines[1].endswith("ran on MediaPipe Tasks 0.10.35, OpenGL ES 3.2 Mesa 22.3.6 on "
+                             "llvmpipe")
+    markdown = render.render_markdown({**report, "decision": decision})
+    assert markdown.index("## Which file goes to which device") < markdown.index("## Variants")
+    assert f"  - int8 does not run there: {GPU_ERROR}" in markdown
+
+
+def test_a_partly_delegated_file_or_one_that_answers_otherwise_does_not_run_on_the_gpu():
+    partly = _ran(cpu_ops=2)
+    partly["fallback"] = {"LOG_SOFTMAX": "Operation is not supported."}
+    wrong = {**_ran(), "agreement": 0.5}
+    targets = _targets(decide(_three_files(int8={"gpu_delegate": partly},
+                                           fp16={"gpu_delegate": wrong})))
+    refused = {r["variant"]: r["reason"] for r in targets["android_gpu"]["refused"]}
+    assert refused["int8"] == ("the delegate leaves 2 of 40 ops to the CPU (LOG_SOFTMAX: "
+                               "Operation is not supported.)")
+    assert refused["fp16"].startswith("it runs, but its top-1 equals MediaPipe on the CPU's on "
+                                      "only 50% of 50 images")
+    assert targets["android_gpu"]["pick"] == "float32"
+
+
+def test_where_nothing_is_shown_within_budget_float32_ships_and_the_images_needed_are_given():
+    # 360 images all agreeing: every interval is about +-1.14 points wide.
+    decision = decide(_three_files(num_test=360))
+    targets = _targets(decision)
+    cpu = targets["android_cpu"]
+    assert (cpu["pick"], cpu["why"]) == ("float32", "float32_fallback")
+    assert {c["variant"]: (c["budget"], c["images_needed"]) for c in cpu["runs"]} == {
+        v: ("unproven", 411) for v in ("float32", "fp16", "int8")}
+    # float32 does not run on the Edge TPU, and int8 is not shown within the budget.
+    assert (targets["edgetpu"]["pick"], targets["edgetpu"]["why"]) == (
+        None, "none_within_budgets")
+    markdown = render.render_markdown({**_three_files(num_test=360), "decision": decision})
+    assert ("  - int8 runs there, but its interval reaches -1.14 points, not shown within the "
+            "1-point budget on 360 test images; at the disagreement measured, 411 would show it"
+            ) in markdown
+
+
+def test_a_target_whose_runtime_was_not_run_is_not_decided():
+    report = _three_files(**{v: {"mediapipe_cpu": None, "gpu_delegate": None}
+                             for v in ("float32", "fp16", "int8")})
+    report["mediapipe_check"] = {"checked": False, "reason": "--report.mediapipe_images is 0"}
+    decision = decide(report, target_names=("android_gpu", "litert_cpu"))
+    assert [t["target"] for t in decision["targets"]] == ["android_gpu", "litert_cpu"]
+    gpu = decision["targets"][0]
+    assert (gpu["pick"], gpu["why"]) == (None, "not_checked")
+    assert gpu["not_checked"] == {"variants": ["float32", "fp16", "int8"],
+                                  "reason": "not run: --report.mediapipe_images is 0"}
+    assert decision["ship"] is None  # the Android CPU was not asked for
+    with pytest.raises(ValueError, match="report.targets must name each target once, from "
+                                         "android_cpu, android_gpu, edgetpu, litert_cpu"):
+        decide(report, target_names=("iphone",))

@@ -244,7 +244,7 @@ def test_the_whole_job_on_two_workers_ends_on_the_chief(tmp_path):
     logs.mkdir()
     args = ["--run-dir", str(run_dir), "--train.epochs", "1", "--train.steps_per_epoch", "2",
             "--qat.epochs", "0.05", "--export.variants", "float32,int8",
-            "--export.latency_runs", "2"]
+            "--report.latency_runs", "2"]
     (status0, log0), (status1, log1) = finish(*start_job(args, logs=logs))
     assert status0 == 0 and status1 == 0, (log0[-3000:], log1[-3000:])
     for stage in ("qat", "export", "report"):

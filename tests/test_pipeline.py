@@ -1,6 +1,6 @@
 """Tests for job/pipeline.py (the stage runner), export/run.py and report/run.py.
 
-The runner's order, skips and bookkeeping with stand-in stages; then all four
+The runner's order, skips and bookkeeping with stand-in stages; then all five
 stages over one run directory, through train.py.
 """
 
@@ -42,7 +42,7 @@ def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypa
     assert run.read_json(run.state) == {"completed": ["train", "report"]}
     config = config_lib.resolve()
     pipeline.run(config, run, skip_completed=True)
-    assert calls == ["train", "report", "qat", "export"]
+    assert calls == ["train", "report", "qat", "export", "bundle"]
     assert run.read_json(run.config)["stages"] == list(config_lib.STAGES)
     # Stage times accumulate over invocations: the first run's stages are kept.
     assert list(run.read_json(run.timing)["stages"]) == list(config_lib.STAGES)
@@ -52,7 +52,7 @@ def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypa
 
 def test_all_stages_write_report_and_files(finished_run):
     run_dir, stdout = finished_run
-    for stage in ("train", "qat", "export", "report"):
+    for stage in config_lib.STAGES:
         assert f"[{stage}] done in" in stdout
     report = json.loads((run_dir / "report.json").read_text())
     variants = [e["variant"] for e in report["variants"]]
@@ -102,15 +102,13 @@ def test_all_stages_write_report_and_files(finished_run):
             assert placement["partitions"] == 1
             assert placement["not_delegated"] == (
                 {"QUANTIZE": 2, "SOFTMAX": 1} if entry["variant"].startswith("int8") else {})
-        card = json.loads((run_dir / "android" / entry["variant"] / "model_card.json").read_text())
-        assert card["labels"] == [str(i) for i in range(10)]
     float32 = report["variants"][2]
     assert float32["agreement"] >= 0.997
     markdown = (run_dir / "report.md").read_text()
     assert all(v in markdown for v in variants)
     assert (run_dir / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert report["diagnosis"]["layers"], "per-layer int8 diagnosis is in the report"
-    assert report["gpu_check"] == {"checked": True, "images": 8}
+    assert report["mediapipe_check"] == {"checked": True, "images": 8}
     gpu = {entry["variant"]: entry["gpu_delegate"] for entry in report["variants"][2:]}
     assert gpu["int8"]["gpu_ops"] == gpu["int8"]["ops"]
     assert "ToTensorConverter" in gpu["int8"]["error"]
@@ -120,6 +118,31 @@ def test_all_stages_write_report_and_files(finished_run):
     assert "## Android GPU delegate" in markdown and "Not checked" not in markdown
     table = stdout[stdout.index("[report] started"):]
     assert "Edge TPU" in table and all(v in table for v in variants)
+
+
+def test_each_target_gets_a_file_its_runtime_ran_and_a_bundle_of_it(finished_run):
+    run_dir, stdout = finished_run
+    report = json.loads((run_dir / "report.json").read_text())
+    targets = {t["target"]: t for t in report["decision"]["targets"]}
+    assert list(targets) == ["android_cpu", "android_gpu", "edgetpu", "litert_cpu"]
+    assert targets["android_gpu"]["pick"] in GPU_RUNS
+    assert {r["variant"] for r in targets["android_gpu"]["refused"]} >= {"int8", "int8_qat"}
+    assert targets["android_cpu"]["runs"][0]["verified_on"].startswith("MediaPipe Tasks ")
+    assert report["decision"]["ship"] == targets["android_cpu"]["pick"]
+    bundled = sorted(p.name for p in (run_dir / "bundles").iterdir())
+    assert bundled == sorted(name for name, t in targets.items() if t["pick"])
+    for name in bundled:
+        card = json.loads((run_dir / "bundles" / name / "model_card.json").read_text())
+        target = targets[name]
+        assert card["report"]["variant"] == target["pick"]
+        assert card["target"]["verified_on"] == next(
+            c["verified_on"] for c in target["runs"] if c["variant"] == target["pick"])
+        assert target["pick"] not in {r["variant"] for r in target["refused"]}
+        assert card["labels"] == [str(i) for i in range(10)]
+    # The job's last lines: one per target, the file or why there is none.
+    tail = stdout[stdout.index("[bundle] started"):]
+    for target in targets.values():
+        assert f"  {target['title']}: " in tail
 
 
 def test_a_bfloat16_trained_model_is_saved_quantized_and_exported_in_float32(finished_run):
@@ -150,14 +173,27 @@ def test_the_train_stage_says_whether_onednn_is_on_and_why(finished_run):
     assert ONEDNN.describe() in stdout
 
 
-def test_later_stages_rerun_on_a_finished_run(finished_run, tmp_path):
+def _listing(folder):
+    """Every file under `folder` with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_report_stage_writes_only_its_report(finished_run, tmp_path):
     run_dir = tmp_path / "run"  # a copy: the finished run is shared
     shutil.copytree(finished_run[0], run_dir)
+    before = _listing(run_dir)
     result = run_train(["--stages", "report", "--run-dir", str(run_dir),
-                        "--export.latency_runs", "3", "--report.budget_points", "2.5",
-                        "--report.gpu_images", "0"], timeout=900)
+                        "--report.latency_runs", "3", "--report.budget_points", "2.5",
+                        "--report.mediapipe_images", "0"], timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[train]" not in result.stdout and "[report] done in" in result.stdout
+    after = _listing(run_dir)
+    # The pipeline's own bookkeeping aside, only report.* changed or appeared.
+    changed = {name for name in after if before.get(name) != after[name]}
+    assert changed - {"config.json", "state.json", "timing.json", "lock"} == {
+        "report.json", "report.md", "report.png"}
+    assert set(before) <= set(after)
     # The report section reaches the decision from the command line.
     assert json.loads((run_dir / "report.json").read_text())["decision"]["budget_points"] == 2.5
 
@@ -167,12 +203,11 @@ def test_the_report_keeps_the_worst_layers_in_float_both_ways(finished_run, tmp_
     """The selective branch, inside the report: forced by a threshold below any drop.
 
     On digits int8 loses nothing, so no configuration reaches this branch
-    (`export.selective_threshold` >= 0): the test calls the stage's function
+    (`report.selective_threshold` >= 0): the test calls the stage's function
     with -1. Only float32 and int8 are kept, to measure little.
     """
     import dataclasses
 
-    from export import tflite_file
     from export.run import calibration_set
     from report.run import report_run
 
@@ -183,9 +218,9 @@ def test_the_report_keeps_the_worst_layers_in_float_both_ways(finished_run, tmp_
     run.write_json(run.manifest, {k: manifest[k] for k in ("float32", "int8")})
     defaults = config_lib.Config()
     report = report_run(run, digits, model_name="resnet20",
-                        export_cfg=dataclasses.replace(defaults.export, latency_runs=2,
-                                                       selective_threshold=-1.0),
-                        report_cfg=dataclasses.replace(defaults.report, gpu_images=0),
+                        report_cfg=dataclasses.replace(defaults.report, latency_runs=2,
+                                                       selective_threshold=-1.0,
+                                                       mediapipe_images=0),
                         calibration=calibration_set(digits, size=32))
     selective = report["diagnosis"]["selective"]
     assert selective["applied"] and selective["denylist"]
@@ -195,11 +230,12 @@ def test_the_report_keeps_the_worst_layers_in_float_both_ways(finished_run, tmp_
     picked = [layer for layer in report["diagnosis"]["layers"]
               if layer["tensor_name"] in selective["denylist"]]
     assert set(recipe["keep_float"]) == {n for layer in picked for n in layer["keras_layers"]}
-    graph = tflite_file.read(run.exported_file(recipe["file"]))
-    floating = {graph.tensors[op.outputs[0]].name for op in graph.ops
-                if op.name == "CONV_2D" and graph.tensors[op.inputs[1]].dtype == "FLOAT32"}
+    floating = recipe["float_conv_outputs"]  # read from the file before it was deleted
     kept_convs = [n for n in recipe["keep_float"] if n.endswith("_conv")]
     assert all(any(f"/{n}/" in f for f in floating) for n in kept_convs), (kept_convs, floating)
+    # A diagnosis, not a file to ship: nothing was written beside the exports.
+    assert sorted(p.name for p in (run_dir / "export").iterdir()) == sorted(
+        [*run.read_json(run.manifest).values(), "manifest.json"])
     assert report["decision"]["selective"]["layers_in_float"] == len(selective["denylist"])
     markdown = (run_dir / "report.md").read_text()
     assert "selective int8, litert-quantizer recipe (" in markdown
@@ -237,12 +273,12 @@ def test_default_job_meets_the_targets(tmp_path):
         assert by_name[variant]["size_bytes"] <= 0.3 * by_name["float32"]["size_bytes"]
 
 
-def test_the_report_says_why_the_gpu_delegate_was_not_checked(tmp_path, monkeypatch):
+def test_the_report_says_why_mediapipe_was_not_run(tmp_path, monkeypatch):
     from report import run as report_run
 
     monkeypatch.setenv("RESNET_KERAS_CACHE", str(tmp_path))  # no MediaPipe environment there
-    python, check = report_run._gpu_check(50)
+    python, check = report_run._mediapipe_check(50)
     assert python is None and not check["checked"]
     assert "python -m export.mediapipe_client builds it" in check["reason"]
-    assert report_run._gpu_check(0) == (None, {"checked": False,
-                                               "reason": "--report.gpu_images is 0"})
+    assert report_run._mediapipe_check(0) == (None, {"checked": False,
+                                               "reason": "--report.mediapipe_images is 0"})
