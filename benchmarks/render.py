@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from report.evidence import op_counts
 from report.markdown import cell, md_table
-from report.render import op_counts
 
 
 def _machine_line(result):

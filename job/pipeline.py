@@ -86,8 +86,8 @@ def stage_export(job):
 
 
 def stage_report(job):
-    from report.render import render_table
     from report.run import report_run
+    from report.tables import render_table
     report = report_run(job.run, job.dataset, model_name=job.config.model.name,
                         report_cfg=job.config.report, calibration=job.calibration,
                         allow_unsafe=job.allow_unsafe)

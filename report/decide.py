@@ -344,6 +344,21 @@ def _not_checked(report, target):
     return "not run: this report predates the check"
 
 
+def saved_decision(report):
+    """The decision the report stage saved.
+
+    Raises:
+        ValueError: the report has none of the per-target kind (it predates
+            it); the message says how to make one.
+    """
+    saved = report.get("decision")
+    if not saved or "targets" not in saved:
+        raise ValueError("report.json has no per-target decision (decision.targets): it "
+                         "predates it. Run the report stage again: python train.py --stages "
+                         "report,bundle --run-dir <run>.")
+    return saved
+
+
 def _check_settings(budget_points, class_budget_points, confidence):
     for name, value in (("budget_points", budget_points),
                         ("class_budget_points", class_budget_points)):

@@ -16,6 +16,7 @@ from report import render
 from report.decide import decide
 from report.decision_table import target_lines
 from report.targets import edgetpu_status
+from report.verdict import verdict
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
            "Bag", "Ankle boot"]
@@ -64,7 +65,7 @@ def test_int8_within_the_budget_even_at_the_intervals_worst_is_shipped(report):
     assert [c["variant"] for c in decision["comparisons"]] == ["float32", "int8"]
     assert decision["selective"]["layers_in_float"] == 1
     assert json.loads(json.dumps(decision, allow_nan=False)) == decision
-    text = render.verdict({**report, "decision": decision})
+    text = verdict({**report, "decision": decision})
     assert ("int8 loses 0.28 points (95% CI -0.65 to +0.08): within the 1-point budget even "
             "at the interval's worst.") in text
     assert "25 images only Keras float gets right and 15 only int8 does" in text
@@ -81,7 +82,7 @@ def test_the_budget_is_checked_at_the_intervals_worst_end():
     assert candidate["delta_points"] == 0 and candidate["budget"] == "unproven"
     assert candidate["worst_points"] < -1.0
     assert decision["good_enough"] is False and _int8_pick(decision) is None
-    text = render.verdict({**report, "decision": decision})
+    text = verdict({**report, "decision": decision})
     assert "within the 1-point budget on the estimate but not at the interval's worst" in text
     assert "360 test images cannot show that it stays within it" in text
     assert "int8 is not shown good enough on 360 test images: int8 is not shown within" in text
@@ -103,7 +104,7 @@ def test_int8_outside_the_budget_suggests_fp16_and_qat(report):
     assert decision["fallback"]["delta_points"] == 0.0
     assert decision["fallback"]["budget"] == "within"
     assert decision["next_step"] == "int8_qat"
-    text = render.verdict({**report, "decision": decision})
+    text = verdict({**report, "decision": decision})
     assert "int8 loses 2.50 points (95% CI" in text and "outside the 1-point budget" in text
     assert "fp16 (+0.00 points, 95% CI" in text and "537.1 KiB) is the float alternative" \
         in text
@@ -131,7 +132,7 @@ def test_flat_top1_with_one_class_down_10_points_is_refused_naming_the_class():
     assert [c["name"] for c in candidate["classes"]["over_budget"]] == ["Shirt"]
     assert candidate["within_class_budget"] is False and candidate["good"] is False
     assert decision["good_enough"] is False and _int8_pick(decision) is None
-    text = render.verdict({**report, "decision": decision})
+    text = verdict({**report, "decision": decision})
     assert ("int8 breaks the 3-point per-class budget on class Shirt: recall 65.00% against "
             "75.00% (-10.00 points on 360 images)") in text
     assert "Per class, its worst is class Shirt" in text
@@ -170,7 +171,7 @@ def test_latency_never_chooses_and_a_slower_int8_is_called_this_hosts(report):
     decision = decide(report)
     assert _int8_pick(decision) == "int8" and decision["chosen"]["faster_than_float32"] is False
     assert decision["host"]["int8_features"] == ["avx2"]
-    text = render.verdict({**report, "decision": decision})
+    text = verdict({**report, "decision": decision})
     assert ("On this host (Intel Xeon, x86_64 with avx2; no avx512_vnni or amx_int8) int8 runs "
             "at 0.75x the float32 file's speed on all threads and 0.67x on one thread: int8 "
             "is not faster than float32 here. That figure is this host's, not a phone's") \
@@ -185,7 +186,7 @@ def test_a_report_without_image_by_image_results_is_not_judged(report):
     decision = decide(report)
     assert decision["paired"] is False and decision["good_enough"] is None
     assert _int8_pick(decision) is None and decision["candidates"][0]["comparison"] is None
-    text = render.verdict({**report, "decision": decision})
+    text = verdict({**report, "decision": decision})
     assert "holds no image-by-image results" in text and "re-run the report stage" in text
     assert "Verdict: not judged" in text
 
@@ -195,14 +196,14 @@ def test_no_int8_variant_cannot_be_judged(report):
     decision = decide(report)
     assert decision["candidates"] == [] and decision["chosen"] is None
     assert decision["good_enough"] is None and _int8_pick(decision) is None
-    assert "no int8 variant was measured" in render.verdict(report_inputs.decided(report))
+    assert "no int8 variant was measured" in verdict(report_inputs.decided(report))
 
 
 def test_no_reference_decides_nothing(report):
     report["variants"] = _variants(report, "int8")
     decision = decide(report)
     assert decision["reference"] is None and decision["good_enough"] is None
-    assert render.verdict(report_inputs.decided(report)).startswith("No float reference")
+    assert verdict(report_inputs.decided(report)).startswith("No float reference")
 
 
 @pytest.mark.parametrize("settings, match", [
@@ -264,7 +265,7 @@ def test_qat_gain_is_judged_against_int8_ptq_image_by_image(report):
     assert (qat["over_int8"]["reference_only"], qat["over_int8"]["variant_only"]) == (0, 3)
     assert qat["within_noise"] is True  # 3 images one way: McNemar p = 0.25
     assert (qat["conversion"]["reference_only"], qat["conversion"]["variant_only"]) == (0, 1)
-    text = render.verdict({**report, "decision": decision})
+    text = verdict({**report, "decision": decision})
     assert "QAT fine-tuned the float model 3 more epochs" in text
     assert "the int8_qat file agrees with it on 99.97% of images (+0.03 points, 95% CI" in text
     assert "int8_qat is +0.08 points against int8 PTQ (95% CI" in text

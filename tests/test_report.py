@@ -9,7 +9,9 @@ import pytest
 import report_inputs  # tests/ is on sys.path under pytest
 
 from report import render as report_lib
+from report import tables
 from report.decide import decide
+from report.verdict import verdict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -107,7 +109,7 @@ def test_markdown_holds_every_variant_and_its_numbers(report):
 
 
 def test_verdict_follows_the_numbers(report):
-    good = report_lib.verdict(report_inputs.decided(report))
+    good = verdict(report_inputs.decided(report))
     assert "int8 is good enough: int8, at 28.2% of the float32 file's size, is within" in good
     assert "int8 loses 0.28 points (95% CI -0.65 to +0.08)" in good
     assert "on the same 3,600 test images (one image is 0.03 points)" in good
@@ -115,14 +117,14 @@ def test_verdict_follows_the_numbers(report):
     int8 = bad["variants"][2]
     int8["paired"].update(reference_only=115, variant_only=15, both_right=3395)  # -2.78 points
     int8.update(top1=0.9472, top1_delta_points=-2.7778)
-    text = report_lib.verdict(report_inputs.decided(bad))
+    text = verdict(report_inputs.decided(bad))
     assert "int8 is not good enough" in text and "int8 loses 2.78 points, outside" in text
     assert "quantization-aware training" in text
     assert _markdown(bad) != _markdown(report)
     # A QAT file inside the budget turns the verdict back to "good enough".
     bad["variants"].append({**copy.deepcopy(report["variants"][2]), "variant": "int8_qat",
                             "top1": 0.9700})
-    assert "int8 is good enough: int8_qat" in report_lib.verdict(report_inputs.decided(bad))
+    assert "int8 is good enough: int8_qat" in verdict(report_inputs.decided(bad))
 
 
 def test_markdown_shows_the_paired_comparisons_and_the_classes(report):
@@ -164,7 +166,7 @@ def test_missing_optional_parts_render(report):
     markdown = _markdown(report)
     assert "No per-layer diagnosis" in markdown
     assert "was not checked for the Edge TPU" in markdown
-    assert "int8" in report_lib.render_table(report_inputs.decided(report))
+    assert "int8" in tables.render_table(report_inputs.decided(report))
 
 
 def test_percent_instead_of_fraction_is_refused(report):
@@ -197,7 +199,7 @@ def test_write_refuses_nan(report, tmp_path):
 
 
 def test_terminal_table_lines_up(report):
-    table = report_lib.render_table(report_inputs.decided(report))
+    table = tables.render_table(report_inputs.decided(report))
     lines = table.splitlines()
     assert len(lines) == 2 + len(report["variants"])
     assert re.match(r"int8\s+302\.7\s+28\.18\s+97\.22\s+—\s+-0\.28", lines[-1])
@@ -210,7 +212,7 @@ def test_the_verdict_renders_the_saved_decision(report, tmp_path):
     # The verdict reads the saved decision, not the variants: a stricter
     # saved decision is what the paragraph says.
     data["decision"] = decide(data, budget_points=0.1)
-    text = report_lib.verdict(data)
+    text = verdict(data)
     assert "outside the 0.1-point budget" in text and "int8 is not good enough" in text
 
 
