@@ -2,17 +2,29 @@
 
 tensorflow-model-optimization's quantization-aware training works only with
 Keras 2, so every module imports `keras` and `tf` from here, never directly.
-oneDNN must be decided before TensorFlow loads, so it is decided here too.
+oneDNN must be decided before TensorFlow loads, so it is decided here too, and
+so is how much TensorFlow's C++ side prints while it loads.
 """
 
+import contextlib
 import dataclasses
 import os
 import platform
+import re
+import sys
+import tempfile
 
 # Must be set before TensorFlow is first imported so that `tf.keras` (used by
 # TFLiteConverter and tfmot internally) resolves to the same tf_keras package.
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ INFO lines hidden, its warnings and errors shown; a user's own level wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# What TensorFlow 2.21 prints at INFO while loading, through absl before absl's log is
+# initialized, which TF_CPP_MIN_LOG_LEVEL does not reach: absl's notice that it writes to
+# stderr, and lines such as "I0000 ... port.cc:153] oneDNN custom operations are on" (the
+# train stage line says that in our words).
+_LOADING_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is "
+                            r"called are written to STDERR|I\d{4} \d\d:\d\d:\d+\.\d+ .*)$")
 
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 # Holds the value resnet_keras gave ONEDNN_ENV. Children inherit both, so a worker or a
@@ -87,8 +99,39 @@ def set_onednn(environ, *, machine: str, flags: set[str] | None) -> str:
 
 _reason = set_onednn(os.environ, machine=platform.machine(), flags=cpu_flags())
 
-import tensorflow as tf  # noqa: E402 (after the environment it reads)
-import tf_keras as keras  # noqa: E402
+def without_loading_noise(text):
+    """`text` less the INFO lines TensorFlow prints while loading (`_LOADING_NOISE`)."""
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not _LOADING_NOISE.match(line.rstrip("\n")))
+
+
+@contextlib.contextmanager
+def _quiet_loading(environ):
+    """Holds back the C++ side's stderr while TensorFlow loads, then passes on all but its INFO.
+
+    Warnings and errors still show, after the import; with TF_CPP_MIN_LOG_LEVEL=0
+    the user asked for everything, and nothing is held back.
+    """
+    if environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            sys.stderr.write(without_loading_noise(held.read().decode(errors="replace")))
+            sys.stderr.flush()
+
+
+with _quiet_loading(os.environ):
+    import tensorflow as tf  # noqa: E402 (after the environment it reads)
+    import tf_keras as keras  # noqa: E402
 
 __all__ = ["ONEDNN", "OneDNN", "keras", "keras_cache_dir", "tf"]
 

@@ -3,6 +3,7 @@
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -90,3 +91,35 @@ def test_tensorflow_runs_onednn_by_default_and_off_when_the_user_says_so():
     assert _onednn_in_a_fresh_process()["on"] is True
     off = _onednn_in_a_fresh_process(TF_ENABLE_ONEDNN_OPTS="0")
     assert off == {"on": False, "reason": "TF_ENABLE_ONEDNN_OPTS=0 as set"}
+
+
+def test_loading_noise_is_the_info_lines_only():
+    from resnet_keras.backend import without_loading_noise
+    printed = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796666515.284842   26431 port.cc:153] oneDNN custom operations are on.\n"
+        "W0000 00:00:1796666515.285210   26431 some.cc:1] a real warning\n"
+        "E0000 00:00:1796666515.285210   26431 some.cc:2] a real error\n"
+        "Traceback (most recent call last):\n")
+    assert without_loading_noise(printed) == (
+        "W0000 00:00:1796666515.285210   26431 some.cc:1] a real warning\n"
+        "E0000 00:00:1796666515.285210   26431 some.cc:2] a real error\n"
+        "Traceback (most recent call last):\n")
+
+
+@pytest.mark.parametrize("level, quiet", [(None, True), ("0", False)])
+def test_train_py_starts_with_its_own_line_unless_the_user_asks_for_tensorflows(tmp_path, level,
+                                                                              quiet):
+    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if level is not None:
+        environ["TF_CPP_MIN_LOG_LEVEL"] = level
+    done = subprocess.run([sys.executable, "train.py", "--stages", "train", "--train.epochs", "1",
+                           "--train.steps_per_epoch", "1", "--run-dir", str(tmp_path / "run")],
+                          cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:]
+    first = done.stdout.splitlines()[0]
+    if quiet:
+        assert first == f"run directory: {tmp_path / 'run'}"
+    else:  # TensorFlow's own INFO lines, as the user asked
+        assert re.search(r"^I\d{4} ", done.stdout, re.M) and not first.startswith("run directory")
