@@ -26,6 +26,7 @@ import os
 import socket
 import urllib.error
 import urllib.parse
+import urllib.request
 
 try:
     import fcntl
@@ -271,19 +272,36 @@ def _download(remote, partial):
 
 def _mismatch(remote, url, partial):
     algorithm, digest, prefix = remote.expected()
-    found, size = "unknown", "?"
+    found, size = "unknown", None
     if os.path.isfile(partial):
-        found, size = file_digest(partial, algorithm), f"{os.path.getsize(partial):,}"
+        found, size = file_digest(partial, algorithm), os.path.getsize(partial)
     listed = mirror_path(remote.url) in _overrides()
     expected = (f"the {algorithm}{' prefix' if prefix else ''} "
                 f"{'listed in ' + HASHES_ENV if listed else 'published'}, {digest}")
     # get_file never compares the bytes received with Content-Length: a cut
     # connection shows up here, as a short file whose hash does not match.
+    served = _served_size(url) if size is not None else None
     mirrored = url != remote.url and not listed
-    why = (f"cut short, or the mirror's own copy (list its hash in {HASHES_ENV})" if mirrored
-           else "cut short or altered (try again)")
-    return (f"the download from {url} ({size} bytes, {algorithm} {found}) does not match "
+    if served is not None and size < served:
+        why = f"the transfer stopped after {size:,} of {served:,} bytes (try again)"
+    elif mirrored:
+        why = f"cut short, or the mirror's own copy (list its hash in {HASHES_ENV})"
+    else:
+        why = "cut short or altered (try again)"
+    shown = "?" if size is None else f"{size:,}"
+    return (f"the download from {url} ({shown} bytes, {algorithm} {found}) does not match "
             f"{expected}: {why}; deleted, nothing was cached")
+
+
+def _served_size(url):
+    """The Content-Length the server gives for `url` (a HEAD request), or None without one."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
+                                    timeout=READ_TIMEOUT) as response:
+            length = response.headers.get("Content-Length")
+    except (OSError, ValueError):  # urllib's URLError and HTTPError are OSErrors
+        return None
+    return int(length) if length and length.isdigit() else None
 
 
 def _network_cause(error):

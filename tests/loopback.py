@@ -37,21 +37,33 @@ class Mirror:
 
     def __init__(self):
         self.files, self.requests, self.cut, self.missing = {}, [], set(), set()
+        self.heads = []  # HEAD requests: a size asked for, nothing downloaded
         self.hash_lines = []
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's name)
-                mirror.requests.append(self.path)
+            def _headers(self):
+                """The file's key and bytes after its headers, or None after a 404."""
                 # A proxy request names the whole URL: its path is the key all the same.
                 key = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
                 data = mirror.files.get(key)
                 if data is None or key in mirror.missing:
                     self.send_error(404)
-                    return
+                    return None, None
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                return key, data
+
+            def do_HEAD(self):  # noqa: N802 (http.server's name)
+                mirror.heads.append(self.path)
+                self._headers()
+
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                mirror.requests.append(self.path)
+                key, data = self._headers()
+                if data is None:
+                    return
                 if key in mirror.cut:
                     self.wfile.write(data[:len(data) // 2])
                     self.wfile.flush()
