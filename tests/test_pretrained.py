@@ -386,3 +386,22 @@ def test_finetuned_run_goes_through_qat_and_export(tmp_path, checkpoints):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "head phase already done (head.keras loaded), skipped" in result.stdout
     assert os.path.getmtime(run_dir / "head.keras") == modified
+
+
+@pytest.mark.parametrize("num_classes, served", [
+    (10, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),  # the top is new
+    (1000, KA_FILE),  # ImageNet's classes: the top is kept
+])
+def test_imagenet_fetches_the_notop_file_unless_the_top_is_kept(tmp_path, monkeypatch,
+                                                                num_classes, served):
+    mirror = Mirror()  # holds only the file this case should ask for: a 404 for the other
+    mirror.add(weights_lib.KERAS_APPLICATIONS_URL + served, b"weights")
+    mirror.point(monkeypatch, tmp_path / "keras", tmp_path / "SHA256SUMS")
+    try:
+        config = _config(model__name="resnet50", model__weights="imagenet")
+        weights = pretrained.resolve(config.model, num_classes=num_classes)
+    finally:
+        mirror.close()
+        forget_proxies()
+    assert os.path.basename(weights.path) == served
+    assert [os.path.basename(r) for r in mirror.requests] == [served]

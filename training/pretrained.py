@@ -73,7 +73,10 @@ class PretrainedWeights:
         return f"weights: {KINDS[self.kind]} {self.path}; {variant}; {top}"
 
 
-def resolve(model_config) -> PretrainedWeights | None:
+IMAGENET_CLASSES = 1000  # keras.applications' full files hold a top for these
+
+
+def resolve(model_config, *, num_classes=None) -> PretrainedWeights | None:
     """Decides the kind, file and variant of `model_config.weights`, before building.
 
     `imagenet` holds keras.applications' layout (`v1`, `v2` for the v2 nets),
@@ -84,6 +87,10 @@ def resolve(model_config) -> PretrainedWeights | None:
 
     Args:
         model_config: a `job.config.ModelConfig`.
+        num_classes: int, the dataset's classes: with ImageNet's 1000 the top is
+            kept and `imagenet` fetches keras.applications' full file, with any
+            other number the top is new and it fetches the `_notop` file (about
+            10% smaller), as keras.applications does; None: the full file.
 
     Returns:
         `PretrainedWeights` (`top_replaced` still None), or None without weights.
@@ -122,7 +129,7 @@ def resolve(model_config) -> PretrainedWeights | None:
                              f"{spec.name}.pth.")
         variant = "v2" if spec.family == "v2" else "v1"
         _check_variant(model_config, variant)
-        remote = _imagenet_file(spec, variant)
+        remote = _imagenet_file(spec, variant, keep_top=num_classes in (None, IMAGENET_CLASSES))
         path = remote.path
     else:
         path = os.fspath(source)
@@ -218,12 +225,13 @@ def _check_variant(model_config, variant):
                          f"it) or set it to {variant!r}.")
 
 
-def _imagenet_file(spec, variant):
-    """The `fetch.Remote` of the cached keras.applications file, the full one, else the
-    `_notop` one (a top for other classes is new anyway), else the full one fetched."""
-    remotes = [weights_lib.imagenet_weights(spec, variant=variant, include_top=top)
-               for top in (True, False)]
-    remote = next((r for r in remotes if os.path.isfile(r.path)), remotes[0])
+def _imagenet_file(spec, variant, *, keep_top):
+    """The `fetch.Remote` of keras.applications' file: the full one to keep the top, else the
+    `_notop` one, or the full one where only it is cached (its top is then left out)."""
+    full, notop = (weights_lib.imagenet_weights(spec, variant=variant, include_top=top)
+                   for top in (True, False))
+    remote = full if keep_top or (os.path.isfile(full.path)
+                                  and not os.path.isfile(notop.path)) else notop
     fetch.fetch(remote, what=f"ImageNet weights for {spec.name}")
     return remote
 
