@@ -88,6 +88,19 @@ def target_details(target, decision):
     return [f"- **{target['title']}** ({target['runtime']}):"] + lines
 
 
+def render_table(decision):
+    """The per-target table alone: target, file, size, Δ top-1 with its interval, proof.
+
+    Args:
+        decision: report.json's `decision`, with `targets`.
+
+    Returns:
+        The Markdown table as a str.
+    """
+    return md_table(_HEADERS, [_row(t, decision["confidence"]) for t in decision["targets"]],
+                    align="llrll")
+
+
 def render_section(decision):
     """The report's opening section: the per-target table, then each target's other files.
 
@@ -97,10 +110,7 @@ def render_section(decision):
     Returns:
         list of Markdown lines.
     """
-    confidence = decision["confidence"]
-    lines = ["## Which file goes to which device", "",
-             md_table(_HEADERS, [_row(t, confidence) for t in decision["targets"]],
-                      align="llrll"), "",
+    lines = ["## Which file goes to which device", "", render_table(decision), "",
              f"A file is picked for a device only where that device's runtime ran it; of those, "
              f"the smallest whose paired interval against Keras float stays within the "
              f"{decision['budget_points']:g}-point top-1 budget at its worst end and whose "

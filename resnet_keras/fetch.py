@@ -150,7 +150,8 @@ def fetch_all(remotes, *, what, alternatives="") -> list[str]:
 
     Args:
         remotes: list of `Remote`.
-        what, alternatives: as `fetch`.
+        what: as `fetch`.
+        alternatives: as `fetch`.
 
     Returns:
         list of str, the cached paths in the order of `remotes`.

@@ -1,13 +1,15 @@
-"""Regenerates the measured sections of README.md from the code that measures them.
+"""Regenerates the measured sections of README.md and the docs pages from what measured them.
 
     python -m tools.update_readme                                  # render what is committed
     python -m tools.update_readme --run runs/X                     # copy the default run first
     python -m tools.update_readme --run runs/Y --as fashion_mnist  # or the Fashion-MNIST run
 
-Sections sit between `<!-- NAME:begin -->` and `<!-- NAME:end -->` markers;
-nothing between them is typed by hand. `--run` copies a run's JSON, report and
-figures into docs/results/<name>/ (laid out as a run directory); each
-committed run renders into its own README section.
+Sections sit between `<!-- NAME:begin -->` and `<!-- NAME:end -->` markers in
+the file `SECTIONS` names; nothing between them is typed by hand. `--run`
+copies a run's JSON, report and figures into docs/results/<name>/ (laid out as
+a run directory); each committed run renders its decision table into the
+README. The documentation site's front page, docs/index.md, is the README with
+its links made the site's (`site_links`).
 """
 
 import argparse
@@ -20,6 +22,10 @@ from rundir import RunDir
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Committed runs: {name under docs/results/: README section}.
 RUNS = {"default_run": "results", "fashion_mnist": "results-fashion-mnist"}
+# The file each rendered section lives in.
+SECTIONS = {"models": "docs/training.md", "paper": "docs/experiments.md",
+            **{section: "README.md" for section in RUNS.values()}}
+SITE_INDEX = "docs/index.md"
 COPIED = ("report_json", "report_markdown", "report_chart", "train_result", "qat_result",
           "training_curve", "config", "timing", "state")
 
@@ -42,11 +48,15 @@ def models_section(rows) -> str:
 
 
 def results_section(run) -> str:
-    """A committed run's training line, stage times and report, from its JSON."""
-    from report.render import render_markdown
+    """A committed run's training line, stage times and per-target decision, from its JSON.
+
+    The full report stays in the run's folder and is linked, not embedded.
+    """
+    from report.decision_table import render_table
 
     report = run.read_json(run.report_json)
     train_result = run.read_json(run.train_result)
+    folder = os.path.relpath(run.root, ROOT)
     lines = [f"Float training: test top-1 **{100 * train_result['test_top1']:.2f}%** after "
              f"{train_result['epochs']} epochs in {train_result['seconds']:.0f} s "
              f"({train_result['images_per_second']:.0f} images/s)."]
@@ -59,11 +69,28 @@ def results_section(run) -> str:
         if timing.get("peak_rss_mb"):
             line += f"; peak memory {max(timing['peak_rss_mb'].values()):,.0f} MB"
         lines.append(line + ".")
-    folder = os.path.relpath(run.root, ROOT)
-    lines += ["", render_markdown(report), "",
-              f"![accuracy against size and latency]({folder}/report.png)",
-              f"![training curve]({folder}/training_curve.png)"]
+    lines += ["", f"Which file goes to which device, on {report['num_test']:,} test images "
+              f"(the full report, with every file's evidence: [{folder}/report.md]"
+              f"({folder}/report.md)):", "", render_table(report["decision"])]
     return "\n".join(lines)
+
+
+def site_links(text):
+    """Markdown written for the repository's root, for a page under docs/: `](docs/x` -> `](x`."""
+    return text.replace("](docs/", "](")
+
+
+def _render(path, sections):
+    """Replaces each {section: body} between its markers in the file at `path`."""
+    from report.markdown import replace_section
+
+    with open(path) as f:
+        text = f.read()
+    for name, body in sections.items():
+        text = replace_section(text, name, body)
+    with open(path, "w") as f:
+        f.write(text)
+    return text
 
 
 def main(argv=None) -> int:
@@ -73,28 +100,33 @@ def main(argv=None) -> int:
     parser.add_argument("--as", dest="name", default="default_run", choices=list(RUNS),
                         help="which committed run it becomes (default %(default)s)")
     args = parser.parse_args(argv)
-    from report.markdown import replace_section
     from resnet_keras.__main__ import summary_rows
 
-    path = os.path.join(ROOT, "README.md")
-    with open(path) as f:
-        text = f.read()
-    text = replace_section(text, "models", models_section(summary_rows()))
     if args.run:
         run, target = RunDir(args.run), committed(args.name)
         os.makedirs(target.root, exist_ok=True)
         for name in COPIED:
             if os.path.exists(getattr(run, name)):
                 shutil.copy(getattr(run, name), getattr(target, name))
+    bodies = {"models": models_section(summary_rows())}
     paper = os.path.join(ROOT, "docs", "experiments", "README_section.md")
     if os.path.exists(paper):  # written by `python -m experiments.readme_section` from the JSON
         with open(paper) as f:
-            text = replace_section(text, "paper", f.read())
+            bodies["paper"] = f.read()
     for name, section in RUNS.items():
         if os.path.exists(committed(name).report_json):
-            text = replace_section(text, section, results_section(committed(name)))
-    with open(path, "w") as f:
-        f.write(text)
+            bodies[section] = results_section(committed(name))
+    files = {}
+    for section, body in bodies.items():
+        files.setdefault(SECTIONS[section], {})[section] = body
+    for path, sections in files.items():
+        if path.startswith("docs/"):
+            sections = {name: site_links(body) for name, body in sections.items()}
+        _render(os.path.join(ROOT, path), sections)
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(ROOT, SITE_INDEX), "w") as f:
+        f.write(site_links(readme))
     return 0
 
 
