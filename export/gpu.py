@@ -37,15 +37,14 @@ _OP_REASON = re.compile(r"^([A-Z][A-Z0-9_]*(?: [\w.-]+)?): (.+)$")
 _GL = re.compile(r"GL version: [\d.]+ \((.+?)\), renderer: (.+)$", re.MULTILINE)
 
 
-def check(python, path, images, *, cpu=None):
+def check(python, path, images):
     """The GPU delegate's placement of the file's ops, and its answers against the CPU's.
 
     Args:
-        python: the MediaPipe environment's python (`mediapipe_client.environment`).
+        python: the python of MediaPipe's GPU environment
+            (`mediapipe_client.environment("gpu")`).
         path: a `.tflite` file with classifier metadata.
         images: uint8-valued array (N, H, W, 3), RGB 0..255, a few dozen test images.
-        cpu: `mediapipe_client.classify`'s answer for the same file and images on
-            the CPU, where the caller has it; else it is run here.
 
     Returns:
         dict: `runner` (MediaPipe's version and the OpenGL ES it ran on),
@@ -57,7 +56,7 @@ def check(python, path, images, *, cpu=None):
         the CPU's; None unless it ran).
     """
     ops = len(tflite_file.read(path).ops)
-    cpu = cpu or mediapipe_client.classify(python, path, images, delegate="cpu")
+    cpu = mediapipe_client.classify(python, path, images, delegate="cpu")
     gpu = mediapipe_client.classify(python, path, images, delegate="gpu")
     result = {"runner": _runner(gpu), "ops": ops, **placement(gpu["log"], ops=ops),
               "ran": "index" in gpu, "error": gpu.get("error"), "images": len(images),

@@ -1,15 +1,18 @@
-"""MediaPipe Tasks' ImageClassifier, the client Android apps run our files in, in its own venv.
+"""MediaPipe Tasks' ImageClassifier, the client Android apps run our files in, in its own venvs.
 
 Its C++ task is the one `com.google.mediapipe:tasks-vision` runs on Android.
 mediapipe needs absl-py 2 and tensorflow-model-optimization pins absl-py 1, so
-it runs in a virtual environment of its own, built from requirements-mediapipe.txt
-by `build` (or `python -m export.mediapipe_client`, about 100 MB from pip) and
-cached under `~/.cache/resnet-keras/mediapipe-<hash of that file>`; a changed
-file builds a new one, and RESNET_KERAS_CACHE moves the cache. `classify` runs
-one file there on the CPU or through TensorFlow Lite's GPU delegate, each file
-in a process of its own, and returns what the task answered and logged.
+it runs in virtual environments of its own, one per delegate: the CPU's from
+requirements-mediapipe.txt (the current release), the GPU's from
+requirements-mediapipe-gpu.txt (0.10.35: every 1.x release refuses the GPU path
+where the GPU is emulated, as Mesa's llvmpipe is here; that file quotes the
+error). `build` makes one (`python -m export.mediapipe_client` both, about 100 MB
+each from pip), cached under `~/.cache/resnet-keras/mediapipe-<hash of its file>`;
+a changed file builds a new one, and RESNET_KERAS_CACHE moves the cache.
+`classify` runs one file on the CPU or through TensorFlow Lite's GPU delegate,
+each file in a process of its own, and returns what the task answered and logged.
 
-    >>> python = mediapipe_client.build()
+    >>> python = mediapipe_client.build("cpu")
     >>> mediapipe_client.classify(python, "runs/x/export/resnet20_int8.tflite", images)["index"][:3]
     [0, 1, 2]
 """
@@ -25,8 +28,11 @@ import tempfile
 
 import numpy as np
 
-REQUIREMENTS = pathlib.Path(__file__).resolve().parent.parent / "requirements-mediapipe.txt"
-DELEGATES = ("cpu", "gpu")
+_ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The environment each delegate runs in: its requirements file.
+REQUIREMENTS = {"cpu": _ROOT / "requirements-mediapipe.txt",
+                "gpu": _ROOT / "requirements-mediapipe-gpu.txt"}
+DELEGATES = tuple(REQUIREMENTS)
 # One file on a few hundred images takes seconds; a task that hangs must not stop the report.
 TIMEOUT_S = 300
 
@@ -58,41 +64,49 @@ print(json.dumps(result), flush=True)
 """
 
 
-def folder():
-    """Where the environment for this requirements-mediapipe.txt lives, built or not."""
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
+def _check_delegate(delegate):
+    if delegate not in DELEGATES:
+        raise ValueError(f"delegate must be one of {', '.join(DELEGATES)}, got {delegate!r}.")
+    return delegate
+
+
+def folder(delegate):
+    """Where the environment for `delegate`'s requirements file lives, built or not."""
+    requirements = REQUIREMENTS[_check_delegate(delegate)]
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
     cache = pathlib.Path(os.environ.get("RESNET_KERAS_CACHE",
                                         pathlib.Path.home() / ".cache" / "resnet-keras"))
     return cache / f"mediapipe-{digest}"
 
 
-def environment():
-    """The environment's python, or None where it is not built."""
-    python = folder() / "bin" / "python"
+def environment(delegate):
+    """The python of `delegate`'s environment, or None where it is not built."""
+    python = folder(delegate) / "bin" / "python"
     return python if python.exists() else None
 
 
-def build():
-    """The environment's python, built first where it is missing.
+def build(delegate):
+    """The python of `delegate`'s environment, built first where it is missing.
 
     Raises:
-        RuntimeError: pip could not install requirements-mediapipe.txt; the
+        ValueError: an unknown delegate.
+        RuntimeError: pip could not install the requirements file; the
             message has pip's own last lines.
     """
-    python = environment()
+    python = environment(delegate)
     if python is not None:
         return python
-    target = folder()
+    requirements, target = REQUIREMENTS[delegate], folder(delegate)
     # Built aside and renamed when complete, so an interrupted build is never used.
     building = target.with_name(f"{target.name}.building-{os.getpid()}")
     shutil.rmtree(building, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(building)], check=True)
     install = subprocess.run([str(building / "bin" / "python"), "-m", "pip", "install", "-q",
-                              "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
+                              "--disable-pip-version-check", "-r", str(requirements)],
                              capture_output=True, text=True)
     if install.returncode:
         shutil.rmtree(building, ignore_errors=True)
-        raise RuntimeError(f"pip could not install {REQUIREMENTS.name} into {building}:\n"
+        raise RuntimeError(f"pip could not install {requirements.name} into {building}:\n"
                            f"{install.stderr[-3000:]}")
     try:
         building.rename(target)
@@ -105,7 +119,7 @@ def classify(python, path, images, *, delegate="cpu"):
     """The ImageClassifier's top category of each image, as an app gets it (no options).
 
     Args:
-        python: the environment's python (`build` or `environment`).
+        python: the python of `delegate`'s environment (`build` or `environment`).
         path: a `.tflite` file with classifier metadata (export/metadata.py).
         images: uint8-valued array (N, H, W, 3), RGB 0..255.
         delegate: `cpu`, or `gpu` for TensorFlow Lite's GPU delegate; on a
@@ -120,8 +134,7 @@ def classify(python, path, images, *, delegate="cpu"):
     Raises:
         ValueError: an unknown delegate.
     """
-    if delegate not in DELEGATES:
-        raise ValueError(f"delegate must be one of {', '.join(DELEGATES)}, got {delegate!r}.")
+    _check_delegate(delegate)
     env = dict(os.environ)
     if delegate == "gpu" and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
         env.setdefault("EGL_PLATFORM", "surfaceless")
@@ -162,7 +175,8 @@ def _text(value):
 
 def main():
     try:
-        print(build())
+        for delegate in DELEGATES:
+            print(f"{delegate}: {build(delegate)}")
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

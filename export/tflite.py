@@ -16,6 +16,8 @@ compiler and phones expect:
   `calibration_images`; int8 ops only, `uint8` or `int8` input and output.
 - `int8_qat`: full integer from a quantization-aware-trained model
   (`quantization.qat.quantize_model`), same integer input and output.
+- `int8_float_io`: `int8`'s calibrated integer graph with float32 input and
+  output, for clients that feed only float32 (MediaPipe Tasks on Android's GPU).
 - `int16x8`, `int4_weights`: made by litert-quantizer from the `float32`
   file (export/quantizer.py); float input and output.
 
@@ -32,6 +34,7 @@ from datasets.pipeline import check_pixels
 from export import quantizer, tflite_file
 from export.variants import (
     CALIBRATED_VARIANTS,
+    FLOAT_IO_VARIANTS,
     INTEGER_VARIANTS,
     QUANTIZER_VARIANTS,
     VARIANTS,
@@ -79,7 +82,7 @@ def convert(model, variant, *, calibration_images=None, io_dtype="uint8"):
                                   calibration_images=calibration_images)
     data = configured_converter(model, variant, calibration_images=calibration_images,
                                 io_dtype=io_dtype).convert()
-    if variant in INTEGER_VARIANTS:
+    if variant in INTEGER_VARIANTS + FLOAT_IO_VARIANTS:
         _check_integer_only(data, variant)
     return data
 
@@ -116,7 +119,8 @@ def configured_converter(model, variant, *, calibration_images=None, io_dtype="u
     _check_model_kind(model, variant)
     if variant != "int8_qat":  # a QAT model was folded by quantize_model
         model = fold_channel_reversal(model)
-    if variant == "int8":
+    calibrated = variant in ("int8", *FLOAT_IO_VARIANTS)
+    if calibrated:
         calibration_images = check_calibration_images(calibration_images, model, variant)
 
     converter = _converter(model)
@@ -124,8 +128,10 @@ def configured_converter(model, variant, *, calibration_images=None, io_dtype="u
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    if variant == "int8":
+    if calibrated:
         converter.representative_dataset = lambda: ([image[None]] for image in calibration_images)
+    if variant in FLOAT_IO_VARIANTS:  # integer ops only; the input and output stay float32
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if variant in INTEGER_VARIANTS and integer_only:
         if variant == "int8":
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -236,11 +242,15 @@ def _converter(model):
 
 
 def _check_integer_only(data, variant):
-    """Raises if an op of the converted model computes in float."""
+    """Raises if an op of the converted model computes in float.
+
+    The QUANTIZE and DEQUANTIZE ops at a float-I/O variant's ends convert, not compute.
+    """
     graph = tflite_file.parse(data, source=f"the converted {variant} model")
+    ends = {"QUANTIZE", "DEQUANTIZE"} if variant in FLOAT_IO_VARIANTS else set()
     floating = [f"{op.name} (op {op.index})" for op in graph.ops
-                if any(t >= 0 and graph.tensors[t].dtype == "FLOAT32"
-                       for t in op.inputs + op.outputs)]
+                if op.name not in ends and any(t >= 0 and graph.tensors[t].dtype == "FLOAT32"
+                                               for t in op.inputs + op.outputs)]
     if floating:
         raise ValueError(
             f"Variant {variant} is not integer-only: {len(floating)} ops compute in float: "

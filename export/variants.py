@@ -8,18 +8,23 @@ else is a `ValueError` that lists the valid values. The job's configuration
 import typing
 from typing import Literal
 
-Variant = Literal["float32", "fp16", "dynamic", "int8", "int8_qat", "int16x8", "int4_weights"]
+Variant = Literal["float32", "fp16", "dynamic", "int8", "int8_qat", "int8_float_io", "int16x8",
+                  "int4_weights"]
 IODtype = Literal["uint8", "int8"]
 
 VARIANTS: tuple[str, ...] = typing.get_args(Variant)
 IO_DTYPES: tuple[str, ...] = typing.get_args(IODtype)
 # The variants whose input and output are integers of `IODtype`.
 INTEGER_VARIANTS = ("int8", "int8_qat")
+# int8 inside, float32 input and output (a QUANTIZE and a DEQUANTIZE op at the ends): the
+# int8 graph for clients that feed only float32 tensors, such as MediaPipe Tasks' GPU path,
+# whose image converter writes float32 whatever the model's input type.
+FLOAT_IO_VARIANTS = ("int8_float_io",)
 # The variants litert-quantizer makes from the float32 file (export/quantizer.py);
 # the others come from tf.lite.TFLiteConverter (export/tflite.py).
 QUANTIZER_VARIANTS = ("int16x8", "int4_weights")
 # The variants calibrated on training images (`CALIBRATION_SIZE` of them).
-CALIBRATED_VARIANTS = ("int8", "int16x8")
+CALIBRATED_VARIANTS = ("int8", "int8_float_io", "int16x8")
 
 # Training images drawn for int8 calibration and QAT's starting ranges; the
 # TFLite guide suggests 100-500 for stable min/max ranges.

@@ -100,20 +100,20 @@ def _float_conv_outputs(path):
 
 
 def _mediapipe_check(count):
-    """(The MediaPipe environment's python or None, report.json's `mediapipe_check`)."""
-    python = mediapipe_client.environment() if count else None
-    if python is not None:
-        return python, {"checked": True, "images": count}
+    """({delegate: its MediaPipe environment's python}, report.json's `mediapipe_check`)."""
+    pythons = {d: mediapipe_client.environment(d) for d in mediapipe_client.DELEGATES}
+    if count and all(pythons.values()):
+        return pythons, {"checked": True, "images": count}
     reason = ("--report.mediapipe_images is 0" if not count else
-              "MediaPipe's environment is not built; python -m export.mediapipe_client builds "
-              "it (pip, about 100 MB), then python train.py --stages report --run-dir <run> "
-              "checks again")
-    return None, {"checked": False, "reason": reason}
+              "MediaPipe's environments are not built; python -m export.mediapipe_client "
+              "builds them (pip, about 100 MB each), then python train.py --stages "
+              "report,bundle --run-dir <run> checks again")
+    return {}, {"checked": False, "reason": reason}
 
 
-def _android(python, path, images, litert_top1):
+def _android(pythons, path, images, litert_top1):
     """MediaPipe Tasks' answers on the CPU and through the GPU delegate: two targets' evidence."""
-    cpu = mediapipe_client.classify(python, path, images, delegate="cpu")
+    cpu = mediapipe_client.classify(pythons["cpu"], path, images, delegate="cpu")
     ran = "index" in cpu
     mediapipe_cpu = {
         "runner": f"MediaPipe Tasks {cpu.get('version') or '(version unknown)'}",
@@ -121,8 +121,8 @@ def _android(python, path, images, litert_top1):
         # Its top-1 against LiteRT's on the same images: the file runs there as it does here.
         "agreement": float(np.mean(np.asarray(cpu["index"]) == litert_top1[:len(images)]))
         if ran else None}
-    return {"mediapipe_cpu": mediapipe_cpu,
-            "gpu_delegate": gpu.check(python, path, images, cpu=cpu)}
+    # The GPU's environment compares the GPU with its own release's CPU run.
+    return {"mediapipe_cpu": mediapipe_cpu, "gpu_delegate": gpu.check(pythons["gpu"], path, images)}
 
 
 def _read(path):
@@ -181,7 +181,7 @@ def report_run(run, dataset, *, model_name, report_cfg, calibration, allow_unsaf
     qat_scores = _keras_qat(run, images, allow_unsafe=allow_unsafe)
     if qat_scores is not None:
         entries.append(_entry("keras_qat", file=None, scores=qat_scores, **measure))
-    python, mediapipe_check = _mediapipe_check(report_cfg.mediapipe_images)
+    pythons, mediapipe_check = _mediapipe_check(report_cfg.mediapipe_images)
     top1_classes = {}  # each file's top-1 class per test image, for the QAT comparisons
     # All files timed in the same turns, so that their ratios hold under load.
     latencies = {threads: runtime.measure_latency(paths, num_threads=count,
@@ -199,8 +199,8 @@ def report_run(run, dataset, *, model_name, report_cfg, calibration, allow_unsaf
                 xnnpack=runtime.xnnpack_placement(interpreter),
                 litert={"runtime": f"LiteRT {runtime.LITERT_VERSION}", "ran": True,
                         "images": int(len(labels))},
-                android=_android(python, path, images[:report_cfg.mediapipe_images],
-                                 top1_classes[variant]) if python else None))
+                android=_android(pythons, path, images[:report_cfg.mediapipe_images],
+                                 top1_classes[variant]) if pythons else None))
             logger.info("  %s: top-1 %.4f, %.0f KiB", variant, entries[-1]["top1"],
                         entries[-1]["size_bytes"] / 1024)
     report = {

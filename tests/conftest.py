@@ -104,18 +104,19 @@ def trained(digits):
 
 
 @pytest.fixture(scope="session")
-def mediapipe_python():
-    """MediaPipe's environment (export/mediapipe_client.py), built on first use (pip, ~100 MB)."""
+def mediapipe_pythons():
+    """{delegate: MediaPipe's environment for it} (export/mediapipe_client.py), built on first
+    use (pip, ~100 MB each)."""
     from export import mediapipe_client
 
     try:
-        return mediapipe_client.build()
+        return {d: mediapipe_client.build(d) for d in mediapipe_client.DELEGATES}
     except RuntimeError as error:
         pytest.fail(str(error))
 
 
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory, mediapipe_python):  # its report checks the GPU delegate
+def finished_run(tmp_path_factory, mediapipe_pythons):  # its report runs MediaPipe
     """All four stages of a quick job (tests/jobs.py) in one run directory, and its stdout.
 
     Shared by the whole-job, MediaPipe and runtime tests: copy it before changing it.

@@ -47,9 +47,9 @@ def _classifier(tmp_path, name, head=None):
     return path
 
 
-def test_a_float_model_runs_whole_on_the_gpu(tmp_path, mediapipe_python):
+def test_a_float_model_runs_whole_on_the_gpu(tmp_path, mediapipe_pythons):
     path = _classifier(tmp_path, "plain")
-    result = gpu.check(mediapipe_python, path, IMAGES)
+    result = gpu.check(mediapipe_pythons["gpu"], path, IMAGES)
     ops = len(tflite_file.read(path).ops)
     assert (result["ops"], result["gpu_ops"], result["cpu_ops"]) == (ops, ops, 0)
     assert result["ran"] and result["error"] is None and result["images"] == 6
@@ -58,34 +58,34 @@ def test_a_float_model_runs_whole_on_the_gpu(tmp_path, mediapipe_python):
     assert "OpenGL ES 3." in result["runner"]
 
 
-def test_an_op_the_delegate_leaves_out_is_named_with_its_reason(tmp_path, mediapipe_python):
+def test_an_op_the_delegate_leaves_out_is_named_with_its_reason(tmp_path, mediapipe_pythons):
     path = _classifier(tmp_path, "logsoftmax", tf.nn.log_softmax)
-    result = gpu.check(mediapipe_python, path, IMAGES)
+    result = gpu.check(mediapipe_pythons["gpu"], path, IMAGES)
     assert result["fallback"] == {"LOG_SOFTMAX": "Operation is not supported."}
     assert result["cpu_ops"] >= 1 and result["gpu_ops"] == result["ops"] - result["cpu_ops"]
     # MediaPipe's GPU path needs the whole graph on the GPU.
     assert not result["ran"] and result["error"] and result["agreement"] is None
 
 
-def test_an_op_the_opengl_backend_cannot_compile_fails_the_run(tmp_path, mediapipe_python):
+def test_an_op_the_opengl_backend_cannot_compile_fails_the_run(tmp_path, mediapipe_pythons):
     path = _classifier(tmp_path, "cumsum", lambda x: tf.math.cumsum(x, axis=1))
-    result = gpu.check(mediapipe_python, path, IMAGES)
+    result = gpu.check(mediapipe_pythons["gpu"], path, IMAGES)
     assert result["gpu_ops"] == result["ops"] and result["fallback"] == {}
     assert not result["ran"] and result["error"] == "No shader implementation for cumsum"
 
 
-def test_a_file_mediapipe_cannot_load_is_not_placed(tmp_path, mediapipe_python):
+def test_a_file_mediapipe_cannot_load_is_not_placed(tmp_path, mediapipe_pythons):
     # MediaPipe 0.10.35's runtime predates int4 tensors (tests/test_mediapipe.py).
     float_data = _classifier(tmp_path, "float").read_bytes()
     path = tmp_path / "int4.tflite"
     path.write_bytes(metadata.add_metadata(quantizer.quantize(float_data, "int4_weights"),
                                            labels=list("abcd"), name="int4", version="1"))
-    result = gpu.check(mediapipe_python, path, IMAGES)
+    result = gpu.check(mediapipe_pythons["gpu"], path, IMAGES)
     assert (result["gpu_ops"], result["cpu_ops"], result["ran"]) == (None, None, False)
     assert result["error"].startswith("MediaPipe cannot run it on the CPU either: ")
 
 
-def test_the_analyzer_passes_what_the_delegate_refuses(tmp_path, mediapipe_python):
+def test_the_analyzer_passes_what_the_delegate_refuses(tmp_path, mediapipe_pythons):
     # Why export/gpu.py runs the delegate: TensorFlow 2.21's model analyzer calls this
     # TOPK_V2 model compatible, and the delegate cannot convert it. If the analyzer
     # starts flagging it, it could serve where MediaPipe's environment is not built.
@@ -94,14 +94,14 @@ def test_the_analyzer_passes_what_the_delegate_refuses(tmp_path, mediapipe_pytho
     with contextlib.redirect_stdout(text):
         tf.lite.experimental.Analyzer.analyze(model_path=str(path), gpu_compatibility=True)
     assert "TOPK_V2" in text.getvalue() and "GPU COMPATIBILITY WARNING" not in text.getvalue()
-    result = gpu.check(mediapipe_python, path, IMAGES)
+    result = gpu.check(mediapipe_pythons["gpu"], path, IMAGES)
     assert not result["ran"] and result["error"] == "Conversion from TfLite model failed."
 
 
-def test_without_an_opengl_context_nothing_is_placed(tmp_path, mediapipe_python, monkeypatch):
+def test_without_an_opengl_context_nothing_is_placed(tmp_path, mediapipe_pythons, monkeypatch):
     # X11 without a display: EGL cannot start, so the delegate's silence says nothing.
     monkeypatch.setenv("EGL_PLATFORM", "x11")
     monkeypatch.delenv("DISPLAY", raising=False)
-    result = gpu.check(mediapipe_python, _classifier(tmp_path, "plain"), IMAGES)
+    result = gpu.check(mediapipe_pythons["gpu"], _classifier(tmp_path, "plain"), IMAGES)
     assert (result["gpu_ops"], result["cpu_ops"], result["ran"]) == (None, None, False)
     assert "EGL" in result["error"] and result["runner"].endswith("no OpenGL ES context")

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from jobs import QUICK, run_train
 
-from export.variants import QUANTIZER_VARIANTS
 from job import config as config_lib
 from job import pipeline
 from rundir import RunDir
 
-# What TensorFlow Lite's GPU delegate runs through MediaPipe (export/gpu.py): the
-# float files. The integer-input ones it takes whole but MediaPipe's GPU path cannot
-# feed, it leaves all of int16x8 to the CPU, and MediaPipe cannot load int4 at all.
-GPU_RUNS = {"float32", "fp16", "dynamic"}
+# What TensorFlow Lite's GPU delegate runs through MediaPipe 0.10.35 (export/gpu.py): the
+# files with float32 input, int8_float_io's integer graph included. The uint8-input ones it
+# takes whole but MediaPipe's GPU path cannot feed (it writes float32 tensors), it leaves
+# all of int16x8 to the CPU, and 0.10.35 cannot load int4 at all.
+GPU_RUNS = {"float32", "fp16", "dynamic", "int8_float_io"}
 
 
 # ---- the runner ----
@@ -57,7 +57,7 @@ def test_all_stages_write_report_and_files(finished_run):
     report = json.loads((run_dir / "report.json").read_text())
     variants = [e["variant"] for e in report["variants"]]
     assert variants == ["keras_float", "keras_qat", "float32", "fp16", "dynamic", "int8",
-                        "int8_qat", "int16x8", "int4_weights"]
+                        "int8_qat", "int8_float_io", "int16x8", "int4_weights"]
     assert report["num_test"] == 360 and report["num_classes"] == 10
     # QAT judged fairly: the QAT Keras model is measured itself and int8_qat against it.
     qat_result = json.loads((run_dir / "qat_result.json").read_text())
@@ -89,7 +89,7 @@ def test_all_stages_write_report_and_files(finished_run):
     for entry in report["variants"][2:]:
         assert (run_dir / "export" / entry["file"]).stat().st_size == entry["size_bytes"]
         assert entry["latency_ms"]["1_thread"]["median_ms"] > 0
-        assert entry["edgetpu"]["compatible"] == entry["variant"].startswith("int8")
+        assert entry["edgetpu"]["compatible"] == (entry["variant"] in ("int8", "int8_qat"))
         gpu = entry["gpu_delegate"]
         assert gpu["ops"] == entry["xnnpack"]["ops"] and gpu["images"] == 8
         assert gpu["ran"] == (entry["variant"] in GPU_RUNS), (entry["variant"], gpu)
@@ -97,8 +97,9 @@ def test_all_stages_write_report_and_files(finished_run):
             assert (gpu["gpu_ops"], gpu["cpu_ops"], gpu["error"]) == (gpu["ops"], 0, None)
             assert gpu["agreement"] >= 0.75
         placement = entry["xnnpack"]
-        if entry["variant"] not in QUANTIZER_VARIANTS:  # theirs: tests/test_runtime.py
-            # One partition: every op between the int8 input and output conversions on XNNPACK.
+        if entry["variant"] in ("float32", "fp16", "dynamic", "int8", "int8_qat"):
+            # One partition: every op between the int8 input and output conversions on
+            # XNNPACK (the others: tests/test_runtime.py).
             assert placement["partitions"] == 1
             assert placement["not_delegated"] == (
                 {"QUANTIZE": 2, "SOFTMAX": 1} if entry["variant"].startswith("int8") else {})
@@ -256,7 +257,7 @@ def test_unknown_export_variant(tmp_path):
                         "--export.variants", "int4"], timeout=300)
     assert result.returncode == 2
     assert ("export.variants='int4' is not valid. Valid values: float32, fp16, dynamic, int8, "
-            "int8_qat, int16x8, int4_weights") in result.stderr
+            "int8_qat, int8_float_io, int16x8, int4_weights") in result.stderr
 
 
 @pytest.mark.slow
@@ -277,8 +278,8 @@ def test_the_report_says_why_mediapipe_was_not_run(tmp_path, monkeypatch):
     from report import run as report_run
 
     monkeypatch.setenv("RESNET_KERAS_CACHE", str(tmp_path))  # no MediaPipe environment there
-    python, check = report_run._mediapipe_check(50)
-    assert python is None and not check["checked"]
-    assert "python -m export.mediapipe_client builds it" in check["reason"]
-    assert report_run._mediapipe_check(0) == (None, {"checked": False,
+    pythons, check = report_run._mediapipe_check(50)
+    assert pythons == {} and not check["checked"]
+    assert "python -m export.mediapipe_client builds them" in check["reason"]
+    assert report_run._mediapipe_check(0) == ({}, {"checked": False,
                                                "reason": "--report.mediapipe_images is 0"})

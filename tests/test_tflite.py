@@ -96,6 +96,7 @@ MIN_AGREEMENT = {
     "dynamic": 0.95,  # int8 weights; activations quantized per run, so closer than int8's
     "int8": 0.9,  # integer activations from 128 calibration images, a barely trained net
     "int8_qat": 0.95,  # the QAT model's own fake-quantized arithmetic, made integer
+    "int8_float_io": 0.9,  # int8's integer graph; float32 only at its two ends
     "int16x8": 0.95,  # int8 weights, int16 activations
     "int4_weights": 0.9,  # 16 levels per weight channel
 }
