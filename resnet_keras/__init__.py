@@ -1,5 +1,6 @@
 """The ResNet family of He et al. 2015 (arXiv 1512.03385) in Keras 2 (tf_keras).
 
+Examples:
     >>> import resnet_keras
     >>> model = resnet_keras.build_model("resnet20", classes=10)
 """

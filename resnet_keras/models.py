@@ -232,11 +232,10 @@ def build_model(name, *, include_top=True, weights=None, input_shape=None, pooli
             downloads are off (`resnet_keras.fetch`).
         resnet_keras.fetch.DownloadError: its download failed or did not match its hash.
 
-    Example:
-
-    >>> model = build_model("resnet20", classes=10)
-    >>> model.output_shape
-    (None, 10)
+    Examples:
+        >>> model = build_model("resnet20", classes=10)
+        >>> model.output_shape
+        (None, 10)
     """
     spec = get_spec(name)
     variant = variant or VARIANTS[spec.family][0]
