@@ -692,46 +692,61 @@ def render_results(summary):
     return "\n".join(lines)
 
 
-def plot(curves, path, *, title):
-    """degradation.png in the layout of paper Fig. 6.
+def _run_label(c, residual):
+    precision = "bfloat16" if "bfloat16" in ((c.get("precision") or {}).get("policy") or "") \
+        else "float32"
+    return f"{'ResNet' if residual else 'plain'}-{c['depth']}, seed {c['seed']}, {precision}", \
+        precision
 
-    Plain nets on the left, residual nets on the right, one shared y-axis;
-    thin lines training error, bold lines test error, one colour per depth.
+
+def plot(curves, path, *, title):
+    """degradation.png in the layout of paper Fig. 6, every run told apart.
+
+    One column per claim (plain nets, ResNets), training error above and test
+    error below; one colour per depth, a solid line per float32 run and a
+    dotted one per bfloat16 run, each named in the legend by net, seed and
+    precision; the mean over a depth's float32 seeds bold, where it has two
+    or more.
     """
+    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     depths = sorted({c["depth"] for c in curves.values()})
     palette = ["tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown"]
     color = {d: palette[i % len(palette)] for i, d in enumerate(depths)}
-    fig = Figure(figsize=(11, 4.2))
+    style = {"float32": "-", "bfloat16": ":"}
+    fig = Figure(figsize=(12, 8.5))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, residual, heading in ((axes[0], False, "plain nets"),
-                                  (axes[1], True, "ResNets")):
-        handles = []
-        for c in sorted(curves.values(), key=lambda c: c["depth"]):
-            if c["residual"] != residual or not c["epoch"]:
-                continue
-            ax.plot(c["epoch"], c["train_error"], color=color[c["depth"]], lw=0.9)
-            ax.plot(c["epoch"], c["test_error"], color=color[c["depth"]], lw=2.4)
-            handles.append(Line2D([], [], color=color[c["depth"]], lw=2.4,
-                                  label=f"{'ResNet' if residual else 'plain'}-{c['depth']}"))
-        handles += [Line2D([], [], color="gray", lw=0.9, label="training error"),
-                    Line2D([], [], color="gray", lw=2.4, label="test error")]
-        ax.set(title=heading, xlabel="epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(handles=handles, fontsize=8)
-    errors = [e for c in curves.values() for k in ("train_error", "test_error")
-              for e in c[k]]
-    late = [e for c in curves.values() for k in ("train_error", "test_error")
-            for e in c[k][len(c[k]) // 4:]]
-    # Zoom on the later epochs, where the nets separate; the first epochs'
-    # errors near 90% would flatten every difference that matters.
-    top = min(100.0, 1.15 * max(late)) if late and max(late) > 0 else (max(errors, default=1))
-    axes[0].set_ylim(0, max(top, 1.0))
-    axes[0].set_ylabel("error (%)")
+    axes = fig.subplots(2, 2, sharey="row", sharex=True)
+    for column, (residual, heading) in enumerate(((False, "plain nets"), (True, "ResNets"))):
+        runs = sorted((c for c in curves.values() if c["residual"] == residual and c["epoch"]),
+                      key=lambda c: (c["depth"], c["seed"], _run_label(c, residual)[1]))
+        for row, key in enumerate(("train_error", "test_error")):
+            ax = axes[row][column]
+            for c in runs:
+                label, precision = _run_label(c, residual)
+                ax.plot(c["epoch"], c[key], color=color[c["depth"]], lw=0.8, alpha=0.8,
+                        ls=style[precision], label=label)
+            for depth in sorted({c["depth"] for c in runs}):
+                seeds = [c[key] for c in runs if c["depth"] == depth
+                         and _run_label(c, residual)[1] == "float32"
+                         and len(c[key]) == len(runs[0]["epoch"])]
+                if len(seeds) >= 2:
+                    ax.plot(runs[0]["epoch"], np.mean(seeds, axis=0), color=color[depth],
+                            lw=2.6, label=f"{'ResNet' if residual else 'plain'}-{depth}, "
+                                          f"mean of {len(seeds)} float32 seeds")
+            ax.set(title=f"{heading}: {'training' if row == 0 else 'test'} error")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6.5, ncol=1)
+        axes[1][column].set_xlabel("epoch")
+    for row, key in enumerate(("train_error", "test_error")):
+        late = [e for c in curves.values() for e in c[key][len(c[key]) // 4:]]
+        # Zoom on the later epochs, where the nets separate; the first epochs'
+        # errors near 90% would flatten every difference that matters.
+        top = min(100.0, 1.15 * max(late)) if late and max(late) > 0 else 1.0
+        axes[row][0].set_ylim(0, max(top, 1.0))
+        axes[row][0].set_ylabel("error (%)")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -812,7 +827,8 @@ def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_
         write_curves(curves, out)  # after each net, so a killed run keeps what it measured
     curves = {r.label: curves[r.label] for r in runs}
     plot(curves, os.path.join(out, "degradation.png"),
-         title=f"{dataset_name}: training error (thin) and test error (bold)")
+         title=f"{dataset_name}: training and test error of every run (solid float32, dotted "
+               f"bfloat16; bold the mean over float32 seeds)")
     summary = summarize(curves, dataset=dataset_name, num_train=dataset.num_train,
                         num_test=dataset.num_test, config=shared, seed=seed,
                         wall_seconds=sum(c["seconds"][-1] for c in curves.values()
