@@ -76,13 +76,13 @@ def target_details(target, decision):
     lines = []
     passed = [c for c in target["runs"] if c["variant"] != target["pick"] and not c["good"]]
     for candidate in passed:
-        lines.append(f"  - {candidate['variant']} runs there, but "
+        lines.append(f"    - {candidate['variant']} runs there, but "
                      f"{_candidate_words(candidate, decision)}")
     for refused in target["refused"]:
-        lines.append(f"  - {refused['variant']} does not run there: {refused['reason']}")
+        lines.append(f"    - {refused['variant']} does not run there: {refused['reason']}")
     unseen = target.get("not_checked")
     if unseen:
-        lines.append(f"  - {', '.join(unseen['variants'])}: {unseen['reason']}")
+        lines.append(f"    - {', '.join(unseen['variants'])}: {unseen['reason']}")
     if not lines:
         return []
     return [f"- **{target['title']}** ({target['runtime']}):"] + lines

@@ -38,7 +38,7 @@ def gpu_section(report):
         g = entry.get("gpu_delegate")
         if g:
             lines.append(f"- **{entry['variant']}**: " + _gpu_line(g) + "".join(
-                f"\n  - {op}: {reason}" for op, reason in sorted(g["fallback"].items())))
+                f"\n    - {op}: {reason}" for op, reason in sorted(g["fallback"].items())))
     runner = next((e["gpu_delegate"]["runner"] for e in report["variants"]
                    if e.get("gpu_delegate")), DASH)
     return [f"Each file through MediaPipe Tasks' ImageClassifier with `Delegate.GPU`, which "
@@ -99,16 +99,16 @@ def edgetpu_section(report):
         if len(broken) > 1:
             shown = ", ".join(broken[:8]) + (f", ... ({len(broken)} in all)"
                                              if len(broken) > 8 else "")
-            lines.append(f"  - ops that break the rules: {shown}")
+            lines.append(f"    - ops that break the rules: {shown}")
         compiler = edgetpu.get("compiler")
         notes = [note for note in edgetpu.get("notes") or []
                  if shared is None or not note.startswith("the compiler did not run")]
         if shared is None:  # else said once, above
-            lines.append(f"  - {_compiler_words(compiler)}")
-        lines += [f"  - {note}" for note in notes]
+            lines.append(f"    - {_compiler_words(compiler)}")
+        lines += [f"    - {note}" for note in notes]
         versions = _op_versions(edgetpu.get("ops") or [])
         if versions:
-            lines.append(f"  - op versions against edgetpu_compiler {COMPILER_VERSION}'s limits: "
+            lines.append(f"    - op versions against edgetpu_compiler {COMPILER_VERSION}'s limits: "
                          f"{versions}")
     return lines
 

@@ -68,7 +68,7 @@ def test_markdown_gives_the_gpu_delegates_placement_and_run(report):
             "CPU for 98.0%") in markdown
     assert ("- **int8**: 38 of 41 ops on the GPU delegate, 3 left to the CPU; the run fails: "
             "Index is out of range\n"
-            "  - SOFTMAX: OP is supported, but tensor type/shape isn't compatible.") in markdown
+            "    - SOFTMAX: OP is supported, but tensor type/shape isn't compatible.") in markdown
     report["variants"][2]["gpu_delegate"] = _gpu(41, None, ran=False, error="cannot load")
     assert "- **int8**: not placed: cannot load" in _markdown(report)
 
