@@ -287,7 +287,7 @@ def training_model(model_cfg, *, weight_decay, num_classes, image_shape, policy=
             or does not fit; the variant conflicts with the weights.
     """
     cfg = model_cfg
-    weights = pretrained.resolve(cfg)
+    weights = pretrained.resolve(cfg, num_classes=num_classes)
     wd = weight_decay
     with distribute.dtype_policy(policy):
         model = build_model(
