@@ -19,7 +19,7 @@ def test_run_dir_names_every_file_once(tmp_path):
              run.last_model, run.best_model, run.backup, run.logs, run.train_result,
              run.head_model, run.qat_model, run.qat_result, run.export_dir, run.manifest,
              run.report_json,
-             run.report_markdown, run.report_chart, run.android_dir]
+             run.report_markdown, run.report_chart, run.bundles_dir]
     assert len(set(paths)) == len(paths)
     assert all(p.startswith(str(tmp_path / "r")) for p in paths)
     with pytest.raises(FileNotFoundError, match=r"has no QAT model \(qat.keras\). Run the qat "

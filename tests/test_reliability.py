@@ -350,12 +350,12 @@ def test_no_space_left_keeps_the_previous_file(tmp_path, monkeypatch, capsys):
     (["--train.learning_rate", "-0.1"], "error: train.learning_rate must be > 0, got -0.1."),
     (["--export.variants", "float32,int4"],
      "error: export.variants='int4' is not valid. Valid values: float32, fp16, dynamic, int8, "
-     "int8_qat, int16x8, int4_weights."),
+     "int8_qat, int8_float_io, int16x8, int4_weights."),
     (["--stages", "train,export"],
      "error: Nothing will make what stages=train,export needs: {run} has no QAT model "
      "(qat.keras: the qat stage makes it, for export.variants int8_qat). Add it (--stages "
      "train,qat,export) or leave int8_qat out (--export.variants "
-     "float32,fp16,dynamic,int8,int16x8,int4_weights)."),
+     "float32,fp16,dynamic,int8,int8_float_io,int16x8,int4_weights)."),
     # Everything missing in one message: following it leads to no second error.
     (["--stages", "export"],
      "error: Nothing will make what stages=export needs: {run} has no trained model "

@@ -22,8 +22,8 @@ def test_an_export_of_another_model_is_named_with_both_shapes(tmp_path, digits):
     with open(path, "wb") as f:
         f.write(tflite.convert(other, "float32"))
     with pytest.raises(ValueError) as error:
-        report_run(run, digits, model_name="resnet20", export_cfg=config_lib.Config().export,
-                   report_cfg=config_lib.Config().report, calibration=None)
+        report_run(run, digits, model_name="resnet20", report_cfg=config_lib.Config().report,
+                   calibration=None)
     assert str(error.value) == (
         f"{path} takes (32, 32, 3) images and gives 5 scores, but the run's model takes "
         f"(32, 32, 3) and gives 10: it is not an export of this run. Export again: python "
