@@ -688,7 +688,7 @@ def render_results(summary):
         lines += ["", "The paper reports the plain nets' errors only as curves (Fig. 6), so "
                       "their paper column is empty."]
     lines += ["", "## Verdict", "", summary["verdict"]["text"], "",
-              "![training (thin) and test (bold) error](degradation.png)", ""]
+              "![training and test error of each run](degradation.png)", ""]
     return "\n".join(lines)
 
 

@@ -116,7 +116,7 @@ def degradation_part(summaries, *, docs):
             f"{summary['training_error']}.{_warmup_note(r)}", "",
             summary["verdict"]["text"], "",
             *([note, ""] if (note := _noise_note(summary)) else []),
-            f"![training (thin) and test (bold) error]({docs}/{folder}/degradation.png)", "",
+            f"![training and test error of each run]({docs}/{folder}/degradation.png)", "",
         ]
     return lines
 
