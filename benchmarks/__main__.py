@@ -1,10 +1,11 @@
-"""`python -m benchmarks [--quick] [--gpu [--dry-run] | --peers]`: speed, size and memory.
+"""`python -m benchmarks [--quick] [--gpu [--dry-run] | --peers | --teardown]`: speed, size, memory.
 
 Writes benchmarks/results/<machine-tag>[-<mode>].json, then renders the .md
 beside it from that JSON (and, with --readme, the section of
 benchmarks/README.md). `--quick` runs every measurement at tiny sizes; `--gpu`
 measures training on a GPU (benchmarks/gpu.py); `--peers` times our training
 against PyTorch's, each in processes of its own (benchmarks/peers.py);
+`--teardown` what the end of a pass over the data costs (benchmarks/teardown.py);
 `--render` renders an earlier result again.
 """
 
@@ -153,7 +154,7 @@ def run(mode):
 
 
 # The README section a mode's tables go to with --readme.
-README_SECTIONS = {"full": "results", "gpu": "gpu", "peers": "peers"}
+README_SECTIONS = {"full": "results", "gpu": "gpu", "peers": "peers", "teardown": "teardown"}
 
 
 def main(argv=None) -> int:
@@ -170,9 +171,19 @@ def main(argv=None) -> int:
     parser.add_argument("--peers", action="store_true",
                         help="our training against PyTorch's, each framework in processes "
                              "of its own, in turns (benchmarks/peers.py)")
+    parser.add_argument("--resnet20-only", action="store_true",
+                        help="with --peers: the ResNet-20 row alone at full size (about a "
+                             "third of the time; no torchvision needed)")
     parser.add_argument("--torch-python", metavar="PYTHON",
                         help="with --peers: the Python that runs PyTorch (default: this one; "
                              "ResNet-50 needs torchvision there)")
+    parser.add_argument("--teardown", action="store_true",
+                        help="the end of a pass over the data: fit's stall, the loaders and "
+                             "the train stage, with tf.data's autotuning off and on "
+                             "(benchmarks/teardown.py)")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="with --teardown: another checkout (e.g. a git archive of an "
+                             "earlier commit) whose train stage runs in turns with this one's")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="results folder")
     parser.add_argument("--readme", action="store_true",
                         help="also put the tables into benchmarks/README.md")
@@ -180,7 +191,7 @@ def main(argv=None) -> int:
                         help="measure nothing: render this earlier result again "
                              "(its .md beside it)")
     args = parser.parse_args(argv)
-    from benchmarks import gpu, peers
+    from benchmarks import gpu, peers, teardown
     from benchmarks.render import render_markdown
     from report.markdown import replace_section
 
@@ -189,10 +200,17 @@ def main(argv=None) -> int:
     if args.gpu and args.quick:
         parser.error("--quick and --gpu are separate modes; the GPU mode's tiny run is "
                      "--gpu --dry-run")
-    if args.gpu and args.peers:
-        parser.error("--gpu and --peers are separate modes")
-    if args.torch_python and not args.peers:
-        parser.error("--torch-python goes with --peers")
+    if sum((args.gpu, args.peers, args.teardown)) > 1:
+        parser.error("--gpu, --peers and --teardown are separate modes")
+    if args.baseline and not args.teardown:
+        parser.error("--baseline goes with --teardown")
+    if args.baseline and not os.path.isfile(os.path.join(args.baseline, "train.py")):
+        parser.error(f"--baseline {args.baseline} is not a checkout of this project "
+                     f"(no train.py there)")
+    if (args.torch_python or args.resnet20_only) and not args.peers:
+        parser.error("--torch-python and --resnet20-only go with --peers")
+    if args.resnet20_only and args.quick:
+        parser.error("--quick already measures ResNet-20 alone, at tiny sizes")
     if args.render:
         if not os.path.isfile(args.render):
             print(f"error: --render {args.render} does not exist; give a results/*.json file "
@@ -202,8 +220,10 @@ def main(argv=None) -> int:
             mode = json.load(f)["mode"]
     else:
         mode = ("gpu-dry-run" if args.dry_run else "gpu") if args.gpu else (
-            ("peers-quick" if args.quick else "peers") if args.peers else (
-                "quick" if args.quick else "full"))
+            ("peers-quick" if args.quick else "peers-resnet20" if args.resnet20_only
+             else "peers") if args.peers else (
+                ("teardown-quick" if args.quick else "teardown") if args.teardown else (
+                    "quick" if args.quick else "full")))
     if args.readme and mode not in README_SECTIONS:
         print(f"error: --readme takes measured figures only; {args.render or 'this'} is a "
               f"{mode} run.", file=sys.stderr)
@@ -216,6 +236,8 @@ def main(argv=None) -> int:
                 result = gpu.run(mode, data_dir=args.data_dir)
             elif args.peers:
                 result = peers.run(mode, torch_python=args.torch_python)
+            elif args.teardown:
+                result = teardown.run(mode, baseline=args.baseline)
             else:
                 result = run(mode)
         except RuntimeError as e:

@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from datasets import writers
+from datasets.pipeline import without_autotune
 from export import runtime, tflite
 from job import config as config_lib
 from resnet_keras import build_model, count_macs
@@ -88,15 +89,19 @@ class PeakRSS:
 
 
 class EpochTimer(keras.callbacks.Callback):
+    """Each epoch's seconds, and when it ended (`time.perf_counter`)."""
+
     def __init__(self):
         super().__init__()
         self.seconds = []
+        self.ends = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        self.ends.append(time.perf_counter())
+        self.seconds.append(self.ends[-1] - self._start)
 
 
 def synthetic_pipeline(image_size, batch_size, classes, *, seed=0):
@@ -108,7 +113,8 @@ def synthetic_pipeline(image_size, batch_size, classes, *, seed=0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (batch_size, image_size, image_size, 3)).astype(np.float32)
     labels = rng.integers(0, classes, batch_size).astype(np.int32)
-    return tf.data.Dataset.from_tensors((images, labels)).repeat().prefetch(tf.data.AUTOTUNE)
+    return without_autotune(
+        tf.data.Dataset.from_tensors((images, labels)).repeat().prefetch(tf.data.AUTOTUNE))
 
 
 def training_throughput(models, *, image_size, batch_size, classes, steps, repeats):

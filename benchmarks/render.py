@@ -128,6 +128,8 @@ def render_markdown(result) -> str:
         return _gpu_markdown(result)
     if result["mode"].startswith("peers"):
         return _peers_markdown(result)
+    if result["mode"].startswith("teardown"):
+        return _teardown_markdown(result)
     lines = [_machine_line(result), "",
              "### Training throughput (images/s)", "",
              "Ours is the train.py step (L2 weight decay, top-5 metric) in float32, and in "
@@ -287,3 +289,68 @@ def _peers_markdown(result):
                         "yes" if t["met"] else "**no**"] for t in result["targets"]],
                       align="llrll")]
     return "\n".join(lines)
+
+
+def _seconds(values):
+    d = {"median": float(np.median(values)), "min": min(values), "max": max(values)}
+    return f"{d['median']:.2f} ({d['min']:.2f}-{d['max']:.2f})"
+
+
+def _teardown_markdown(result):
+    from benchmarks.teardown import AUTOTUNE
+
+    s = result["settings"]
+    stall = result["stall"]
+    stall_rows = [[f"autotune {k}", len(stall[k]["stall_seconds"]),
+                   _seconds(stall[k]["stall_seconds"]),
+                   sum(x > 1.0 for x in stall[k]["stall_seconds"]),
+                   " / ".join(f"{x:.1f}" for x in stall[k]["stall_seconds"]),
+                   _seconds([e for run in stall[k]["epoch_seconds"] for e in run]),
+                   _seconds(stall[k]["fit_seconds"])] for k in AUTOTUNE]
+    loader_rows = [[r["source"], f"{r['images']:,}",
+                    *(_images(r[k]["first_pass"]) for k in AUTOTUNE),
+                    *(_rate(r[k]["later_passes"]) for k in AUTOTUNE),
+                    f"{r['off']['later_passes']['median'] / r['on']['later_passes']['median']:.2f}"]
+                   for r in result["loaders"]]
+    reads = [f"{r['source']}: {_seconds(r['read_seconds']['off'])} s with autotuning off, "
+             f"{_seconds(r['read_seconds']['on'])} s on"
+             for r in result["loaders"] if "read_seconds" in r]
+    stage_rows = []
+    for label, runs in result["train_stage"].items():
+        for i, r in enumerate(runs, 1):
+            stage_rows.append([label, i, f"{r['stage_seconds']:.1f}", r["epochs_end_seconds"],
+                               f"{r['after_epochs_seconds']:.1f}", f"{r['seconds']:.1f}",
+                               cell(r.get("train_seconds"), ".1f"),
+                               cell(r.get("held_out_seconds"), ".1f"),
+                               f"{r['images_per_second']:.0f}"])
+    st, lo, ts = s["stall"], s["loaders"], s["train_stage"]
+    return "\n".join([
+        _machine_line(result), "",
+        "### The end of `fit`", "",
+        f"resnet20 on digits, fed as train.py feeds it (shuffled, augmented, batch "
+        f"{st['batch']}, the test split evaluated every epoch); {st['runs']} `fit` calls per "
+        f"setting of {st['epochs']} epochs x {st['steps']} steps, in turns. The stall is the "
+        "time from the last epoch's end to `fit` returning; autotune on is the same pipelines "
+        "with `tf.data.Options().autotune.enabled = True`, as they were before issue 37.", "",
+        md_table(["pipelines", "runs", "stall s", "runs > 1 s", "stall s, run by run",
+                  "epoch s", "fit s"], stall_rows, align="lrrrlrr"), "",
+        "### Loaders (images/s)", "",
+        f"Each source's training stream (shuffled, augmented, batch {lo['batch']}, "
+        f"{lo['jpeg_batch']} for the JPEGs) with autotuning off and on, in blocks taken in "
+        f"turns, {lo['blocks']} each: a block is one iterator, its first pass (a folder's "
+        f"files decoded), then {lo['passes']} more.", "",
+        md_table(["source", "images a pass", "first pass, off", "first pass, on",
+                  "later passes, off", "later passes, on", "later, off / on"], loader_rows,
+                 align="lrrrrrr"), "",
+        *(f"Reading the training split once at load (3 times each, in turns): {line}." for line
+          in reads), "",
+        "### The train stage", "",
+        f"`python train.py --stages train --train.epochs {ts['epochs']}` in a temporary run "
+        "directory, checkouts in turns. Stage s: the `[train] done in` line; epochs end: the "
+        "last epoch line's elapsed seconds (counted from just before `fit`); after the epochs: "
+        "their difference (the end of `fit`, the last model's evaluation, the saves, the "
+        "curve); fit s, train s, held-out s and images/s: `train_result.json` (train s and "
+        "held-out s where the checkout records them; images/s over fit s before that, over "
+        "train s after).", "",
+        md_table(["checkout", "run", "stage s", "epochs end s", "after the epochs s", "fit s",
+                  "train s", "held-out s", "images/s"], stage_rows, align="lrrrrrrrr")])

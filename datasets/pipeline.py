@@ -188,8 +188,7 @@ class Dataset:
 
         examples = _drop_undecodable(
             examples.map(prepare, num_parallel_calls=tf.data.AUTOTUNE), split)
-        return examples.batch(batch_size, drop_remainder=drop_remainder).prefetch(
-            tf.data.AUTOTUNE)
+        return _served(examples.batch(batch_size, drop_remainder=drop_remainder))
 
     def test(self, batch_size):
         """The official test split as batches, in a fixed order, not augmented.
@@ -261,7 +260,7 @@ class Dataset:
         examples = _drop_undecodable(
             examples.map(lambda source, label: (self._finish(read(source)), label),
                          num_parallel_calls=tf.data.AUTOTUNE), split)
-        return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return _served(examples.batch(batch_size))
 
     def _examples(self, split, *, evaluated):
         """`(source, label)` pairs of `split` in order, and `read(source)` -> its image.
@@ -297,6 +296,62 @@ class Dataset:
         image = tf.cast(image, tf.float32)
         image.set_shape(self.image_shape)
         return image
+
+
+def without_autotune(dataset):
+    """`dataset` without tf.data's autotuning thread, whose sleep can stall the end of a pass.
+
+    Every tf.data iterator, with or without `AUTOTUNE` in its pipeline, starts
+    a thread that retunes it after 10 ms, 20 ms, 40 ms, ... up to 60 s
+    (`Model::OptimizeLoop`, tensorflow/core/framework/model.cc). Destroying
+    the iterator cancels that thread and joins it, but the cancellation wakes
+    the thread before it reads as cancelled (tsl's `CancellationManager`
+    sets `is_cancelled_` only after running its callbacks), so the thread
+    can sleep out the rest of its period: up to as long as the iterator had
+    lived. Issue 37 measured 10.23 s epochs (10 ms x (2^10 - 1)) and a train
+    stage 42 s longer than its epochs. Every pipeline of the project passes
+    through here, so no pass ends in that sleep.
+
+    Without the thread, a map with `num_parallel_calls=AUTOTUNE` runs
+    min(16, TensorFlow's inter-op threads) calls at once, and an `AUTOTUNE`
+    prefetch grows its buffer itself while its consumer waits; the loaders
+    keep their throughput (benchmarks/teardown.py measures both).
+
+    Args:
+        dataset: a `tf.data.Dataset`.
+
+    Returns:
+        The same pipeline with `tf.data.Options().autotune.enabled = False`.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
+def array_batches(*arrays, batch_size):
+    """In-memory arrays as a pipeline of batches in order, e.g. for `model.predict`.
+
+    What `model.predict(images, batch_size=...)` would build itself, but
+    without the autotuning thread that `without_autotune` explains.
+
+    Args:
+        *arrays: arrays of the same length (images; images and labels).
+        batch_size: int; the last batch may be smaller.
+
+    Returns:
+        A `tf.data.Dataset` of batches: one tensor per batch for one array,
+        a tuple for several.
+
+    Raises:
+        ValueError: `batch_size` is not a positive int.
+    """
+    check_count("batch_size", batch_size)
+    examples = tf.data.Dataset.from_tensor_slices(arrays[0] if len(arrays) == 1 else arrays)
+    return _served(examples.batch(batch_size))
+
+
+def _served(batches):
+    return without_autotune(batches.prefetch(tf.data.AUTOTUNE))
 
 
 def _drop_undecodable(examples, split):

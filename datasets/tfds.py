@@ -21,7 +21,7 @@ for: it is an optional install (`REQUIREMENT`).
 import os
 
 from datasets import folder
-from datasets.pipeline import Split, check_count, hold_out
+from datasets.pipeline import Split, check_count, hold_out, without_autotune
 from resnet_keras import fetch
 
 PREFIX = "tfds:"
@@ -168,8 +168,8 @@ def _keys(info, name):
 
 def _read(tfds, builder, split, image_key, label_key):
     """A `Split` of one tfds split: the images still encoded, in the stored order."""
-    examples = builder.as_dataset(split=split, shuffle_files=False,
-                                  decoders={image_key: tfds.decode.SkipDecoding()})
+    examples = without_autotune(builder.as_dataset(
+        split=split, shuffle_files=False, decoders={image_key: tfds.decode.SkipDecoding()}))
     encoded, labels = [], []
     for example in examples.as_numpy_iterator():
         encoded.append(example[image_key])

@@ -53,12 +53,14 @@ def _test_correct(run_dir, test):
     """Whether the run's last model gets each test image right (0/1 per image)."""
     import numpy as np
 
+    from datasets.pipeline import array_batches
     from rundir import RunDir
     from rundir.models import load_float_model
 
     images, labels = test
     model = load_float_model(RunDir(run_dir))
-    return (np.argmax(model.predict(images, batch_size=256, verbose=0), axis=1) == labels)
+    scores = model.predict(array_batches(images, batch_size=256), verbose=0)
+    return np.argmax(scores, axis=1) == labels
 
 
 def run(*, dataset, seeds, epochs, out, data_dir=None):

@@ -227,3 +227,48 @@ def test_the_onednn_default_is_stated_from_the_measured_ratio(ratio, words):
     [sentence, _] = _onednn_decision(training)
     assert f"resnet20 {ratio:.2f}x" in sentence and words in sentence
     assert _onednn_decision([{"model": "resnet20", "ratios": {}}]) == []
+
+
+# About 35 s: the stall, the loaders and one train stage, at tiny sizes.
+@pytest.mark.slow
+def test_teardown_quick_mode_measures_both_settings_in_turns(tmp_path):
+    json_path, data = _measured(tmp_path, "--teardown", "--quick", mode="teardown-quick")
+    s = data["settings"]
+    for setting in ("off", "on"):
+        stall = data["stall"][setting]
+        assert len(stall["stall_seconds"]) == len(stall["epoch_seconds"]) == s["stall"]["runs"]
+        assert all(len(epochs) == s["stall"]["epochs"] for epochs in stall["epoch_seconds"])
+    assert [r["source"].split()[0] for r in data["loaders"]] == [
+        "folder", "folder", "CIFAR-10", "Fashion-MNIST", "TensorFlow"]
+    for row in data["loaders"]:
+        assert row["off"]["first_pass"] > 0 and row["on"]["later_passes"]["median"] > 0
+    assert len(data["loaders"][-1]["read_seconds"]["off"]) == 3
+    [run] = data["train_stage"]["this checkout"]
+    assert run["images_per_second"] > 0 and run["train_seconds"] <= run["seconds"]
+    assert "### The train stage" in json_path.with_suffix(".md").read_text()
+
+
+def test_the_train_log_gives_the_stage_and_when_its_epochs_ended():
+    from benchmarks.teardown import parse_train_log
+    epoch = "  epoch {}/2  loss 2.3  top-1 0.1  test top-1 0.1  lr 0.1  [{}]"
+    before = "\n".join([epoch.format(1, "20 s"), epoch.format(2, "45 s"),
+                        "[train] done in 87.6 s: test top-1 0.1000, images/s 141"])
+    after = "\n".join([epoch.format(1, "train 5.2 s, test 0.4 s; 21 s"),
+                       epoch.format(2, "train 5.0 s, test 0.4 s; 44 s"),
+                       "[train] done in 48.0 s: test top-1 0.1000, images/s 266"])
+    assert parse_train_log(before) == {"stage_seconds": 87.6, "epochs_end_seconds": 45,
+                                       "after_epochs_seconds": 42.6}
+    assert parse_train_log(after)["after_epochs_seconds"] == 4.0
+    with pytest.raises(ValueError, match="no epoch line"):
+        parse_train_log("[train] done in 1.0 s")
+
+
+def test_the_options_of_one_mode_are_refused_in_another(tmp_path):
+    for flags, words in ((["--baseline", str(tmp_path)], "--baseline goes with --teardown"),
+                         (["--teardown", "--baseline", str(tmp_path)], "not a checkout"),
+                         (["--teardown", "--peers"], "separate modes"),
+                         (["--resnet20-only"], "go with --peers"),
+                         (["--peers", "--quick", "--resnet20-only"], "already measures")):
+        result = subprocess.run([sys.executable, "-m", "benchmarks", *flags, "--out",
+                                 str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 2 and words in result.stderr

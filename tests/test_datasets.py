@@ -154,6 +154,70 @@ def test_user_errors_have_clear_messages(digits):
         load_dataset("digits", image_size=64)
 
 
+# --- every pipeline: a pass ends when its last batch does (issue 37) ---
+
+def tiny_dataset(n=64, side=8):
+    """An in-memory `pipeline.Dataset` of `n` random images, its train and test splits alike."""
+    images = np.random.default_rng(0).integers(0, 256, (n, side, side, 3), np.uint8)
+
+    def split():
+        return pipeline.Split(np.arange(n) % 2, images=images)
+
+    return pipeline.Dataset(name="tiny", class_names=("a", "b"), image_shape=(side, side, 3),
+                            augmentation="shift", train=split(), test=split(),
+                            augment_fn=lambda image, seed: pipeline.pad_crop(image, seed, pad=1),
+                            eval_fn=lambda image: image), images
+
+
+def every_pipeline(dataset, images, batch_size):
+    return {"train": dataset.train(batch_size, seed=0), "test": dataset.test(batch_size),
+            "array_batches": pipeline.array_batches(images, batch_size=batch_size)}
+
+
+def test_every_pipeline_runs_without_the_autotuning_thread():
+    dataset, images = tiny_dataset()
+    for name, batches in every_pipeline(dataset, images, 4).items():
+        assert batches.options().autotune.enabled is False, name
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        pipeline.array_batches(images, batch_size=0)
+
+
+def test_a_pass_ends_when_its_last_batch_does():
+    """Tearing down an iterator once waited for tf.data's autotuning thread to wake.
+
+    That thread sleeps 10 ms, 20 ms, ... 2.56 s (from 2.55 s to 5.11 s of its
+    life), and the teardown's wake-up can be lost (`pipeline.without_autotune`),
+    so a teardown could wait seconds, in some passes only: 16 iterators of
+    each pipeline, stepped together for 3 s, then torn down together. With
+    the thread back (autotuning on), this test failed in 4 runs out of 4.
+    """
+    import threading
+    import time
+
+    dataset, images = tiny_dataset()
+    iterators = [iter(batches) for _ in range(16)
+                 for batches in every_pipeline(dataset, images, 4).values()]
+    steps = 0
+    while True:
+        try:
+            for iterator in iterators:
+                next(iterator)
+        except StopIteration:
+            break
+        steps += 1
+        time.sleep(0.2)
+    del iterator
+    assert steps == 16
+    # In a thread, so that a teardown that hangs fails the test instead of stalling it.
+    teardown = threading.Thread(target=iterators.clear, daemon=True)
+    start = time.perf_counter()
+    teardown.start()
+    teardown.join(timeout=1.0)
+    assert not teardown.is_alive(), (
+        f"tearing down the iterators took more than 1 s (still going after "
+        f"{time.perf_counter() - start:.1f} s): tf.data's autotuning thread is back")
+
+
 # --- CIFAR, from tiny archives in the real format ---
 
 def write_cifar(root, name, *, layout):

@@ -45,6 +45,12 @@ def test_train_stage_writes_the_run_directory(tmp_path):
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
     train_result = json.loads((run_dir / "train_result.json").read_text())
     assert 0.0 <= train_result["test_top1"] <= 1.0
+    # images/s counts the training steps alone: each epoch's evaluation and saves are apart.
+    train, held_out = train_result["train_seconds"], train_result["held_out_seconds"]
+    assert 0 < train and 0 < held_out and train + held_out <= train_result["seconds"]
+    assert train_result["images_per_second"] == pytest.approx(2 * 4 * 16 / train, rel=0.02)
+    assert re.search(r"epoch 2/2 .* \[train \d+\.\d s, test \d+\.\d s; \d+ s\]",
+                     result.stdout + result.stderr)
 
 
 def _wait_for(predicate, process, timeout):

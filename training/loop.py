@@ -233,12 +233,23 @@ def save_on_every_worker(model, path, *, strategy):
 
 
 class StageProgress(keras.callbacks.Callback):
-    """One line per epoch with the elapsed time, for logs that are not a terminal.
+    """One line per epoch with its times, for logs that are not a terminal; keeps the times.
+
+    An epoch's training time runs from its start to the start of its
+    evaluation on the held-out split (`fit` has waited for the last step by
+    then), a mid-epoch backup (`train.save_every_steps`) included; what
+    follows (the evaluation, then the saves at the epoch's end) is not
+    training. Without an evaluation the training time ends at this callback's
+    `on_epoch_end`.
 
     Args:
         total_epochs: int.
         held_out: str, what `fit`'s validation data is: "val" or "test".
         label: str, what the line counts, e.g. "head epoch" for fine-tuning's head phase.
+
+    Attributes:
+        train_seconds: list of float, each epoch's training time.
+        held_out_seconds: list of float, each epoch's evaluation time.
     """
 
     def __init__(self, total_epochs, *, held_out="test", label="epoch"):
@@ -247,14 +258,36 @@ class StageProgress(keras.callbacks.Callback):
         self.held_out = held_out
         self.label = label
         self.start = time.time()
+        self.train_seconds = []
+        self.held_out_seconds = []
+        self._epoch_start = None
+        self._held_out = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._held_out = []
+
+    def on_test_begin(self, logs=None):
+        if self._epoch_start is not None:  # `fit`'s evaluation, not a later `evaluate`
+            self._held_out = [time.perf_counter()]
+
+    def on_test_end(self, logs=None):
+        if self._held_out:
+            self._held_out.append(time.perf_counter())
 
     def on_epoch_end(self, epoch, logs=None):
+        start, end = self._held_out if len(self._held_out) == 2 else (time.perf_counter(),) * 2
+        self.train_seconds.append(start - self._epoch_start)
+        self.held_out_seconds.append(end - start)
+        self._epoch_start = None
         logs = logs or {}
-        logger.info("  %s %d/%d  loss %.4f  top-1 %.4f  %s top-1 %.4f  lr %.4g  [%.0f s]",
-                    self.label, epoch + 1, self.total_epochs, logs.get("loss", float("nan")),
+        logger.info("  %s %d/%d  loss %.4f  top-1 %.4f  %s top-1 %.4f  lr %.4g  "
+                    "[train %.1f s, %s %.1f s; %.0f s]", self.label, epoch + 1,
+                    self.total_epochs, logs.get("loss", float("nan")),
                     logs.get("accuracy", float("nan")), self.held_out,
                     logs.get("val_accuracy", float("nan")),
-                    current_learning_rate(self.model.optimizer), time.time() - self.start)
+                    current_learning_rate(self.model.optimizer), self.train_seconds[-1],
+                    self.held_out, self.held_out_seconds[-1], time.time() - self.start)
 
 
 def current_learning_rate(optimizer) -> float:
@@ -484,7 +517,10 @@ def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
 
     Returns:
         dict written as `train_result.json`: test top-1/top-5, loss, epochs,
-        steps, seconds, training images per second; the pretrained weights
+        steps; `seconds` in `fit`, of which `train_seconds` trained and
+        `held_out_seconds` evaluated the held-out split every epoch (the
+        rest: the saves at each epoch's end, `fit`'s start and end); training
+        images per second over `train_seconds`; the pretrained weights
         loaded, the variant, whether the top was replaced (see
         `training.pretrained.record`), and the head phase's epochs, rate and
         seconds. A worker that is not the chief of its multi-worker job
@@ -512,8 +548,8 @@ def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
         head_seconds = train_head(model, train_cfg=train_cfg, run=run, dataset=dataset,
                                   plan=setup.head_plan, strategy=setup.strategy, inputs=inputs,
                                   jit_compile=setup.jit)
-    history, seconds = _fit(model, run, dataset, setup=setup, train_cfg=train_cfg,
-                            inputs=inputs)
+    history, seconds, progress = _fit(model, run, dataset, setup=setup, train_cfg=train_cfg,
+                                      inputs=inputs)
     chief = distribute.writes_run_files(setup.strategy)
     if chief and distribute.is_multi_worker(setup.strategy):
         logger.info("  the other workers are done and exit (any later stage runs on the chief "
@@ -532,7 +568,10 @@ def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
         "test_loss": float(metrics["loss"]) if metrics else None,
         **setup.plan_record(),
         "seconds": round(seconds, 2),
-        "images_per_second": _images_per_second(history, setup.plan, seconds),
+        "train_seconds": round(sum(progress.train_seconds), 2),
+        "held_out_seconds": round(sum(progress.held_out_seconds), 2),
+        "images_per_second": _images_per_second(history, setup.plan,
+                                                sum(progress.train_seconds)),
         **pretrained.record(weights, variant=model_cfg.variant),
         "head_epochs": setup.head_plan.epochs if setup.head_plan else 0,
         "head_learning_rate": setup.head_plan.learning_rate if setup.head_plan else None,
@@ -595,7 +634,10 @@ def _built_model(model_cfg, train_cfg, dataset, setup):
 
 
 def _fit(model, run, dataset, *, setup, train_cfg, inputs):
-    """Compiles on the plan and fits with the run's callbacks; returns (history, seconds).
+    """Compiles on the plan and fits with the run's callbacks.
+
+    Returns:
+        (history, seconds in `fit`, the `StageProgress` that timed its epochs).
 
     Raises:
         TrainingDiverged: the NaN guard stopped training.
@@ -614,13 +656,14 @@ def _fit(model, run, dataset, *, setup, train_cfg, inputs):
                                      history=run.history if chief else None,
                                      save_freq=train_cfg.save_every_steps,
                                      delete_checkpoint=False)
+    progress = StageProgress(plan.epochs, held_out=_held_out(dataset))
     callbacks = [
         guard,
         backup,
         *([keras.callbacks.CSVLogger(run.history, append=True)] if chief else []),
         keras.callbacks.TensorBoard(run.logs, profile_batch=0),
         RunCheckpoints(run, guard=guard, keep_best=bool(dataset.num_val)),
-        StageProgress(plan.epochs, held_out=_held_out(dataset)),
+        progress,
         EpochEndBackup(backup),
     ]
     train_ds, held_out_ds = inputs
@@ -635,7 +678,7 @@ def _fit(model, run, dataset, *, setup, train_cfg, inputs):
     if not history.history.get("loss"):
         logger.info("  training was already complete (%s); evaluating %s", run.relative(
             run.backup), run.relative(run.last_model))
-    return history, seconds
+    return history, seconds, progress
 
 
 def _diverged(guard, run, train_cfg):
@@ -664,6 +707,6 @@ def _test_metrics_of_last_model(run, dataset, *, setup, train_cfg):
 
 
 def _images_per_second(history, plan, seconds):
-    """Training throughput of this invocation; None when it trained no step."""
+    """Training throughput of this invocation over its training `seconds`; None without a step."""
     steps_run = len(history.history.get("loss", [])) * plan.steps_per_epoch
     return round(steps_run * plan.global_batch / seconds, 1) if steps_run else None
