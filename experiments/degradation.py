@@ -184,6 +184,7 @@ def evaluation_arrays(dataset):
 def _make_recorder(keras, *, name, arrays, batch_size, guard, clock, total_epochs):
     import numpy as np
 
+    from datasets.pipeline import array_batches
     from training.loop import current_learning_rate
 
     class ErrorCurves(keras.callbacks.Callback):
@@ -199,7 +200,7 @@ def _make_recorder(keras, *, name, arrays, batch_size, guard, clock, total_epoch
 
         def _correct(self, split):
             images, labels = arrays[split]
-            scores = self.model.predict(images, batch_size=batch_size, verbose=0)
+            scores = self.model.predict(array_batches(images, batch_size=batch_size), verbose=0)
             return np.asarray(scores).argmax(-1) == np.asarray(labels).reshape(-1)
 
         def on_epoch_end(self, epoch, logs=None):

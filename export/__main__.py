@@ -87,10 +87,11 @@ def _check_args(args):
 
 def _evaluate(model, paths, dataset):
     """(Keras float top-1, one row per file) on the dataset's whole test split."""
+    from datasets.pipeline import array_batches
     from export import runtime
 
     images, labels = dataset.test_arrays()
-    reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
+    reference = model.predict(array_batches(images.astype("float32"), batch_size=64), verbose=0)
     keras_top1 = float((reference.argmax(-1) == labels).mean())
     rows = []
     for variant, path in paths.items():

@@ -17,6 +17,7 @@ import tempfile
 
 import numpy as np
 
+from datasets.pipeline import array_batches
 from export import edgetpu, gpu, mediapipe_client, quantizer, runtime, tflite_file
 from export.run import load_manifest
 from quantization.qat import quantize_scope
@@ -174,7 +175,7 @@ def report_run(run, dataset, *, model_name, report_cfg, calibration, allow_unsaf
     images, labels = dataset.test_arrays()
     labels = np.asarray(labels)
     _check_exports_fit(run, paths, image_shape=images.shape[1:], num_classes=dataset.num_classes)
-    reference = model.predict(images.astype("float32"), batch_size=64, verbose=0)
+    reference = model.predict(array_batches(images.astype("float32"), batch_size=64), verbose=0)
     float_top1 = runtime.classification_metrics(reference, labels)["top1"]
     measure = {"labels": labels, "reference": reference, "float_top1": float_top1}
     entries = [_entry("keras_float", file=None, scores=reference, **measure)]
@@ -237,7 +238,7 @@ def _keras_qat(run, images, *, allow_unsafe):
     if "int8_qat" not in load_manifest(run):
         return None
     qat_model = load_qat_model(run, scope=quantize_scope, allow_unsafe=allow_unsafe)
-    return qat_model.predict(images.astype("float32"), batch_size=64, verbose=0)
+    return qat_model.predict(array_batches(images.astype("float32"), batch_size=64), verbose=0)
 
 
 def _qat_facts(run, qat_scores, top1_classes, labels):
