@@ -5,32 +5,19 @@ import json
 
 import numpy as np
 import pytest
+import tiny_classifier  # tests/ is on sys.path under pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from export import android, metadata
-from resnet_keras.backend import keras, tf
 
-layers = keras.layers
-LABELS = ["cat", "dog", "bird"]
+LABELS = tiny_classifier.LABELS
 
 
 @pytest.fixture(scope="module")
 def int8_file(tmp_path_factory):
     """A tiny full-integer model with uint8 IO and the Normalization inside."""
-    inputs = layers.Input((8, 8, 3), name="input")
-    x = layers.Normalization(mean=[127.5] * 3, variance=[127.5 ** 2] * 3)(inputs)
-    x = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(len(LABELS), activation="softmax")(x)
-    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype(np.float32)
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([image[None]] for image in images)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
     path = tmp_path_factory.mktemp("model") / "tiny_int8.tflite"
-    path.write_bytes(converter.convert())
+    path.write_bytes(tiny_classifier.tflite_bytes("int8"))
     return path
 
 

@@ -4,44 +4,27 @@ import json
 import os
 import pathlib
 
-import numpy as np
 import pytest
+import tiny_classifier  # tests/ is on sys.path under pytest
 
 from export import bundles, metadata
-from resnet_keras.backend import keras, tf
 from rundir import RunDir
 
-layers = keras.layers
-LABELS = ["cat", "dog", "bird"]
+LABELS = tiny_classifier.LABELS
 GPU_ERROR = "ToTensorConverter: input data size does not match expected size"
-
-
-def _tiny_model():
-    inputs = layers.Input((8, 8, 3), name="input")
-    x = layers.Normalization(mean=[127.5] * 3, variance=[127.5 ** 2] * 3)(inputs)
-    x = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(len(LABELS), activation="softmax")(x))
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A run directory with a float32 and an int8 file, each with metadata, and its manifest."""
     run = RunDir(tmp_path_factory.mktemp("run"))
-    model = _tiny_model()
-    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype(np.float32)
+    os.makedirs(run.export_dir)
+    model = tiny_classifier.model()
     files = {}
-    for variant in ("float32", "int8"):
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        if variant == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: ([image[None]] for image in images)
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = converter.inference_output_type = tf.uint8
+    for variant in tiny_classifier.VARIANTS:
         path = run.exported_file(f"tiny_{variant}.tflite")
-        os.makedirs(run.export_dir, exist_ok=True)
         with open(path, "wb") as f:
-            f.write(converter.convert())
+            f.write(tiny_classifier.tflite_bytes(variant, model))
         metadata.write(path, labels=LABELS, version="test")
         files[variant] = path
     run.write_json(run.manifest, {v: f"tiny_{v}.tflite" for v in files})

@@ -5,36 +5,21 @@ import zipfile
 
 import numpy as np
 import pytest
+import tiny_classifier  # tests/ is on sys.path under pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from export import metadata, tflite_file
 from resnet_keras.backend import keras, tf
 
 layers = keras.layers
-LABELS = ["cat", "dog", "bird"]
+LABELS = tiny_classifier.LABELS
 
 
-def _tiny_model():
-    inputs = layers.Input((8, 8, 3), name="input")
-    x = layers.Normalization(mean=[127.5] * 3, variance=[127.5 ** 2] * 3)(inputs)
-    x = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, layers.Dense(len(LABELS), activation="softmax")(x))
-
-
-@pytest.fixture(scope="module", params=["float32", "int8"])
+@pytest.fixture(scope="module", params=list(tiny_classifier.VARIANTS))
 def tiny_file(request, tmp_path_factory):
     """A tiny classifier of raw RGB pixels, float32 or full integer with uint8 IO."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(_tiny_model())
-    if request.param == "int8":
-        images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype(np.float32)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([image[None]] for image in images)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
     path = tmp_path_factory.mktemp("model") / f"tiny_{request.param}.tflite"
-    path.write_bytes(converter.convert())
+    path.write_bytes(tiny_classifier.tflite_bytes(request.param))
     return path
 
 
