@@ -179,9 +179,10 @@ def report_run(run, dataset, *, model_name, report_cfg, calibration, allow_unsaf
     float_top1 = runtime.classification_metrics(reference, labels)["top1"]
     measure = {"labels": labels, "reference": reference, "float_top1": float_top1}
     entries = [_entry("keras_float", file=None, scores=reference, **measure)]
-    qat_scores = _keras_qat(run, images, allow_unsafe=allow_unsafe)
-    if qat_scores is not None:
-        entries.append(_entry("keras_qat", file=None, scores=qat_scores, **measure))
+    qat_scores = _keras_qat(run, paths, images, allow_unsafe=allow_unsafe)
+    keras_qat = (_entry("keras_qat", file=None, scores=qat_scores, **measure)
+                 if qat_scores is not None else None)
+    entries += [keras_qat] if keras_qat else []
     pythons, mediapipe_check = _mediapipe_check(report_cfg.mediapipe_images)
     top1_classes = {}  # each file's top-1 class per test image, for the QAT comparisons
     # All files timed in the same turns, so that their ratios hold under load.
@@ -215,7 +216,7 @@ def report_run(run, dataset, *, model_name, report_cfg, calibration, allow_unsaf
                     "cpu": host.cpu_facts()},
         "mediapipe_check": mediapipe_check,
         "variants": entries,
-        "qat": _qat_facts(run, qat_scores, top1_classes, labels),
+        "qat": _qat_facts(run, qat_scores, top1_classes, labels, keras_qat=keras_qat),
         "diagnosis": _diagnosis(model, paths, calibration, report_cfg=report_cfg, name=model.name,
                                 int8=next((e for e in entries if e["variant"] == "int8"), None),
                                 images=images, **measure),
@@ -228,31 +229,32 @@ def report_run(run, dataset, *, model_name, report_cfg, calibration, allow_unsaf
     return report
 
 
-def _keras_qat(run, images, *, allow_unsafe):
+def _keras_qat(run, paths, images, *, allow_unsafe):
     """The QAT Keras model's scores, or None where the run has no int8_qat file.
 
     Measured on its own: int8_qat's change against keras_float mixes QAT's extra
     fine-tuning with quantization, and its agreement with this model is the
     conversion's fidelity alone.
     """
-    if "int8_qat" not in load_manifest(run):
+    if "int8_qat" not in paths:
         return None
     qat_model = load_qat_model(run, scope=quantize_scope, allow_unsafe=allow_unsafe)
     return qat_model.predict(array_batches(images.astype("float32"), batch_size=64), verbose=0)
 
 
-def _qat_facts(run, qat_scores, top1_classes, labels):
+def _qat_facts(run, qat_scores, top1_classes, labels, *, keras_qat):
     """report.json's `qat`: the two comparisons that judge QAT, image by image.
 
     The conversion (int8_qat against the QAT Keras model) and the gain over
-    PTQ (int8_qat against int8).
+    PTQ (int8_qat against int8). `keras_qat` is the QAT Keras model's entry,
+    whose top-1 is reused.
     """
     if qat_scores is None or "int8_qat" not in top1_classes:
         return None
     qat_result = run.read_json(run.qat_result) if os.path.exists(run.qat_result) else {}
     int8_qat = top1_classes["int8_qat"]
     facts = {"epochs": qat_result.get("epochs"),
-             "keras_top1": float(np.mean(qat_scores.argmax(-1) == labels)),
+             "keras_top1": keras_qat["top1"],
              "int8_qat_agreement": float(np.mean(int8_qat == qat_scores.argmax(-1))),
              "against_keras_qat": _counts("keras_qat", qat_scores.argmax(-1), int8_qat, labels)}
     if "int8" in top1_classes:

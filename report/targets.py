@@ -165,9 +165,8 @@ def _edgetpu(evidence):
     return {**facts, "runs": False, "reason": reason}
 
 
-def _litert(evidence):
-    return _agreeing_run({**evidence, "agreement": None}, runtime=evidence.get("runtime"),
-                         against="LiteRT")
+def _litert(evidence):  # LiteRT measured the report's top-1 itself: nothing to agree with
+    return _agreeing_run(evidence, runtime=evidence.get("runtime"), against="LiteRT")
 
 
 _READERS = {"mediapipe_cpu": _mediapipe_cpu, "gpu_delegate": _gpu_delegate,
