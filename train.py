@@ -9,7 +9,7 @@
     TF_CONFIG='{"cluster": ..., "task": ...}' python train.py --run-dir /shared/runs/X
                                     # one worker of a job (README, "Training on a cluster")
 
-Stages run in order (train, qat, export, report; see job/pipeline.py); each reads
+Stages run in order (train, qat, export, report; see job/stages.py); each reads
 what the earlier ones left in the run directory. The resolved configuration is
 `config.json`.
 """
@@ -19,7 +19,7 @@ import os
 import sys
 
 from job import config as config_lib
-from job import pipeline
+from job import stages
 from rundir import RunDir
 from rundir.progress import show_progress
 
@@ -73,7 +73,7 @@ def resolve_run(args, overrides):
     if run is None or not os.path.exists(run.config):
         config = config_lib.resolve(args.preset or "digits", file=args.config,
                                     overrides=overrides)
-        return config, run or pipeline.new_run_dir(config)
+        return config, run or stages.new_run_dir(config)
     if args.preset or args.config:
         # The same command again is the same run: a multi-worker job's later workers
         # find the config.json their chief has just written.
@@ -83,7 +83,7 @@ def resolve_run(args, overrides):
             return config, run
         raise ValueError(f"{folder} is an existing run; --preset and --config apply only to "
                          f"new runs. Override single keys instead (e.g. --qat.epochs 2).")
-    return pipeline.existing_run(run, overrides), run
+    return stages.existing_run(run, overrides), run
 
 
 def main(argv=None) -> int:
@@ -97,10 +97,10 @@ def main(argv=None) -> int:
     def body():
         config, run = resolve_run(args, overrides)
         # A resume never redoes a finished stage, --stages or not: `--run-dir` redoes one.
-        pipeline.run(config, run, skip_completed=bool(args.resume),
+        stages.run(config, run, skip_completed=bool(args.resume),
                      allow_unsafe=args.allow_unsafe_model_files)
 
-    return pipeline.command_line(body)
+    return stages.command_line(body)
 
 
 if __name__ == "__main__":

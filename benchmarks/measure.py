@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from datasets import writers
-from datasets.pipeline import without_autotune
+from datasets.input_pipeline import without_autotune
 from export import runtime, tflite
 from job import config as config_lib
 from resnet_keras import build_model, count_macs

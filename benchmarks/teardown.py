@@ -2,7 +2,7 @@
 
 Every tf.data iterator ran an autotuning thread whose sleep (10 ms, doubling)
 could outlast the iterator's teardown, so a pass could end seconds after its
-last batch; `datasets.pipeline.without_autotune` explains why and removes the
+last batch; `datasets.input_pipeline.without_autotune` explains why and removes the
 thread. Here our pipelines as they are ("autotune off") run in turns with the
 same pipelines with autotuning turned back on ("autotune on", as they were):
 
@@ -210,7 +210,7 @@ def _write_tfds_jpegs(root, n, size):
     """
     import tensorflow_datasets as tfds
 
-    from datasets.pipeline import without_autotune
+    from datasets.input_pipeline import without_autotune
 
     tfds.disable_progress_bar()
     rng = np.random.default_rng(0)

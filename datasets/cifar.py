@@ -20,7 +20,8 @@ import tarfile
 
 import numpy as np
 
-from datasets.pipeline import Split, check_native_size, keras_datasets_dir, native_augmentation
+from datasets.augmentation import native_augmentation
+from datasets.input_pipeline import Split, check_native_size, keras_datasets_dir
 from resnet_keras import fetch
 from resnet_keras.backend import tf
 

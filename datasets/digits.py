@@ -12,7 +12,8 @@ since a mirrored digit is another symbol or none.
 
 import numpy as np
 
-from datasets.pipeline import Split, check_native_size, native_augmentation
+from datasets.augmentation import native_augmentation
+from datasets.input_pipeline import Split, check_native_size
 from resnet_keras.backend import tf
 
 SHIFT = 2

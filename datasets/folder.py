@@ -34,7 +34,8 @@ import concurrent.futures
 import logging
 import os
 
-from datasets.pipeline import NO_AUGMENTATION, Split, check_count, shift_augmentation
+from datasets.augmentation import NO_AUGMENTATION, shift_augmentation
+from datasets.input_pipeline import Split, check_count
 from resnet_keras.backend import tf
 
 LAYOUT = ("data_dir/train/<class name>/<image files>  and  "

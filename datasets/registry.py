@@ -14,7 +14,8 @@ instead); `test()` is always the official test split.
 """
 
 from datasets import cifar, digits, folder, idx, tfds
-from datasets.pipeline import AUGMENTATIONS, Dataset, hold_out
+from datasets.augmentation import AUGMENTATIONS
+from datasets.input_pipeline import Dataset, hold_out
 
 # A source is a module with `load(name, *, data_dir, image_size, augmentation)`
 # returning the keyword arguments of `Dataset`; a new one is one more row.

@@ -21,7 +21,7 @@ for: it is an optional install (`REQUIREMENT`).
 import os
 
 from datasets import folder
-from datasets.pipeline import Split, check_count, hold_out, without_autotune
+from datasets.input_pipeline import Split, check_count, hold_out, without_autotune
 from resnet_keras import fetch
 
 PREFIX = "tfds:"

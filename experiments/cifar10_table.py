@@ -4,7 +4,7 @@
     python -m experiments.cifar10_table --models resnet20,resnet56 --data-dir /data
     python -m experiments.cifar10_table --smoke --data-dir tiny/cifar-10-python.tar.gz
 
-Each net trains with train.py's own machinery (`pipeline.run`) and its
+Each net trains with train.py's own machinery (`stages.run`) and its
 `cifar10-paper` preset, stage `train` only, exactly as `python train.py --preset
 cifar10-paper --model.name resnetN --stages train` would: 45k/5k split, batch
 128, lr 0.1 / 10 at 32k and 48k iterations, 64k iterations, weight decay 1e-4.
@@ -84,7 +84,7 @@ def train_net(model, *, out, data_dir, seed=0, smoke=False):
     Raises:
         ValueError: OUT/<model>/ holds a run of another configuration.
     """
-    from job import pipeline
+    from job import stages
     from rundir import RunDir
 
     config = net_config(model, data_dir=data_dir, seed=seed, smoke=smoke)
@@ -96,7 +96,7 @@ def train_net(model, *, out, data_dir, seed=0, smoke=False):
         if os.path.exists(run.train_result):
             logger.info("[%s] finished earlier in %s; its result is reused", model, run.root)
             return run.read_json(run.train_result)
-    pipeline.run(config, run)
+    stages.run(config, run)
     return run.read_json(run.train_result)
 
 
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="2 steps per net on a small split: checks the wiring only")
     args = parser.parse_args(argv)
-    from job import pipeline
+    from job import stages
     from resnet_keras.registry import get_spec
     from rundir.progress import show_progress
     show_progress()
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
                                        f"cifar10_table-{time.strftime('%Y%m%d-%H%M%S')}")
         run(models, out=out, data_dir=args.data_dir, seed=args.seed, smoke=args.smoke)
 
-    return pipeline.command_line(body)
+    return stages.command_line(body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -184,7 +184,7 @@ def evaluation_arrays(dataset):
 def _make_recorder(keras, *, name, arrays, batch_size, guard, clock, total_epochs):
     import numpy as np
 
-    from datasets.pipeline import array_batches
+    from datasets.input_pipeline import array_batches
     from training.loop import current_learning_rate
 
     class ErrorCurves(keras.callbacks.Callback):
@@ -914,7 +914,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="run directory (default runs/degradation-<dataset>-<time>)")
     args = parser.parse_args(argv)
-    from job import pipeline
+    from job import stages
     from rundir.progress import show_progress
     show_progress()
 
@@ -937,7 +937,7 @@ def main(argv=None) -> int:
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
             steps_per_epoch=args.steps_per_epoch, train_subset=args.train_subset)
 
-    return pipeline.command_line(body)
+    return stages.command_line(body)
 
 if __name__ == "__main__":
     sys.exit(main())

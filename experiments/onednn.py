@@ -53,9 +53,9 @@ def _test_correct(run_dir, test):
     """Whether the run's last model gets each test image right (0/1 per image)."""
     import numpy as np
 
-    from datasets.pipeline import array_batches
+    from datasets.input_pipeline import array_batches
     from rundir import RunDir
-    from rundir.models import load_float_model
+    from rundir.model_files import load_float_model
 
     images, labels = test
     model = load_float_model(RunDir(run_dir))

@@ -87,7 +87,7 @@ def _check_args(args):
 
 def _evaluate(model, paths, dataset):
     """(Keras float top-1, one row per file) on the dataset's whole test split."""
-    from datasets.pipeline import array_batches
+    from datasets.input_pipeline import array_batches
     from export import runtime
 
     images, labels = dataset.test_arrays()

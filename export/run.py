@@ -10,7 +10,7 @@ import os
 from export import metadata, tflite
 from export.variants import CALIBRATION_SIZE
 from quantization.qat import quantize_scope
-from rundir.models import load_float_model, load_qat_model
+from rundir.model_files import load_float_model, load_qat_model
 
 
 def calibration_set(dataset, *, size=CALIBRATION_SIZE, seed=0):

@@ -30,7 +30,7 @@ import logging
 import os
 import time
 
-from datasets.pipeline import check_pixels
+from datasets.input_pipeline import check_pixels
 from export import quantizer, tflite_file
 from export.variants import (
     CALIBRATED_VARIANTS,
@@ -202,7 +202,7 @@ def check_calibration_images(images, model, variant="int8"):
     """Returns `images` as float32 `(N, H, W, C)` checked against `model`'s input.
 
     Raises:
-        ValueError: as `datasets.pipeline.check_pixels` (None, empty, wrong
+        ValueError: as `datasets.input_pipeline.check_pixels` (None, empty, wrong
             rank or shape, or not finite); the message gives the expected shape.
     """
     if images is None:

@@ -11,7 +11,7 @@ import time
 from quantization.qat import quantize_model
 from resnet_keras.backend import tf
 from rundir import model_files
-from rundir.models import load_float_model
+from rundir.model_files import load_float_model
 from training import distribute
 from training.loop import StageProgress, compile_for_plan, fit_inputs
 from training.plan import TrainingPlan

@@ -71,7 +71,7 @@ import tensorflow_model_optimization as tfmot
 # Not exported by tfmot's public API; needed only to subclass (see QuantizeLayer).
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
 
-from datasets.pipeline import check_pixels
+from datasets.input_pipeline import check_pixels
 from resnet_keras.backend import keras
 from resnet_keras.blocks import SUBSAMPLE
 from resnet_keras.models import fold_channel_reversal

@@ -18,7 +18,7 @@ import contextlib
 import math
 import warnings
 
-from datasets.pipeline import check_pixels
+from datasets.input_pipeline import check_pixels
 from export import quantizer, tflite, tflite_file
 from resnet_keras.backend import tf
 

@@ -17,13 +17,13 @@ import tempfile
 
 import numpy as np
 
-from datasets.pipeline import array_batches
+from datasets.input_pipeline import array_batches
 from export import edgetpu, gpu, mediapipe_client, quantizer, runtime, tflite_file
 from export.run import load_manifest
 from quantization.qat import quantize_scope
 from report import decide, diagnose, host, statistics
 from report import render as report_lib
-from rundir.models import load_float_model, load_qat_model
+from rundir.model_files import load_float_model, load_qat_model
 
 logger = logging.getLogger(__name__)
 

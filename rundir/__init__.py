@@ -1,4 +1,5 @@
-"""What every stage shares about a run: its folder's files, safe model files, the run's models.
+"""What every stage shares about a run: its folder's files (`files`), safe model files
+and the run's own models (`model_files`), cluster workers (`cluster`).
 
 The ground floor of the flow: every stage (training, quantization, export,
 report) imports it, and it imports none of them.

@@ -8,7 +8,8 @@ the caller passes `allow_unsafe=True` (the commands' `--allow-unsafe-model-files
 `save_model` writes a file whole or not at all, never one with a
 non-finite value, and always a float32 model: a model trained under a
 mixed-precision policy is saved (and loaded) as its float32 twin, so QAT,
-export and users' code never meet float16 or bfloat16 layers.
+export and users' code never meet float16 or bfloat16 layers. `load_float_model` and
+`load_qat_model` open a run's own two models and name the stage that makes a missing one.
 """
 
 import json
@@ -180,3 +181,36 @@ def save_model(model, path):
                                f"inf (first: {bad[0]}); the model diverged.")
     with replacing(path) as partial:
         float32_model(model).save(partial)
+
+def load_float_model(run, *, allow_unsafe=False):
+    """The run's trained float model (`last.keras`).
+
+    Args:
+        run: a `rundir.RunDir`.
+        allow_unsafe: bool, as `load_model`.
+
+    Raises:
+        FileNotFoundError: the run has no trained model; says which stage makes it.
+        ValueError: the file is not a whole, safe `.keras` model.
+    """
+    path = run.require(run.last_model, what="trained model", stage="train")
+    return load_model(path, allow_unsafe=allow_unsafe)
+
+
+def load_qat_model(run, *, scope, allow_unsafe=False):
+    """The run's quantization-aware model (`qat.keras`).
+
+    Args:
+        run: a `rundir.RunDir`.
+        scope: the context manager that knows the QAT layers
+            (`quantization.qat.quantize_scope`); the QAT stage owns them.
+        allow_unsafe: bool, as `load_model`.
+
+    Raises:
+        FileNotFoundError: the run has no QAT model; says which stage makes it.
+        ValueError: the file is not a whole, safe `.keras` model.
+    """
+    path = run.require(run.qat_model, what="QAT model", stage="qat",
+                       hint=" (or leave int8_qat out of --export.variants).")
+    with scope():
+        return load_model(path, allow_unsafe=allow_unsafe)

@@ -17,7 +17,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets import AUGMENTATIONS, DATASETS, cifar, folder, idx, load_dataset, pipeline, writers
+from datasets import (
+    AUGMENTATIONS,
+    DATASETS,
+    augmentation,
+    cifar,
+    folder,
+    idx,
+    input_pipeline,
+    load_dataset,
+    writers,
+)
 
 CIFAR_PER_BATCH = 20
 
@@ -157,21 +167,22 @@ def test_user_errors_have_clear_messages(digits):
 # --- every pipeline: a pass ends when its last batch does (issue 37) ---
 
 def tiny_dataset(n=64, side=8):
-    """An in-memory `pipeline.Dataset` of `n` random images, its train and test splits alike."""
+    """An in-memory `Dataset` of `n` random images, its train and test splits alike."""
     images = np.random.default_rng(0).integers(0, 256, (n, side, side, 3), np.uint8)
 
     def split():
-        return pipeline.Split(np.arange(n) % 2, images=images)
+        return input_pipeline.Split(np.arange(n) % 2, images=images)
 
-    return pipeline.Dataset(name="tiny", class_names=("a", "b"), image_shape=(side, side, 3),
-                            augmentation="shift", train=split(), test=split(),
-                            augment_fn=lambda image, seed: pipeline.pad_crop(image, seed, pad=1),
-                            eval_fn=lambda image: image), images
+    return input_pipeline.Dataset(
+        name="tiny", class_names=("a", "b"), image_shape=(side, side, 3), augmentation="shift",
+        train=split(), test=split(),
+        augment_fn=lambda image, seed: augmentation.pad_crop(image, seed, pad=1),
+        eval_fn=lambda image: image), images
 
 
 def every_pipeline(dataset, images, batch_size):
     return {"train": dataset.train(batch_size, seed=0), "test": dataset.test(batch_size),
-            "array_batches": pipeline.array_batches(images, batch_size=batch_size)}
+            "array_batches": input_pipeline.array_batches(images, batch_size=batch_size)}
 
 
 def test_every_pipeline_runs_without_the_autotuning_thread():
@@ -179,14 +190,14 @@ def test_every_pipeline_runs_without_the_autotuning_thread():
     for name, batches in every_pipeline(dataset, images, 4).items():
         assert batches.options().autotune.enabled is False, name
     with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
-        pipeline.array_batches(images, batch_size=0)
+        input_pipeline.array_batches(images, batch_size=0)
 
 
 def test_a_pass_ends_when_its_last_batch_does():
     """Tearing down an iterator once waited for tf.data's autotuning thread to wake.
 
     That thread sleeps 10 ms, 20 ms, ... 2.56 s (from 2.55 s to 5.11 s of its
-    life), and the teardown's wake-up can be lost (`pipeline.without_autotune`),
+    life), and the teardown's wake-up can be lost (`input_pipeline.without_autotune`),
     so a teardown could wait seconds, in some passes only: 16 iterators of
     each pipeline, stepped together for 3 s, then torn down together. With
     the thread back (autotuning on), this test failed in 4 runs out of 4.
@@ -803,7 +814,7 @@ def test_folder_decodes_small_images_once(tmp_path):
 
 
 def test_folder_above_the_memory_budget_decodes_every_epoch(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "DECODED_CACHE_BYTES", 16 * 16 * 3 * 5)  # 5 of 6 images
+    monkeypatch.setattr(input_pipeline, "DECODED_CACHE_BYTES", 16 * 16 * 3 * 5)  # 5 of 6 images
     write_small_folder(tmp_path)
     ds = load_dataset("folder", data_dir=tmp_path, image_size=16, augmentation="pad_crop")
     train, test = ds.train(2, shuffle=False, augment=False), ds.test(1)

@@ -10,12 +10,12 @@ import pytest
 
 import resnet_keras as rk
 from datasets import digits as digits_source
-from datasets.pipeline import Dataset
+from datasets.input_pipeline import Dataset
 from job import config as config_lib
 from quantization import qat
 from quantization.finetune import fine_tune
 from rundir import RunDir, model_files
-from rundir.models import load_qat_model
+from rundir.model_files import load_qat_model
 
 
 @pytest.fixture(scope="module")

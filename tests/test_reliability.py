@@ -19,7 +19,7 @@ import pytest
 
 import train as train_cli
 from job import config as config_lib
-from job import pipeline
+from job import stages
 from rundir import RunDir, model_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,7 +167,7 @@ def test_best_so_far_comes_from_the_history(tmp_path):
 def test_a_resume_skips_finished_stages_even_with_stages(tmp_path, monkeypatch):
     calls = []
     for stage in config_lib.STAGES:
-        monkeypatch.setitem(pipeline.STAGE_FUNCTIONS, stage,
+        monkeypatch.setitem(stages.STAGE_FUNCTIONS, stage,
                             lambda job, stage=stage: calls.append(stage) or {})
     run_dir = str(tmp_path / "run")
     assert train_cli.main(["--stages", "train", "--run-dir", run_dir]) == 0
@@ -337,7 +337,7 @@ def test_no_space_left_keeps_the_previous_file(tmp_path, monkeypatch, capsys):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(json, "dump", full_disk_json)
-    assert pipeline.command_line(lambda: run.write_json(run.state, {"completed": ["train"]})) == 2
+    assert stages.command_line(lambda: run.write_json(run.state, {"completed": ["train"]})) == 2
     assert capsys.readouterr().err == (f"error: Could not write {run.state}: No space left on "
                                        f"device; the previous state.json is unchanged\n")
     assert sorted(os.listdir(tmp_path)) == ["last.keras", "state.json"]

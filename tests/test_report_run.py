@@ -1,6 +1,6 @@
 """Tests for report/run.py: what the report stage refuses before it measures anything.
 
-The whole stage, end to end, is tested through train.py in tests/test_pipeline.py.
+The whole stage, end to end, is tested through train.py in tests/test_stages.py.
 """
 
 import pytest

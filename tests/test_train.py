@@ -1,7 +1,7 @@
 """Tests for train.py's command line: its help, one clear line for bad input, resume checks.
 
 What its stages do is tested per module: tests/test_loop.py (train),
-tests/test_pipeline.py (the runner and all stages), tests/test_config.py.
+tests/test_stages.py (the runner and all stages), tests/test_config.py.
 """
 
 import json

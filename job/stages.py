@@ -5,7 +5,7 @@ reads what the earlier ones left in the run directory (`rundir.RunDir`)
 and prints one progress line when it starts and one when it is done.
 
     >>> config = job.config.resolve("digits", overrides={"train.epochs": 5})
-    >>> pipeline.run(config, pipeline.new_run_dir(config))
+    >>> stages.run(config, stages.new_run_dir(config))
 """
 
 import dataclasses

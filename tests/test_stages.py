@@ -1,4 +1,4 @@
-"""Tests for job/pipeline.py (the stage runner), export/run.py and report/run.py.
+"""Tests for job/stages.py (the stage runner), export/run.py and report/run.py.
 
 The runner's order, skips and bookkeeping with stand-in stages; then all five
 stages over one run directory, through train.py.
@@ -13,7 +13,7 @@ import pytest
 from jobs import QUICK, run_train
 
 from job import config as config_lib
-from job import pipeline
+from job import stages
 from rundir import RunDir
 
 # What TensorFlow Lite's GPU delegate runs through MediaPipe 0.10.35 (export/gpu.py): the
@@ -26,22 +26,22 @@ GPU_RUNS = {"float32", "fp16", "dynamic", "int8_float_io"}
 # ---- the runner ----
 
 def test_every_stage_has_a_function():
-    assert sorted(pipeline.STAGE_FUNCTIONS) == sorted(config_lib.STAGES)
+    assert sorted(stages.STAGE_FUNCTIONS) == sorted(config_lib.STAGES)
 
 
 def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypatch):
     calls = []
     for stage in config_lib.STAGES:
-        monkeypatch.setitem(pipeline.STAGE_FUNCTIONS, stage,
+        monkeypatch.setitem(stages.STAGE_FUNCTIONS, stage,
                             lambda job, stage=stage: calls.append(stage) or {})
     config = config_lib.resolve(overrides={"stages": "report,train"})
     run = RunDir(tmp_path / "run")
     run.write_json(run.manifest, {})  # what report reads, as if exported before
-    pipeline.run(config, run)
+    stages.run(config, run)
     assert calls == ["train", "report"]
     assert run.read_json(run.state) == {"completed": ["train", "report"]}
     config = config_lib.resolve()
-    pipeline.run(config, run, skip_completed=True)
+    stages.run(config, run, skip_completed=True)
     assert calls == ["train", "report", "qat", "export", "bundle"]
     assert run.read_json(run.config)["stages"] == list(config_lib.STAGES)
     # Stage times accumulate over invocations: the first run's stages are kept.
