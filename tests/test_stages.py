@@ -4,6 +4,7 @@ The runner's order, skips and bookkeeping with stand-in stages; then all five
 stages over one run directory, through train.py.
 """
 
+import importlib
 import json
 import shutil
 import zipfile
@@ -25,8 +26,36 @@ GPU_RUNS = {"float32", "fp16", "dynamic", "int8_float_io"}
 
 # ---- the runner ----
 
-def test_every_stage_has_a_function():
-    assert sorted(stages.STAGE_FUNCTIONS) == sorted(config_lib.STAGES)
+# Each stage's function, the library call it makes, and the configuration section it passes.
+STAGE_CALLS = {"train": ("training.loop", "train", "train_cfg", "train"),
+               "qat": ("quantization.finetune", "fine_tune", "qat_cfg", "qat"),
+               "export": ("export.run", "export_run", "export_cfg", "export"),
+               "report": ("report.run", "report_run", "report_cfg", "report"),
+               "bundle": ("export.bundles", "bundle_run", None, None)}
+
+
+@pytest.mark.parametrize("stage", config_lib.STAGES)
+def test_each_stage_runs_its_stage_on_the_job_s_run_and_section(stage, tmp_path, monkeypatch):
+    module, function, keyword, section = STAGE_CALLS[stage]
+    calls = []
+
+    def stand_in(run, *args, **kwargs):
+        calls.append((run, kwargs))
+        return {"test_top1": 0.5, "images_per_second": 1.0} if stage != "export" else ["a"]
+
+    monkeypatch.setattr(importlib.import_module(module), function, stand_in)
+    monkeypatch.setattr("report.tables.render_table", lambda report: "table")
+    monkeypatch.setattr("report.decision_table.target_lines", lambda report: [])
+    config = config_lib.resolve()
+    run = RunDir(tmp_path / "run")
+    run.write_json(run.report_json, {})
+    job = stages.Job(config=config, run=run, dataset=type("D", (), {"class_names": ("a",)}))
+    job.__dict__["calibration"] = "calibration images"
+    assert isinstance(stages.STAGE_FUNCTIONS[stage](job), dict)
+    [(called_run, kwargs)] = calls
+    assert called_run is run
+    if keyword:
+        assert kwargs[keyword] is getattr(config, section)
 
 
 def test_stages_run_in_order_and_a_resume_skips_finished_ones(tmp_path, monkeypatch):
