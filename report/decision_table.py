@@ -51,24 +51,30 @@ def _why(target):
             }[target["why"]]
 
 
-def _candidate_words(candidate, decision):
-    """Why one file that runs on the target was not picked: its budget case."""
+def refusal_words(candidate, decision):
+    """Why a file that runs was not picked: a predicate, to follow the file's name.
+
+    The decision table's notes and the verdict's refusals both say it this way.
+    """
     budget = decision["budget_points"]
     if candidate["budget"] == "outside":
         return (f"loses {-candidate['comparison']['difference_points']:.2f} points, outside "
                 f"the {budget:g}-point budget")
     if candidate["budget"] == "unproven":
         needed = candidate.get("images_needed")
-        return (f"its interval reaches {worst_end(candidate['worst_points'], budget)} points, "
-                f"not shown "
-                f"within the {budget:g}-point budget on {decision['num_test']:,} test images"
-                + (f"; at the disagreement measured, {needed:,} would show it" if needed
-                   else ""))
+        return (f"has an interval reaching {worst_end(candidate['worst_points'], budget)} points, "
+                f"not shown within the {budget:g}-point budget on {decision['num_test']:,} "
+                f"test images; "
+                + (f"at the disagreement measured, {needed:,} would show it" if needed else
+                   "more test images, a wider --report.budget_points or a lower "
+                   "--report.confidence would decide it"))
     if candidate.get("within_class_budget") is False:
         worst = candidate["classes"]["over_budget"][0]
-        return (f"class {worst['name']} loses {-worst['change_points']:.2f} points of recall, "
-                f"over the {decision['class_budget_points']:g}-point per-class budget")
-    return "not judged: no image-by-image counts"
+        return (f"loses {-worst['change_points']:.2f} points of recall on class {worst['name']} "
+                f"({100 * worst['recall']:.2f}% against {100 * worst['reference_recall']:.2f}% "
+                f"on {worst['count']} images), over the "
+                f"{decision['class_budget_points']:g}-point per-class budget")
+    return "is not judged: there are no image-by-image counts"
 
 
 def target_details(target, decision):
@@ -77,7 +83,7 @@ def target_details(target, decision):
     passed = [c for c in target["runs"] if c["variant"] != target["pick"] and not c["good"]]
     for candidate in passed:
         lines.append(f"    - {candidate['variant']} runs there, but "
-                     f"{_candidate_words(candidate, decision)}")
+                     f"{refusal_words(candidate, decision)}")
     for refused in target["refused"]:
         lines.append(f"    - {refused['variant']} does not run there: {refused['reason']}")
     unseen = target.get("not_checked")

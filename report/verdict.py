@@ -8,6 +8,7 @@ device is report/decision_table.py's.
 """
 
 from report.decide import check, saved_decision
+from report.decision_table import refusal_words
 from report.markdown import interval_words, kib, p_words, worst_end
 
 
@@ -59,24 +60,6 @@ def _class_sentence(candidate, decision):
         text += (f"; so {'is' if len(over) == 2 else 'are'} "
                  + ", ".join(f"{c['name']} ({c['change_points']:+.2f})" for c in over[1:]))
     return text + "."
-
-
-def _refusal(candidate, decision):
-    """Why one int8 file is not shipped, naming the class and figures where a class breaks it."""
-    budget = decision["budget_points"]
-    if candidate["budget"] == "outside":
-        return (f"{candidate['variant']} loses {-candidate['comparison']['difference_points']:.2f} "
-                f"points, outside the {budget:g}-point budget")
-    if candidate["budget"] == "unproven":
-        return (f"{candidate['variant']} is not shown within the {budget:g}-point budget: its "
-                f"interval reaches {worst_end(candidate['worst_points'], budget)} points (more "
-                f"test images, a wider --report.budget_points or a lower --report.confidence "
-                f"would decide it)")
-    worst = candidate["classes"]["over_budget"][0]
-    return (f"{candidate['variant']} breaks the {decision['class_budget_points']:g}-point "
-            f"per-class budget on class {worst['name']}: recall {100 * worst['recall']:.2f}% "
-            f"against {100 * worst['reference_recall']:.2f}% ({worst['change_points']:+.2f} "
-            f"points on {worst['count']} images)")
 
 
 def verdict(report):
@@ -152,7 +135,7 @@ def verdict(report):
                         for c in refused)
         text = (f"Verdict: int8 is not shown good enough on {decision['num_test']:,} test "
                 f"images: " if undecided else "Verdict: int8 is not good enough: ")
-        text += "; ".join(_refusal(c, decision) for c in refused)
+        text += "; ".join(f"{c['variant']} {refusal_words(c, decision)}" for c in refused)
         fallback = decision["fallback"]
         if fallback:
             text += (f". {fallback['variant']} ({fallback['delta_points']:+.2f} points, "
