@@ -21,7 +21,7 @@ import torch_resnet  # tests/ is on sys.path under pytest
 from safetensors.numpy import save_file
 
 import resnet_keras as rk
-from resnet_keras import convert
+from resnet_keras import checkpoints, convert
 from resnet_keras.backend import keras
 
 TORCHVISION_PARAMS = {  # sum(p.numel() for p in torchvision.models.resnetXX().parameters())
@@ -206,11 +206,11 @@ def test_safetensors_read_without_torch(tmp_path, monkeypatch):
     pth = _write_pth(tmp_path / "x.pth", {"a": torch.zeros(1)})
     # An `import torch` anywhere inside now raises ImportError.
     monkeypatch.setitem(sys.modules, "torch", None)
-    loaded = convert.read_state_dict(path)
+    loaded = checkpoints.read_state_dict(path)
     assert loaded.keys() == state_dict.keys()
     assert all(np.array_equal(loaded[k], state_dict[k]) for k in state_dict)
     with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
-        convert.read_state_dict(pth)
+        checkpoints.read_state_dict(pth)
 
 
 def _write_pth(path, obj):
@@ -234,7 +234,7 @@ def test_read_state_dict_unwraps_checkpoints(tmp_path, wrap):
     obj = {"plain": tensors, "state_dict": {"state_dict": tensors, "epoch": 90},
            "model": {"model": tensors, "optimizer": {}},
            "module_prefix": {"module." + k: v for k, v in tensors.items()}}[wrap]
-    loaded = convert.read_state_dict(_write_pth(tmp_path / "ckpt.pt", obj))
+    loaded = checkpoints.read_state_dict(_write_pth(tmp_path / "ckpt.pt", obj))
     assert list(loaded) == list(tensors)
     assert np.array_equal(loaded["fc.weight"], tensors["fc.weight"].numpy())
 
@@ -286,7 +286,7 @@ def _args(checkpoint, output, model="resnet18"):
 def test_missing_checkpoint(tmp_path, capsys):
     missing = tmp_path / "nope.pth"
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        convert.read_state_dict(missing)
+        checkpoints.read_state_dict(missing)
     _assert_cli_error(_args(missing, tmp_path / "o.h5"), capsys, "does not exist")
 
 
@@ -300,16 +300,17 @@ def test_truncated_checkpoint(tmp_path, capsys, fmt):
         truncated = tmp_path / f"cut{cut}{suffix}"
         truncated.write_bytes(data[:cut])
         with pytest.raises(ValueError, match="truncated or corrupt"):
-            convert.read_state_dict(truncated)
+            checkpoints.read_state_dict(truncated)
     _assert_cli_error(_args(truncated, tmp_path / "o.h5"), capsys, "truncated or corrupt")
 
 
 def test_not_a_state_dict(tmp_path):
     path = _write_pth(tmp_path / "x.pth", {"weights": [1, 2, 3]})
     with pytest.raises(ValueError, match="'weights' is a list, not a tensor"):
-        convert.read_state_dict(path)
+        checkpoints.read_state_dict(path)
     with pytest.raises(ValueError, match=r"holds no state dict \(found dict \(empty\)\)"):
-        convert.read_state_dict(_write_pth(tmp_path / "x.ckpt", {}))  # read, whatever the suffix
+        # Read, whatever the suffix.
+        checkpoints.read_state_dict(_write_pth(tmp_path / "x.ckpt", {}))
 
 
 @pytest.mark.parametrize("fmt, value", [("torch_zip", np.nan), ("torch_pickle", np.inf),
@@ -321,7 +322,7 @@ def test_non_finite_tensor_names_the_file_and_tensor(tmp_path, capsys, fmt, valu
     message = (f"{path} holds NaN or inf in tensor 'layer1.0.conv1.weight' (1 of 36,864 "
                f"values); refused")
     with pytest.raises(ValueError, match=re.escape(message)):
-        convert.read_state_dict(path)
+        checkpoints.read_state_dict(path)
     _assert_cli_error(_args(path, tmp_path / "o.h5"), capsys, message)
     assert not (tmp_path / "o.h5").exists()
 
@@ -332,7 +333,7 @@ def test_non_finite_tensor_is_named_as_in_the_file(tmp_path):
     path = _write_pth(tmp_path / "ddp.pt",
                       {"model": {"module." + k: v for k, v in state_dict.items()}})
     with pytest.raises(ValueError, match=r"tensor 'module\.fc\.bias' \(1,000 of 1,000"):
-        convert.read_state_dict(path)
+        checkpoints.read_state_dict(path)
 
 
 @pytest.mark.parametrize("fmt, name", [("safetensors", "resnet18.pth"),
@@ -340,8 +341,8 @@ def test_non_finite_tensor_is_named_as_in_the_file(tmp_path):
                                        ("torch_pickle", "resnet18.bin")])
 def test_format_is_read_from_content_not_suffix(tmp_path, fmt, name):
     state_dict = _state_dict("resnet18")
-    expected = convert.read_state_dict(_save(tmp_path / f"true.{fmt}", state_dict, fmt))
-    loaded = convert.read_state_dict(_save(tmp_path / name, state_dict, fmt))
+    expected = checkpoints.read_state_dict(_save(tmp_path / f"true.{fmt}", state_dict, fmt))
+    loaded = checkpoints.read_state_dict(_save(tmp_path / name, state_dict, fmt))
     assert sorted(loaded) == sorted(expected) == sorted(state_dict)
     assert all(np.array_equal(loaded[k], expected[k]) for k in expected)
 
@@ -353,14 +354,14 @@ def test_unknown_content_names_the_file_and_the_formats(tmp_path, capsys):
              f"checkpoint (torch.save zip), legacy PyTorch checkpoint (torch.save pickle)): "
              f"it begins with b'<!DOCTYPE html><'")
     with pytest.raises(ValueError, match=re.escape(match)):
-        convert.read_state_dict(page)
+        checkpoints.read_state_dict(page)
     _assert_cli_error(_args(page, tmp_path / "o.h5"), capsys, match)
     h5 = tmp_path / "keras.pth"
     rk.build_model("resnet20").save_weights(str(tmp_path / "keras.h5"))
     os.rename(tmp_path / "keras.h5", h5)
     with pytest.raises(ValueError, match=re.escape(f"{h5} is a Keras .h5 weights file (HDF5), "
                                                    f"not one of the formats read here")):
-        convert.read_state_dict(h5)
+        checkpoints.read_state_dict(h5)
 
 
 @pytest.mark.parametrize("writer, refused", [
@@ -382,7 +383,7 @@ def test_non_tensor_objects_are_refused_without_unsafe_advice(tmp_path, capsys, 
     message = (f"{path} holds Python objects other than tensors{refused}; refused: only "
                f"tensors are loaded from a checkpoint.")
     with pytest.raises(ValueError) as error:
-        convert.read_state_dict(path)
+        checkpoints.read_state_dict(path)
     assert str(error.value) == message
     code, lines = _cli(_args(path, tmp_path / "o.h5"), capsys)
     assert (code, lines) == (2, [f"{CLI_ERROR} {message}"])

@@ -12,7 +12,7 @@ et al., arXiv 1411.1792).
 import dataclasses
 import os
 
-from resnet_keras import convert, fetch
+from resnet_keras import checkpoints, convert, fetch
 from resnet_keras import weights as weights_lib
 from resnet_keras.registry import REGISTRY, get_spec
 
@@ -20,7 +20,7 @@ IMAGENET = "imagenet"
 # `torchvision` alone is torchvision's first ImageNet weights, the paper's recipe.
 TORCHVISION, TORCHVISION_DEFAULT = "torchvision", "IMAGENET1K_V1"
 # Each kind of weights file, as the formats of `weights.FORMATS` it comes in.
-FILE_KINDS = {"h5": ("hdf5",), "torchvision": convert.CHECKPOINT_FORMATS}
+FILE_KINDS = {"h5": ("hdf5",), "torchvision": weights_lib.CHECKPOINT_FORMATS}
 # The classifier: the one layer whose shape depends on the classes.
 TOP = "predictions"
 # Each kind of weights, in words for the progress line.
@@ -167,7 +167,7 @@ def load(model, weights) -> PretrainedWeights:
     """
     model_top = tuple(model.get_layer(TOP).kernel.shape)
     if weights.kind == "torchvision":
-        state_dict = convert.read_state_dict(weights.path)
+        state_dict = checkpoints.read_state_dict(weights.path)
         file_top = convert.top_kernel_shape(state_dict)
         replaced = file_top != model_top
         convert.convert_torchvision_state_dict(state_dict, model,
