@@ -9,10 +9,12 @@ so is how much TensorFlow's C++ side prints while it loads.
 import contextlib
 import dataclasses
 import os
-import platform
 import re
 import sys
 import tempfile
+
+# cpu_flags is not used here: training.distribute imports it from this module.
+from resnet_keras.cpu import architecture, cpu_flags, this_cpu  # noqa: F401
 
 # Must be set before TensorFlow is first imported so that `tf.keras` (used by
 # TFLiteConverter and tfmot internally) resolves to the same tf_keras package.
@@ -36,22 +38,10 @@ ONEDNN_CHOSEN_BY_US_ENV = "RESNET_KERAS_ONEDNN_OPTS"
 ONEDNN_BY_TENSORFLOW = {"avx512_vnni": "AVX512-VNNI", "avx512_bf16": "AVX512-BF16",
                         "avx_vnni": "AVX-VNNI", "amx_tile": "AMX", "amx_int8": "AMX",
                         "amx_bf16": "AMX"}
-_X86 = ("x86_64", "amd64", "i386", "i686")
 
 
-def cpu_flags(cpuinfo="/proc/cpuinfo") -> set[str] | None:
-    """The CPU's feature flags, or None where the system does not list them."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
-
-
-def onednn_setting(environ, *, machine: str, flags: set[str] | None) -> tuple[str | None, str]:
+def onednn_setting(environ, *, machine: str,
+                   flags: frozenset[str] | None) -> tuple[str | None, str]:
     """What `TF_ENABLE_ONEDNN_OPTS` to set before TensorFlow loads, and why.
 
     On x86 CPUs where TensorFlow leaves oneDNN off, it is turned on: with
@@ -63,14 +53,14 @@ def onednn_setting(environ, *, machine: str, flags: set[str] | None) -> tuple[st
     Args:
         environ: the process environment (a mapping).
         machine: `platform.machine()`.
-        flags: `cpu_flags()`; None where unknown.
+        flags: the CPU's feature flags (`resnet_keras.cpu.CPU.flags`); None where unknown.
 
     Returns:
         (value to set, or None to leave TensorFlow's own choice; the reason).
     """
     if ONEDNN_ENV in environ and environ[ONEDNN_ENV] != environ.get(ONEDNN_CHOSEN_BY_US_ENV):
         return None, f"{ONEDNN_ENV}={environ[ONEDNN_ENV]} as set"
-    if machine.lower() not in _X86:
+    if architecture(machine) != "x86":
         return None, f"TensorFlow's default on {machine}"
     if flags is None:
         return None, "TensorFlow's default: CPU features unknown"
@@ -81,7 +71,7 @@ def onednn_setting(environ, *, machine: str, flags: set[str] | None) -> tuple[st
                  "AVX512-VNNI, AVX512-BF16 or AMX, where our ResNets train faster with it")
 
 
-def set_onednn(environ, *, machine: str, flags: set[str] | None) -> str:
+def set_onednn(environ, *, machine: str, flags: frozenset[str] | None) -> str:
     """Sets `TF_ENABLE_ONEDNN_OPTS` in `environ` as `onednn_setting` decides, marked as ours.
 
     Args:
@@ -97,7 +87,8 @@ def set_onednn(environ, *, machine: str, flags: set[str] | None) -> str:
     return reason
 
 
-_reason = set_onednn(os.environ, machine=platform.machine(), flags=cpu_flags())
+_reason = set_onednn(os.environ, machine=this_cpu().machine, flags=this_cpu().flags)
+
 
 def without_loading_noise(text):
     """`text` less the INFO lines TensorFlow prints while loading (`_LOADING_NOISE`)."""

@@ -1,4 +1,4 @@
-"""Tests for resnet_keras/backend.py: CPU flags, and oneDNN decided before TensorFlow loads."""
+"""Tests for resnet_keras/backend.py: oneDNN decided from the CPU's flags before TF loads."""
 
 import json
 import os
@@ -8,16 +8,21 @@ import subprocess
 import sys
 
 import pytest
+from cpuinfo_texts import AMX_XEON, AVX2_XEON  # tests/ is on sys.path under pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
-    from resnet_keras.backend import cpu_flags
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse2 avx512_bf16\n")
-    assert cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512_bf16"}
-    assert cpu_flags(tmp_path / "missing") is None
+@pytest.mark.parametrize("text, value, reason", [
+    (AVX2_XEON, "1", "turned on by resnet_keras: TensorFlow leaves it off on x86 CPUs without "
+                     "AVX512-VNNI, AVX512-BF16 or AMX, where our ResNets train faster with it"),
+    (AMX_XEON, None, "TensorFlow's default on a CPU with AMX and AVX512-BF16 and AVX512-VNNI"),
+])
+def test_the_onednn_decision_for_a_cpu_described_by_its_cpuinfo(text, value, reason):
+    from resnet_keras.backend import onednn_setting
+    from resnet_keras.cpu import parse_cpuinfo
+    cpu = parse_cpuinfo(text, machine="x86_64")
+    assert onednn_setting({}, machine=cpu.machine, flags=cpu.flags) == (value, reason)
 
 
 @pytest.mark.parametrize("environ, machine, flags, value, reason", [
