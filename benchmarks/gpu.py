@@ -8,7 +8,6 @@ when Fashion-MNIST is not installed) for a few epochs; sized to finish within
 it without a GPU.
 """
 
-import datetime
 import os
 import subprocess
 import sys
@@ -43,27 +42,26 @@ def run(mode, *, data_dir=None):
     Raises:
         RuntimeError: `gpu` mode without a GPU, or the train stage failed.
     """
-    from benchmarks import measure
+    from benchmarks.machine import result_head
+    from benchmarks.models import our_training_model
+    from benchmarks.timing import paired_ratio, training_throughput
     from training.distribute import has_gpu
 
     s = SETTINGS[mode]
     if mode == "gpu" and not has_gpu():
         raise RuntimeError("TensorFlow sees no GPU here; run `python -m benchmarks --gpu "
                            "--dry-run` to check the code on the CPU.")
-    result = {"mode": mode, "settings": s, "machine": measure.machine_info(),
-              "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-              "training": []}
+    result = {**result_head(mode, s), "training": []}
     for name, size, batch, steps, variant in s["rows"]:
         print(f"  {name} at {size}, batch {batch} ...", flush=True)
-        models = {column: measure.our_training_model(name, image_size=size, classes=1000,
-                                                     jit_compile=xla, policy=policy,
-                                                     variant=variant)
+        models = {column: our_training_model(name, image_size=size, classes=1000,
+                                             jit_compile=xla, policy=policy, variant=variant)
                   for column, policy, xla in MODES}
-        rates, _ = measure.training_throughput(models, image_size=size, batch_size=batch,
-                                               classes=1000, steps=steps, repeats=s["repeats"])
+        rates, _ = training_throughput(models, image_size=size, batch_size=batch, classes=1000,
+                                       steps=steps, repeats=s["repeats"])
         result["training"].append({
             "model": name, "image_size": size, "batch_size": batch, **rates,
-            **{f"{column}_speedup": measure.paired_ratio(rates[column], rates["float32"])
+            **{f"{column}_speedup": paired_ratio(rates[column], rates["float32"])
                for column, _, _ in MODES[1:]}})
         del models
     print(f"  train stage, --preset {s['preset']} ...", flush=True)

@@ -40,15 +40,16 @@ def cpu_times():
 
 def ours(args):
     """Rates of our train.py step under `fit`, and the oneDNN state TensorFlow reports."""
-    from benchmarks import measure
+    from benchmarks.models import our_training_model
+    from benchmarks.timing import training_throughput
     from resnet_keras.backend import ONEDNN, tf
 
     policy = "mixed_bfloat16" if args.precision == "bfloat16" else "float32"
-    model = measure.our_training_model(args.model, image_size=args.image_size,
-                                       classes=CLASSES[args.model], policy=policy)
-    rates, _ = measure.training_throughput({"ours": model}, image_size=args.image_size,
-                                           batch_size=args.batch, classes=CLASSES[args.model],
-                                           steps=args.steps, repeats=args.epochs)
+    model = our_training_model(args.model, image_size=args.image_size,
+                               classes=CLASSES[args.model], policy=policy)
+    rates, _ = training_throughput({"ours": model}, image_size=args.image_size,
+                                   batch_size=args.batch, classes=CLASSES[args.model],
+                                   steps=args.steps, repeats=args.epochs)
     return {"rates": rates["ours"]["rounds"], "version": f"TensorFlow {tf.__version__}",
             "onednn": ONEDNN.to_dict()}
 

@@ -15,7 +15,6 @@ default and held to AVX2 (`ATEN_CPU_CAPABILITY=avx2` too); both in
 bfloat16 where the CPU computes it natively.
 """
 
-import datetime
 import json
 import os
 import subprocess
@@ -78,7 +77,7 @@ def run(mode, *, torch_python=None):
         RuntimeError: `torch_python` cannot import what it needs, or a process
             failed; its last error line is in the message.
     """
-    from benchmarks import measure
+    from benchmarks.machine import result_head
     from job import config as config_lib
     from training.distribute import choose_precision
 
@@ -88,10 +87,8 @@ def run(mode, *, torch_python=None):
     keys = columns(mode, bf16=bf16)
     _check_torch(torch_python, torchvision=any(row[0] == "resnet50" for row in s["rows"]))
     weight_decay = config_lib.resolve().train.weight_decay
-    result = {"mode": mode, "settings": s, "machine": measure.machine_info(),
-              "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-              "torch_python": torch_python, "columns": {k: COLUMNS[k][3] for k in keys},
-              "target": TARGET}
+    result = {**result_head(mode, s), "torch_python": torch_python,
+              "columns": {k: COLUMNS[k][3] for k in keys}, "target": TARGET}
     rows = {name: {"model": name, "image_size": size, "batch_size": batch, "steps": steps,
                    **{k: [] for k in keys}} for name, size, batch, steps in s["rows"]}
     for turn in range(s["processes"]):
@@ -139,7 +136,7 @@ def _process(key, *, model, image_size, batch, steps, epochs, weight_decay, torc
 
 def _summary(row, keys):
     """A row's columns: each process's median, their spread, the spread within; the ratios."""
-    from benchmarks.measure import paired_ratio, spread
+    from benchmarks.timing import paired_ratio, spread
 
     out = {k: row[k] for k in ("model", "image_size", "batch_size", "steps")}
     for key in keys:

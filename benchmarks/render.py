@@ -7,12 +7,14 @@ from report.markdown import cell, md_table
 
 
 def _machine_line(result):
+    """The line every table opens with: the `machine` (`benchmarks.machine`), mode and time."""
+    from resnet_keras.backend import OneDNN
+
     m = result["machine"]
     # Results measured before the CPU's features and oneDNN were recorded lack them.
     features = (f" ({', '.join(m['cpu_features']) or 'none of AVX2, AVX512, VNNI, BF16'})"
                 if "cpu_features" in m else "")
-    onednn = (f"; oneDNN {'on' if m['onednn']['on'] else 'off'} ({m['onednn']['reason']})"
-              if "onednn" in m else "")
+    onednn = f"; {OneDNN(**m['onednn']).describe()}" if "onednn" in m else ""
     return (f"Machine `{m['tag']}`: {m['cpu']}{features}, {m['cpu_count']} CPUs"
             + (f", GPUs: {', '.join(m['gpus'])}" if m["gpus"] else ", no GPU")
             + f"; TensorFlow {m['tensorflow']}{onednn}; mode `{result['mode']}`; "
@@ -49,7 +51,7 @@ def _training_table(training):
 
 
 def _differences_section(differences):
-    from benchmarks.measure import RESNET20_DIFFERENCES
+    from benchmarks.resnet20_differences import RESNET20_DIFFERENCES
 
     rows = [[label, _rate(r), f"{r['ratio']:.2f}",
              f"{min(np.divide(r['rounds'], differences['hand-built']['rounds'])):.2f}-"
@@ -69,7 +71,7 @@ def _differences_section(differences):
 
 
 def _sources_section(sources):
-    from benchmarks.measure import SOURCES
+    from benchmarks.sources import SOURCES
 
     rows = []
     for e in sources["sources"]:

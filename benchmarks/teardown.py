@@ -59,13 +59,10 @@ def run(mode, *, baseline=None):
     Raises:
         RuntimeError: a train.py process failed; its log's tail is in the message.
     """
-    import datetime
-
-    from benchmarks import measure
+    from benchmarks.machine import result_head
 
     s = SETTINGS[mode]
-    result = {"mode": mode, "settings": s, "machine": measure.machine_info(),
-              "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    result = result_head(mode, s)
     print("stall at the end of fit ...", flush=True)
     result["stall"] = stall(**s["stall"])
     print("loaders ...", flush=True)
@@ -99,12 +96,13 @@ def stall(*, runs, epochs, steps, batch):
         dict per setting: `stall_seconds` and `epoch_seconds` (lists, one
         item a run), `stall` (their spread), `fit_seconds`.
     """
-    from benchmarks import measure
+    from benchmarks.models import our_training_model
+    from benchmarks.timing import EpochTimer, spread
     from datasets import load_dataset
     from training.loop import fit_inputs
 
     digits = load_dataset("digits")
-    model = measure.our_training_model("resnet20", image_size=32, classes=10)
+    model = our_training_model("resnet20", image_size=32, classes=10)
     train, held_out = fit_inputs(digits, batch_size=batch, label_smoothing=0.0, seed=0,
                                  augment=True)
     model.fit(train, epochs=1, steps_per_epoch=1, verbose=0)  # tracing, outside the turns
@@ -112,7 +110,7 @@ def stall(*, runs, epochs, steps, batch):
            for setting in AUTOTUNE}
     for turn in range(runs):
         for setting in AUTOTUNE[turn % 2:] + AUTOTUNE[:turn % 2]:
-            timer = measure.EpochTimer()
+            timer = EpochTimer()
             start = time.perf_counter()
             model.fit(autotuned(train, setting), epochs=epochs, steps_per_epoch=steps,
                       validation_data=autotuned(held_out, setting), callbacks=[timer],
@@ -123,7 +121,7 @@ def stall(*, runs, epochs, steps, batch):
             entry["epoch_seconds"].append(timer.seconds)
             entry["fit_seconds"].append(done - start)
     for entry in out.values():
-        entry["stall"] = measure.spread(entry["stall_seconds"])
+        entry["stall"] = spread(entry["stall_seconds"])
     return out
 
 
@@ -135,24 +133,25 @@ def loaders(*, num_train, jpegs, jpeg_size, image_size, batch, jpeg_batch, passe
         (images/s) and `later_passes` (spread); for tfds also `read_seconds`
         per setting, its splits read once at load.
     """
-    from benchmarks import measure
+    from benchmarks.pipeline import write_jpeg_folder
+    from benchmarks.sources import SOURCES, write_source
     from datasets import load_dataset
 
     rows = []
     with tempfile.TemporaryDirectory() as root:
         jpeg_root = os.path.join(root, "jpegs")
-        measure.write_jpeg_folder(jpeg_root, classes=4, per_class=jpegs // 4, size=jpeg_size)
+        write_jpeg_folder(jpeg_root, classes=4, per_class=jpegs // 4, size=jpeg_size)
         print("  folder of JPEGs", flush=True)
         rows.append({"source": f"folder of {jpeg_size[0]}x{jpeg_size[1]} JPEGs, "
                                f"{image_size}x{image_size} crops",
                      **_stream_in_turns(load_dataset("folder", data_dir=jpeg_root,
                                                      image_size=image_size),
                                         batch=jpeg_batch, passes=passes, blocks=blocks)})
-        for source, words in measure.SOURCES.items():
+        for source, words in SOURCES.items():
             print(f"  {source}", flush=True)
             folder = os.path.join(root, source)
-            arguments = measure.write_source(source, folder, num_train=num_train,
-                                             num_test=max(10, num_train // 60))
+            arguments = write_source(source, folder, num_train=num_train,
+                                     num_test=max(10, num_train // 60))
             rows.append({"source": words, **_stream_in_turns(
                 load_dataset(arguments.pop("name"), **arguments), batch=batch,
                 passes=passes, blocks=blocks)})
@@ -169,7 +168,7 @@ def loaders(*, num_train, jpegs, jpeg_size, image_size, batch, jpeg_batch, passe
 
 
 def _stream_in_turns(dataset, *, batch, passes, blocks):
-    """`measure.loader_throughput`'s stream for each setting, in blocks taken in turns.
+    """`benchmarks.pipeline.loader_throughput`'s stream for each setting, in blocks taken in turns.
 
     A block is one iterator of the setting: its first pass (a folder's files
     decoded), then `passes` more; the iterator is gone before the other
@@ -181,7 +180,7 @@ def _stream_in_turns(dataset, *, batch, passes, blocks):
         dict: `images` a pass, and per setting `first_pass` (images/s, the
         median over blocks) and `later_passes` (spread).
     """
-    from benchmarks import measure
+    from benchmarks.timing import spread
 
     steps = dataset.num_train // batch
     rates = {setting: {"first": [], "later": []} for setting in AUTOTUNE}
@@ -198,7 +197,7 @@ def _stream_in_turns(dataset, *, batch, passes, blocks):
             del stream
     return {"images": steps * batch,
             **{setting: {"first_pass": float(np.median(r["first"])),
-                         "later_passes": measure.spread(r["later"])}
+                         "later_passes": spread(r["later"])}
                for setting, r in rates.items()}}
 
 
