@@ -37,3 +37,15 @@ def test_every_rendered_section_is_where_its_file_holds_it():
     for section, path in update_readme.SECTIONS.items():
         text = (ROOT / path).read_text()
         assert f"<!-- {section}:begin -->" in text and f"<!-- {section}:end -->" in text
+
+
+def test_the_model_table_renders_the_rows_of_resnet_keras_summary():
+    from resnet_keras.summary import summary_rows
+    row = {"name": "resnet20", "variant": "B", "input_shape": [32, 32, 3], "params": 274042,
+           "trainable_params": 272474, "macs": 40_813_184, "depth": 20}
+    table = update_readme.models_section([row]).splitlines()
+    assert table[-1] == "| resnet20 | B | 32x32 | 274,042 | 272,474 | 0.041 G | 20 |"
+    # The committed page holds what the rows of the model family render today.
+    page = (ROOT / update_readme.SECTIONS["models"]).read_text()
+    for line in update_readme.models_section(summary_rows(["resnet20"])).splitlines()[2:]:
+        assert line in page

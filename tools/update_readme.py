@@ -36,7 +36,7 @@ def committed(name):
 
 
 def models_section(rows) -> str:
-    """The model table from `resnet_keras.__main__.summary_rows` (or its `--json`)."""
+    """The model table from the rows of `resnet_keras.summary.summary_rows` (or `--json`'s)."""
     from report.markdown import cell, md_table
 
     return md_table(
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--as", dest="name", default="default_run", choices=list(RUNS),
                         help="which committed run it becomes (default %(default)s)")
     args = parser.parse_args(argv)
-    from resnet_keras.__main__ import summary_rows
+    from resnet_keras.summary import summary_rows
 
     if args.run:
         run, target = RunDir(args.run), committed(args.name)
