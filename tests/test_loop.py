@@ -1,8 +1,9 @@
-"""Tests for training/loop.py: the train stage, its checkpoints, resume, NaN guard, head phase.
+"""Tests for training/loop.py and its callbacks (training/callbacks.py, training/history.py).
 
-The stage runs through train.py on digits with a few steps; the units
-(history rows, the head phase's skip) in this process. A canary pins the
-private tf_keras internals `NaNSafeBackupAndRestore` overrides.
+The train stage, its checkpoints, resume, NaN guard and head phase run through
+train.py on digits with a few steps; the units (history rows, the head phase's
+skip) in this process. A canary pins the private tf_keras internals
+`NaNSafeBackupAndRestore` overrides.
 """
 
 import csv
@@ -139,12 +140,12 @@ def test_default_training_reaches_97_percent_on_digits(tmp_path):
 # ---- history, head phase ----
 
 def test_a_resumed_run_drops_the_rows_of_epochs_it_trains_again(tmp_path):
-    from training.loop import _keep_history_before
+    from training.history import keep_rows_before
     history = tmp_path / "history.csv"
     history.write_text("epoch,accuracy,loss\n0,0.5,1.0\n1,0.6,0.9\n2,0.7,0.8\n")
-    _keep_history_before(str(history), 2)  # the backup is from inside epoch 2 (0-based)
+    keep_rows_before(str(history), 2)  # the backup is from inside epoch 2 (0-based)
     assert history.read_text() == "epoch,accuracy,loss\n0,0.5,1.0\n1,0.6,0.9\n"
-    _keep_history_before(str(history), 0)  # no backup: the run starts over
+    keep_rows_before(str(history), 0)  # no backup: the run starts over
     assert history.read_text() == "epoch,accuracy,loss\n"
 
 
@@ -177,7 +178,7 @@ def test_a_truncated_head_model_is_named_not_opened(tmp_path):
 
 # ---- the tf_keras internals NaNSafeBackupAndRestore relies on ----
 
-# NaNSafeBackupAndRestore (training/loop.py) overrides private members of tf_keras's
+# NaNSafeBackupAndRestore (training/callbacks.py) overrides private members of tf_keras's
 # BackupAndRestore; this canary fails on another tf_keras than the one they were
 # checked against, or when one of them changes meaning.
 CHECKED_TF_KERAS = "2.21."
@@ -241,7 +242,7 @@ def test_the_tf_keras_backup_internals_are_as_checked(tmp_path):
     base = keras.callbacks.BackupAndRestore
     assert tf_keras.__version__.startswith(CHECKED_TF_KERAS), (
         f"tf_keras {tf_keras.__version__} is installed; NaNSafeBackupAndRestore "
-        f"(training/loop.py) was checked against tf_keras {CHECKED_TF_KERAS}x only. Re-check "
+        f"(training/callbacks.py) was checked against tf_keras {CHECKED_TF_KERAS}x only. Re-check "
         f"in tf_keras/src/callbacks.py that BackupAndRestore._backup(epoch, batch=0) still "
         f"writes the checkpoint at the position on_epoch_begin and on_train_batch_begin "
         f"recorded, that _batches_count still counts the batches since the last backup (reset "

@@ -15,7 +15,7 @@ import re
 import shutil
 
 from resnet_keras.backend import cpu_flags, keras, tf
-from rundir import cluster
+from rundir import cluster, model_files
 
 # What a multi-worker job waits for a lost worker, in seconds. TensorFlow 2.21's
 # MultiWorkerMirroredStrategy starts the coordination service (xla/tsl
@@ -163,6 +163,17 @@ def remove_worker_path(path, strategy) -> None:
     written = worker_path(path, strategy)
     if written != os.fspath(path):
         shutil.rmtree(os.path.dirname(written), ignore_errors=True)
+
+
+def save_on_every_worker(model, path, *, strategy):
+    """`rundir.model_files.save_model` on every worker of `strategy`; only the chief's file is kept.
+
+    The others must save too: the save reads variables whose value is a
+    collective over all workers (`worker_path`).
+    """
+    written = worker_path(path, strategy)
+    model_files.save_model(model, written)
+    remove_worker_path(path, strategy)
 
 
 def means_a_lost_worker(error, strategy) -> bool:

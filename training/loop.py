@@ -6,22 +6,37 @@ schedule. A killed run resumes from its last backup, mid-epoch included.
 Fine-tuning pretrained weights (`model.weights`) may first train only the new
 top on the frozen backbone (`train.head_epochs`). In a multi-worker job every
 worker trains and only the chief keeps the run's files (`training.distribute`).
+
+`train` comes first, then the steps it takes in order; last, what every
+training loop shares (QAT fine-tuning, the degradation experiment): the model,
+its compilation on a `TrainingPlan`, its input pipelines. The callbacks that
+guard, back up, checkpoint and time `fit` are `training.callbacks`.
 """
 
 import contextlib
-import csv
 import dataclasses
 import logging
 import os
-import shutil
 import time
-
-import numpy as np
 
 from resnet_keras.backend import ONEDNN, keras, tf
 from resnet_keras.models import build_model
-from rundir import model_files, replacing
+from rundir import model_files
 from training import distribute, pretrained
+
+# Code written before training.callbacks and training.history imports `NaNGuard`,
+# `StageProgress`, `best_before` and `current_learning_rate` from here
+# (quantization/finetune.py, the degradation experiment, tests/test_reliability.py);
+# new code imports them from there.
+from training.callbacks import (
+    EpochEndBackup,
+    NaNGuard,
+    NaNSafeBackupAndRestore,
+    RunCheckpoints,
+    StageProgress,
+    current_learning_rate,  # noqa: F401
+)
+from training.history import best_before, plot_training_curve  # noqa: F401
 from training.plan import TrainingPlan
 
 logger = logging.getLogger(__name__)
@@ -31,270 +46,307 @@ class TrainingDiverged(RuntimeError):
     """The loss or a variable became NaN or infinite."""
 
 
-def _finite(logs) -> bool:
-    return logs is not None and np.isfinite(logs.get("loss", 0.0))
-
-
-class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss or variable and remembers where.
-
-    The loss is checked every step; the variables at every epoch's end and
-    whenever a checkpoint asks (`weights_finite`). A finite loss does not
-    prove finite weights: at a huge rate the BatchNorm moving variances
-    overflow while the loss, computed with batch statistics, stays finite.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.diverged_at = None
-        self.reason = None
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def _stop(self, batch, reason):
-        if self.diverged_at is None:
-            self.diverged_at = (self._epoch + 1, batch + 1)
-            self.reason = reason
-        self.model.stop_training = True
-
-    def on_train_batch_end(self, batch, logs=None):
-        if not _finite(logs):
-            self._stop(batch, f"the loss became {(logs or {}).get('loss')}")
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.weights_finite(batch=((self.params or {}).get("steps") or 1) - 1)
-
-    def weights_finite(self, *, batch) -> bool:
-        """Whether training is sound so far; checks every variable of the model and optimizer."""
-        if self.diverged_at is None:
-            bad = model_files.non_finite_variables(self.model)
-            if bad:
-                self._stop(batch, f"{len(bad)} variable(s) became NaN or inf (first: {bad[0]})")
-        return self.diverged_at is None
-
-
-class NaNSafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` that backs up only sound weights, and an epoch only once it is logged.
-
-    Mid-epoch backups come every `save_freq` steps, checked by `guard`. The
-    backup of an epoch's end is left to `back_up_epoch`, which `EpochEndBackup`
-    calls after the epoch's history row and `last.keras` are written: a kill
-    before it resumes inside that epoch and writes its row again, once.
-
-    It also says where a resumed run picks up, so a log shows what was kept:
-    the restored optimizer's iteration count is the position in the plan. The
-    epochs the run will train again lose their rows in `history`, so a kill
-    between a row and the next backup does not leave that epoch twice.
+def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
+    """Trains the job's model on `dataset`, resuming from the run's backup if any.
 
     Args:
-        backup_dir: str, the backup folder.
-        guard: the run's `NaNGuard`.
-        steps_per_epoch: int, to turn the iteration count into epoch and step.
-        history: str, the CSV file `keras.callbacks.CSVLogger` appends to; this
-            callback must come before the logger. None on a worker that keeps
-            no history (not the chief of a multi-worker job).
-        **kwargs: as `keras.callbacks.BackupAndRestore` (`save_freq` an int).
+        run: the `rundir.RunDir` (its folder created by the caller).
+        dataset: a `datasets.Dataset`.
+        model_cfg: the job's `model` section (`job.config.ModelConfig`).
+        train_cfg: the job's `train` section (`job.config.TrainConfig`).
+        augment: bool, the job's `data.augment`.
 
-    It relies on three private members of tf_keras's `BackupAndRestore`
-    (tf_keras/src/callbacks.py), checked against tf_keras 2.21.0:
-    `_backup(epoch, batch=0)` writes the checkpoint, whose resume position is
-    the epoch and batch that `on_epoch_begin` and `on_train_batch_begin` last
-    recorded (so a backup after an epoch's last batch resumes at the next
-    epoch); `_batches_count` counts the batches since the last backup, the
-    base's `on_train_batch_end` resetting it to 0 before each `_backup`; and
-    `_current_epoch` is the epoch `on_epoch_begin` saw.
-    `test_the_tf_keras_backup_internals_are_as_checked` (tests/test_loop.py)
-    fails on another tf_keras version or when one of them changes.
+    Returns:
+        dict written as `train_result.json`: test top-1/top-5, loss, epochs,
+        steps; `seconds` in `fit`, of which `train_seconds` trained and
+        `held_out_seconds` evaluated the held-out split every epoch (the
+        rest: the saves at each epoch's end, `fit`'s start and end); training
+        images per second over `train_seconds`; the pretrained weights
+        loaded, the variant, whether the top was replaced (see
+        `training.pretrained.record`), and the head phase's epochs, rate and
+        seconds. A worker that is not the chief of its multi-worker job
+        writes no file and returns None for the test metrics.
+
+    Raises:
+        ValueError: the batch does not fit the training set, or the pretrained
+            weights do not fit the model.
+        FileNotFoundError: the pretrained weights file does not exist.
+        TrainingDiverged: the loss or a variable became NaN or inf; the last
+            good checkpoint is kept.
+        training.distribute.WorkerLost: a worker of the multi-worker job was
+            lost; every worker resumes from the last backup.
+        OSError: a checkpoint could not be written; the previous one is kept.
     """
-
-    def __init__(self, backup_dir, *, guard, steps_per_epoch, history, **kwargs):
-        super().__init__(backup_dir, **kwargs)
-        self.guard = guard
-        self.steps_per_epoch = steps_per_epoch
-        self.history = history
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        iteration = int(self.model.optimizer.iterations.numpy())
-        epoch, step = divmod(iteration, self.steps_per_epoch)
-        if iteration:
-            logger.info("  resumed from %s: epoch %d, step %d, optimizer iteration %d",
-                        self.backup_dir, epoch + 1, step + 1, iteration)
-        if self.history:
-            _keep_history_before(self.history, epoch)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._batches_count += 1
-        if (self._batches_count >= self.save_freq and batch + 1 < self.steps_per_epoch
-                and self.guard.weights_finite(batch=batch)):
-            self._batches_count = 0
-            self._backup(epoch=self._current_epoch, batch=batch)
-
-    def on_epoch_end(self, epoch, logs=None):
-        pass  # `back_up_epoch`, later in the callback list
-
-    def back_up_epoch(self, epoch):
-        """Backs up the finished `epoch`, unless training diverged."""
-        if self.guard.diverged_at is None:
-            self._batches_count = 0
-            self._backup(epoch=epoch, batch=self.steps_per_epoch - 1)
-
-    def _backup(self, epoch, batch=0):
-        try:
-            super()._backup(epoch, batch)
-        except tf.errors.OpError as e:
-            # A collective the save needs aborted by a lost worker is no disk error.
-            if distribute.means_a_lost_worker(e, self.model.distribute_strategy):
-                raise
-            raise OSError(f"Could not write the backup in {self.backup_dir}: {e.message}; "
-                          f"the previous backup is kept.") from None
-
-
-class EpochEndBackup(keras.callbacks.Callback):
-    """Calls `NaNSafeBackupAndRestore.back_up_epoch`; it goes last in the callback list."""
-
-    def __init__(self, backup):
-        super().__init__()
-        self.backup = backup
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.backup.back_up_epoch(epoch)
+    tf.keras.utils.set_random_seed(train_cfg.seed)
+    setup = _Setup.decide(train_cfg, dataset)
+    setup.log(model_cfg, dataset)
+    model, weights = _built_model(model_cfg, train_cfg, dataset, setup)
+    inputs = fit_inputs(dataset, batch_size=setup.plan.global_batch,
+                        label_smoothing=train_cfg.label_smoothing, seed=train_cfg.seed,
+                        augment=augment, val=True)
+    head_seconds = 0.0
+    if setup.head_plan:
+        head_seconds = train_head(model, train_cfg=train_cfg, run=run, dataset=dataset,
+                                  plan=setup.head_plan, strategy=setup.strategy, inputs=inputs,
+                                  jit_compile=setup.jit)
+    history, seconds, progress = _fit(model, run, dataset, setup=setup, train_cfg=train_cfg,
+                                      inputs=inputs)
+    chief = distribute.writes_run_files(setup.strategy)
+    if chief and distribute.is_multi_worker(setup.strategy):
+        logger.info("  the other workers are done and exit (any later stage runs on the chief "
+                    "alone); TensorFlow logs them as unhealthy once their heartbeats stop: "
+                    "expected")
+    if chief and os.path.exists(run.history):
+        plot_training_curve(run.history, run.training_curve)
+    # The chief alone evaluates: the others keep no last.keras, and their weights are the same.
+    metrics = (_test_metrics_of_last_model(run, dataset, setup=setup, train_cfg=train_cfg)
+               if chief else {})
+    result = {
+        "model": model_cfg.name,
+        "dataset": dataset.name,
+        "test_top1": float(metrics["accuracy"]) if metrics else None,
+        "test_top5": float(metrics["top5"]) if "top5" in metrics else None,
+        "test_loss": float(metrics["loss"]) if metrics else None,
+        **setup.plan_record(),
+        "seconds": round(seconds, 2),
+        "train_seconds": round(sum(progress.train_seconds), 2),
+        "held_out_seconds": round(sum(progress.held_out_seconds), 2),
+        "images_per_second": _images_per_second(history, setup.plan,
+                                                sum(progress.train_seconds)),
+        **pretrained.record(weights, variant=model_cfg.variant),
+        "head_epochs": setup.head_plan.epochs if setup.head_plan else 0,
+        "head_learning_rate": setup.head_plan.learning_rate if setup.head_plan else None,
+        "head_seconds": round(head_seconds, 2),
+    }
+    if chief:
+        run.write_json(run.train_result, result)
+    return result
 
 
-def _history_rows(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.reader(f))
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+    """What `train` decides before it builds anything: precision, strategy, plans, XLA."""
+
+    precision: distribute.Precision
+    strategy: tf.distribute.Strategy
+    plan: TrainingPlan
+    head_plan: TrainingPlan | None
+    jit: bool
+
+    @classmethod
+    def decide(cls, train_cfg, dataset):
+        precision = distribute.choose_precision(train_cfg.mixed_precision)
+        strategy = distribute.strategy_for(train_cfg)
+        replicas = strategy.num_replicas_in_sync
+        return cls(precision=precision, strategy=strategy,
+                   plan=TrainingPlan.for_training(train_cfg, dataset, replicas=replicas),
+                   head_plan=TrainingPlan.for_head(train_cfg, dataset, replicas=replicas),
+                   jit=distribute.resolve_switch(train_cfg.xla))
+
+    def log(self, model_cfg, dataset):
+        plan = self.plan
+        logger.info("  %s on %s: %d train / %d %s images, %d replica(s) (%s), global batch %d, "
+                    "lr %g, %d epochs x %d steps, precision %s (%s), %s, XLA %s", model_cfg.name,
+                    dataset.name, dataset.num_train, dataset.num_val or dataset.num_test,
+                    _held_out(dataset), plan.replicas, distribute.strategy_name(self.strategy),
+                    plan.global_batch, plan.learning_rate, plan.epochs, plan.steps_per_epoch,
+                    self.precision.policy, self.precision.reason, ONEDNN.describe(),
+                    "on" if self.jit else "off")
+
+    def plan_record(self):
+        """The plan, precision and oneDNN fields of `train_result.json`."""
+        plan = self.plan
+        return {"epochs": plan.epochs, "steps_per_epoch": plan.steps_per_epoch,
+                "global_batch": plan.global_batch, "replicas": plan.replicas,
+                "learning_rate": plan.learning_rate, "precision": self.precision.to_dict(),
+                "onednn": ONEDNN.to_dict()}
 
 
-def _keep_history_before(path, epoch):
-    """Drops the rows of `epoch` and later from the history CSV, atomically."""
-    rows = _history_rows(path)
-    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epoch]
-    if len(kept) == len(rows):
-        return
-    with replacing(path) as partial, open(partial, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
+def _built_model(model_cfg, train_cfg, dataset, setup):
+    """`training_model` under the run's strategy and precision; logs the weights loaded."""
+    with setup.strategy.scope():
+        model, weights = training_model(model_cfg, weight_decay=train_cfg.weight_decay,
+                                        num_classes=dataset.num_classes,
+                                        image_shape=dataset.image_shape,
+                                        policy=setup.precision.policy)
+    if weights:
+        logger.info("  %s", weights.describe())
+    return model, weights
 
 
-def best_before(path, epoch, key="val_accuracy"):
-    """The best `key` in the history CSV over the epochs before `epoch`; -1 without any."""
-    rows = _history_rows(path)
-    if not rows or key not in rows[0]:
-        return -1.0
-    column = rows[0].index(key)
-    return max((float(row[column]) for row in rows[1:] if row and int(row[0]) < epoch),
-               default=-1.0)
+def train_head(model, *, train_cfg, run, dataset, plan, strategy, inputs, jit_compile):
+    """Fine-tuning's head phase: trains only the new top, then saves `run.head_model`.
 
-
-class RunCheckpoints(keras.callbacks.Callback):
-    """Saves the last model every epoch and, given a validation split, the best one.
-
-    The best model is chosen on validation top-1 only: choosing it on the test
-    split would make its test accuracy an optimistic estimate. The best so far
-    is read from the history, so it survives a restart. Skips epochs after a
-    divergence (`guard`), so both files always hold usable weights. In a
-    multi-worker job every worker saves and only the chief's files are kept
-    (`save_on_every_worker`).
-    """
-
-    def __init__(self, run, *, guard, keep_best):
-        super().__init__()
-        self.run = run
-        self.guard = guard
-        self.keep_best = keep_best
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.guard.diverged_at is not None or not _finite(logs):
-            return
-        strategy = self.model.distribute_strategy
-        save_on_every_worker(self.model, self.run.last_model, strategy=strategy)
-        if not distribute.writes_run_files(strategy):
-            return
-        accuracy = logs.get("val_accuracy", -1.0)
-        if self.keep_best and accuracy > best_before(self.run.history, epoch):
-            # The same model as last.keras: copied, not serialized (and made float32) again.
-            with replacing(self.run.best_model) as partial:
-                shutil.copyfile(self.run.last_model, partial)
-
-
-def save_on_every_worker(model, path, *, strategy):
-    """`rundir.model_files.save_model` on every worker of `strategy`; only the chief's file is kept.
-
-    The others must save too: the save reads variables whose value is a
-    collective over all workers (`training.distribute.worker_path`).
-    """
-    written = distribute.worker_path(path, strategy)
-    model_files.save_model(model, written)
-    distribute.remove_worker_path(path, strategy)
-
-
-class StageProgress(keras.callbacks.Callback):
-    """One line per epoch with its times, for logs that are not a terminal; keeps the times.
-
-    An epoch's training time runs from its start to the start of its
-    evaluation on the held-out split (`fit` has waited for the last step by
-    then), a mid-epoch backup (`train.save_every_steps`) included; what
-    follows (the evaluation, then the saves at the epoch's end) is not
-    training. Without an evaluation the training time ends at this callback's
-    `on_epoch_end`.
+    A run that already has `run.head_model` loads it and skips the phase, so a
+    resumed run never trains the head twice; a phase killed midway starts
+    over (it is short, and has no backup of its own).
 
     Args:
-        total_epochs: int.
-        held_out: str, what `fit`'s validation data is: "val" or "test".
-        label: str, what the line counts, e.g. "head epoch" for fine-tuning's head phase.
+        model: the built, uncompiled model with its pretrained weights.
+        train_cfg: the job's `train` section.
+        run: the `rundir.RunDir`.
+        dataset: a `datasets.Dataset`.
+        plan: the head phase's `TrainingPlan` (`TrainingPlan.for_head`).
+        strategy: the `tf.distribute` strategy the model was built under.
+        inputs: (training, held-out) pipelines from `fit_inputs`.
+        jit_compile: bool.
 
-    Attributes:
-        train_seconds: list of float, each epoch's training time.
-        held_out_seconds: list of float, each epoch's evaluation time.
+    Returns:
+        float, seconds spent training the head (0 when skipped).
+
+    Raises:
+        TrainingDiverged: the loss or a weight became NaN or inf; nothing is saved.
+        ValueError: `run.head_model` is truncated, corrupt or unsafe (`rundir.model_files`).
+        training.distribute.WorkerLost: a worker of the multi-worker job was lost.
     """
-
-    def __init__(self, total_epochs, *, held_out="test", label="epoch"):
-        super().__init__()
-        self.total_epochs = total_epochs
-        self.held_out = held_out
-        self.label = label
-        self.start = time.time()
-        self.train_seconds = []
-        self.held_out_seconds = []
-        self._epoch_start = None
-        self._held_out = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.perf_counter()
-        self._held_out = []
-
-    def on_test_begin(self, logs=None):
-        if self._epoch_start is not None:  # `fit`'s evaluation, not a later `evaluate`
-            self._held_out = [time.perf_counter()]
-
-    def on_test_end(self, logs=None):
-        if self._held_out:
-            self._held_out.append(time.perf_counter())
-
-    def on_epoch_end(self, epoch, logs=None):
-        start, end = self._held_out if len(self._held_out) == 2 else (time.perf_counter(),) * 2
-        self.train_seconds.append(start - self._epoch_start)
-        self.held_out_seconds.append(end - start)
-        self._epoch_start = None
-        logs = logs or {}
-        logger.info("  %s %d/%d  loss %.4f  top-1 %.4f  %s top-1 %.4f  lr %.4g  "
-                    "[train %.1f s, %s %.1f s; %.0f s]", self.label, epoch + 1,
-                    self.total_epochs, logs.get("loss", float("nan")),
-                    logs.get("accuracy", float("nan")), self.held_out,
-                    logs.get("val_accuracy", float("nan")),
-                    current_learning_rate(self.model.optimizer), self.train_seconds[-1],
-                    self.held_out, self.held_out_seconds[-1], time.time() - self.start)
+    if os.path.exists(run.head_model):
+        # Through the one safe loader: a truncated or unsafe file is named, not opened.
+        model.set_weights(model_files.load_model(run.head_model, compile=False).get_weights())
+        logger.info("  head phase already done (%s loaded), skipped",
+                    run.relative(run.head_model))
+        return 0.0
+    logger.info("  head phase: only %s trains, the backbone frozen; %s", pretrained.TOP,
+                plan.describe())
+    train_ds, held_out_ds = inputs
+    guard = NaNGuard()
+    start = time.time()
+    lost = distribute.stops_when_a_worker_is_lost(strategy, resume=run.root)
+    with frozen_backbone(model), lost:
+        with strategy.scope():
+            compile_for_plan(model, train_cfg, num_classes=dataset.num_classes, plan=plan,
+                             jit_compile=jit_compile)
+        model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                  validation_data=held_out_ds,
+                  callbacks=[guard, StageProgress(plan.epochs, held_out=_held_out(dataset),
+                                                  label="head epoch")],
+                  verbose=train_cfg.verbose if train_cfg.verbose != 2 else 0)
+        if not guard.weights_finite(batch=plan.steps_per_epoch - 1):
+            epoch, step = guard.diverged_at
+            raise TrainingDiverged(
+                f"Training diverged in the head phase at epoch {epoch}, step {step}: "
+                f"{guard.reason}; training stopped, nothing saved. Lower "
+                f"--train.head_learning_rate (now {plan.learning_rate:g} for the global batch).")
+        distribute.save_on_every_worker(model, run.head_model, strategy=strategy)
+    return time.time() - start
 
 
-def current_learning_rate(optimizer) -> float:
-    lr = optimizer.learning_rate
-    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-        return float(lr(optimizer.iterations))
-    return float(keras.backend.get_value(lr))
+@contextlib.contextmanager
+def frozen_backbone(model):
+    """Freezes every layer but `predictions` for the block, then restores the flags.
+
+    In tf_keras a BatchNormalization with `trainable=False` runs in inference
+    mode, so the backbone's moving statistics stay those of the pretrained
+    weights too, as the Keras transfer-learning guide requires. Compile inside
+    the block: a change of `trainable` takes effect at `compile`.
+    """
+    flags = {layer.name: layer.trainable for layer in model.layers}
+    for layer in model.layers:
+        layer.trainable = layer.name == pretrained.TOP
+    try:
+        yield model
+    finally:
+        for layer in model.layers:
+            layer.trainable = flags[layer.name]
+
+
+def _fit(model, run, dataset, *, setup, train_cfg, inputs):
+    """Compiles on the plan and fits with the run's callbacks.
+
+    Returns:
+        (history, seconds in `fit`, the `StageProgress` that timed its epochs).
+
+    Raises:
+        TrainingDiverged: the NaN guard stopped training.
+        training.distribute.WorkerLost: a worker of the multi-worker job was lost.
+    """
+    plan = setup.plan
+    with setup.strategy.scope():
+        compile_for_plan(model, train_cfg, num_classes=dataset.num_classes, plan=plan,
+                         jit_compile=setup.jit)
+    guard = NaNGuard()
+    # The history is the chief's; every worker backs up, saves and logs to TensorBoard,
+    # the others into scratch folders that tf_keras and `worker_path` remove.
+    chief = distribute.writes_run_files(setup.strategy)
+    backup = NaNSafeBackupAndRestore(run.backup, guard=guard,
+                                     steps_per_epoch=plan.steps_per_epoch,
+                                     history=run.history if chief else None,
+                                     save_freq=train_cfg.save_every_steps,
+                                     delete_checkpoint=False)
+    progress = StageProgress(plan.epochs, held_out=_held_out(dataset))
+    callbacks = [
+        guard,
+        backup,
+        *([keras.callbacks.CSVLogger(run.history, append=True)] if chief else []),
+        keras.callbacks.TensorBoard(run.logs, profile_batch=0),
+        RunCheckpoints(run, guard=guard, keep_best=bool(dataset.num_val)),
+        progress,
+        EpochEndBackup(backup),
+    ]
+    train_ds, held_out_ds = inputs
+    start = time.time()
+    with distribute.stops_when_a_worker_is_lost(setup.strategy, resume=run.root):
+        history = model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                            validation_data=held_out_ds, callbacks=callbacks,
+                            verbose=train_cfg.verbose if train_cfg.verbose != 2 else 0)
+    seconds = time.time() - start
+    if guard.diverged_at:
+        raise _diverged(guard, run, train_cfg)
+    if not history.history.get("loss"):
+        logger.info("  training was already complete (%s); evaluating %s", run.relative(
+            run.backup), run.relative(run.last_model))
+    return history, seconds, progress
+
+
+def _diverged(guard, run, train_cfg):
+    """The `TrainingDiverged` that says where, why, what was kept and what to change."""
+    epoch, step = guard.diverged_at
+    kept = ("The last good weights are in " + (f"{run.last_model} and " if os.path.exists(
+        run.last_model) else "") + f"{run.backup}."
+            # BackupAndRestore keeps its checkpoint in a subfolder ("chief").
+            if tf.io.gfile.glob(os.path.join(run.backup, "*", "checkpoint"))
+            else "No checkpoint had been saved yet.")
+    return TrainingDiverged(
+        f"Training diverged at epoch {epoch}, step {step}: {guard.reason}; training "
+        f"stopped. {kept} Lower the learning rate (--train.learning_rate, now "
+        f"{train_cfg.learning_rate}) or add warmup (--train.warmup_epochs 1).")
+
+
+def _test_metrics_of_last_model(run, dataset, *, setup, train_cfg):
+    """`last.keras` re-evaluated on the test split: what the later stages start from."""
+    last = model_files.load_model(run.last_model)
+    compile_model(last, optimizer="sgd", num_classes=dataset.num_classes,
+                  label_smoothing=train_cfg.label_smoothing, jit_compile=False)
+    _, test_ds = fit_inputs(dataset, batch_size=setup.plan.global_batch,
+                            label_smoothing=train_cfg.label_smoothing, seed=train_cfg.seed,
+                            augment=False)
+    return last.evaluate(test_ds, verbose=0, return_dict=True)
+
+
+def _images_per_second(history, plan, seconds):
+    """Training throughput of this invocation over its training `seconds`; None without a step."""
+    steps_run = len(history.history.get("loss", [])) * plan.steps_per_epoch
+    return round(steps_run * plan.global_batch / seconds, 1) if steps_run else None
+
+
+def _held_out(dataset):
+    """What `fit`'s validation data is, in words for the progress lines."""
+    return "val" if dataset.num_val else "test"
+
+
+# ---- what every training loop shares: its inputs, model and compilation ----
+
+def fit_inputs(dataset, *, batch_size, label_smoothing, seed, augment, val=False):
+    """Training and evaluation tf.data pipelines, one-hot labels for label smoothing.
+
+    With `val` and a dataset that has a validation split, the evaluation
+    pipeline is that split; otherwise it is the test split.
+    """
+    train = dataset.train(batch_size, shuffle=True, augment=augment, seed=seed, repeat=True)
+    held_out = dataset.val(batch_size) if val and dataset.num_val else dataset.test(batch_size)
+    if label_smoothing:
+        one_hot = lambda x, y: (x, tf.one_hot(y, dataset.num_classes))
+        train, held_out = train.map(one_hot), held_out.map(one_hot)
+    return train, held_out
 
 
 def training_model(model_cfg, *, weight_decay, num_classes, image_shape, policy="float32"):
@@ -383,330 +435,3 @@ def compiled_training_model(model_cfg, train_cfg, *, dataset, plan, jit_compile,
     compile_for_plan(model, train_cfg, num_classes=dataset.num_classes, plan=plan,
                      jit_compile=jit_compile)
     return model
-
-
-@contextlib.contextmanager
-def frozen_backbone(model):
-    """Freezes every layer but `predictions` for the block, then restores the flags.
-
-    In tf_keras a BatchNormalization with `trainable=False` runs in inference
-    mode, so the backbone's moving statistics stay those of the pretrained
-    weights too, as the Keras transfer-learning guide requires. Compile inside
-    the block: a change of `trainable` takes effect at `compile`.
-    """
-    flags = {layer.name: layer.trainable for layer in model.layers}
-    for layer in model.layers:
-        layer.trainable = layer.name == pretrained.TOP
-    try:
-        yield model
-    finally:
-        for layer in model.layers:
-            layer.trainable = flags[layer.name]
-
-
-def train_head(model, *, train_cfg, run, dataset, plan, strategy, inputs, jit_compile):
-    """Fine-tuning's head phase: trains only the new top, then saves `run.head_model`.
-
-    A run that already has `run.head_model` loads it and skips the phase, so a
-    resumed run never trains the head twice; a phase killed midway starts
-    over (it is short, and has no backup of its own).
-
-    Args:
-        model: the built, uncompiled model with its pretrained weights.
-        train_cfg: the job's `train` section.
-        run: the `rundir.RunDir`.
-        dataset: a `datasets.Dataset`.
-        plan: the head phase's `TrainingPlan` (`TrainingPlan.for_head`).
-        strategy: the `tf.distribute` strategy the model was built under.
-        inputs: (training, held-out) pipelines from `fit_inputs`.
-        jit_compile: bool.
-
-    Returns:
-        float, seconds spent training the head (0 when skipped).
-
-    Raises:
-        TrainingDiverged: the loss or a weight became NaN or inf; nothing is saved.
-        ValueError: `run.head_model` is truncated, corrupt or unsafe (`rundir.model_files`).
-        training.distribute.WorkerLost: a worker of the multi-worker job was lost.
-    """
-    if os.path.exists(run.head_model):
-        # Through the one safe loader: a truncated or unsafe file is named, not opened.
-        model.set_weights(model_files.load_model(run.head_model, compile=False).get_weights())
-        logger.info("  head phase already done (%s loaded), skipped",
-                    run.relative(run.head_model))
-        return 0.0
-    logger.info("  head phase: only %s trains, the backbone frozen; %s", pretrained.TOP,
-                plan.describe())
-    train_ds, held_out_ds = inputs
-    guard = NaNGuard()
-    start = time.time()
-    lost = distribute.stops_when_a_worker_is_lost(strategy, resume=run.root)
-    with frozen_backbone(model), lost:
-        with strategy.scope():
-            compile_for_plan(model, train_cfg, num_classes=dataset.num_classes, plan=plan,
-                             jit_compile=jit_compile)
-        model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
-                  validation_data=held_out_ds,
-                  callbacks=[guard, StageProgress(plan.epochs, held_out=_held_out(dataset),
-                                                  label="head epoch")],
-                  verbose=train_cfg.verbose if train_cfg.verbose != 2 else 0)
-        if not guard.weights_finite(batch=plan.steps_per_epoch - 1):
-            epoch, step = guard.diverged_at
-            raise TrainingDiverged(
-                f"Training diverged in the head phase at epoch {epoch}, step {step}: "
-                f"{guard.reason}; training stopped, nothing saved. Lower "
-                f"--train.head_learning_rate (now {plan.learning_rate:g} for the global batch).")
-        save_on_every_worker(model, run.head_model, strategy=strategy)
-    return time.time() - start
-
-
-def _held_out(dataset):
-    """What `fit`'s validation data is, in words for the progress lines."""
-    return "val" if dataset.num_val else "test"
-
-
-def fit_inputs(dataset, *, batch_size, label_smoothing, seed, augment, val=False):
-    """Training and evaluation tf.data pipelines, one-hot labels for label smoothing.
-
-    With `val` and a dataset that has a validation split, the evaluation
-    pipeline is that split; otherwise it is the test split.
-    """
-    train = dataset.train(batch_size, shuffle=True, augment=augment, seed=seed, repeat=True)
-    held_out = dataset.val(batch_size) if val and dataset.num_val else dataset.test(batch_size)
-    if label_smoothing:
-        one_hot = lambda x, y: (x, tf.one_hot(y, dataset.num_classes))
-        train, held_out = train.map(one_hot), held_out.map(one_hot)
-    return train, held_out
-
-
-def plot_history(history_csv, path) -> None:
-    """Training curve PNG (loss and error, train and test) from `history.csv`."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(history_csv) as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, style, label in (("loss", "-", "train"), ("val_loss", "-", "test")):
-        ax_loss.plot(epochs, [float(r[key]) for r in rows], style, label=label)
-    for key, label in (("accuracy", "train"), ("val_accuracy", "test")):
-        ax_err.plot(epochs, [100 * (1 - float(r[key])) for r in rows], label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_err.set(xlabel="epoch", ylabel="top-1 error (%)", title="error")
-    for ax in (ax_loss, ax_err):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def train(run, dataset, *, model_cfg, train_cfg, augment=True) -> dict:
-    """Trains the job's model on `dataset`, resuming from the run's backup if any.
-
-    Args:
-        run: the `rundir.RunDir` (its folder created by the caller).
-        dataset: a `datasets.Dataset`.
-        model_cfg: the job's `model` section (`job.config.ModelConfig`).
-        train_cfg: the job's `train` section (`job.config.TrainConfig`).
-        augment: bool, the job's `data.augment`.
-
-    Returns:
-        dict written as `train_result.json`: test top-1/top-5, loss, epochs,
-        steps; `seconds` in `fit`, of which `train_seconds` trained and
-        `held_out_seconds` evaluated the held-out split every epoch (the
-        rest: the saves at each epoch's end, `fit`'s start and end); training
-        images per second over `train_seconds`; the pretrained weights
-        loaded, the variant, whether the top was replaced (see
-        `training.pretrained.record`), and the head phase's epochs, rate and
-        seconds. A worker that is not the chief of its multi-worker job
-        writes no file and returns None for the test metrics.
-
-    Raises:
-        ValueError: the batch does not fit the training set, or the pretrained
-            weights do not fit the model.
-        FileNotFoundError: the pretrained weights file does not exist.
-        TrainingDiverged: the loss or a variable became NaN or inf; the last
-            good checkpoint is kept.
-        training.distribute.WorkerLost: a worker of the multi-worker job was
-            lost; every worker resumes from the last backup.
-        OSError: a checkpoint could not be written; the previous one is kept.
-    """
-    tf.keras.utils.set_random_seed(train_cfg.seed)
-    setup = _Setup.decide(train_cfg, dataset)
-    setup.log(model_cfg, dataset)
-    model, weights = _built_model(model_cfg, train_cfg, dataset, setup)
-    inputs = fit_inputs(dataset, batch_size=setup.plan.global_batch,
-                        label_smoothing=train_cfg.label_smoothing, seed=train_cfg.seed,
-                        augment=augment, val=True)
-    head_seconds = 0.0
-    if setup.head_plan:
-        head_seconds = train_head(model, train_cfg=train_cfg, run=run, dataset=dataset,
-                                  plan=setup.head_plan, strategy=setup.strategy, inputs=inputs,
-                                  jit_compile=setup.jit)
-    history, seconds, progress = _fit(model, run, dataset, setup=setup, train_cfg=train_cfg,
-                                      inputs=inputs)
-    chief = distribute.writes_run_files(setup.strategy)
-    if chief and distribute.is_multi_worker(setup.strategy):
-        logger.info("  the other workers are done and exit (any later stage runs on the chief "
-                    "alone); TensorFlow logs them as unhealthy once their heartbeats stop: "
-                    "expected")
-    if chief and os.path.exists(run.history):
-        plot_history(run.history, run.training_curve)
-    # The chief alone evaluates: the others keep no last.keras, and their weights are the same.
-    metrics = (_test_metrics_of_last_model(run, dataset, setup=setup, train_cfg=train_cfg)
-               if chief else {})
-    result = {
-        "model": model_cfg.name,
-        "dataset": dataset.name,
-        "test_top1": float(metrics["accuracy"]) if metrics else None,
-        "test_top5": float(metrics["top5"]) if "top5" in metrics else None,
-        "test_loss": float(metrics["loss"]) if metrics else None,
-        **setup.plan_record(),
-        "seconds": round(seconds, 2),
-        "train_seconds": round(sum(progress.train_seconds), 2),
-        "held_out_seconds": round(sum(progress.held_out_seconds), 2),
-        "images_per_second": _images_per_second(history, setup.plan,
-                                                sum(progress.train_seconds)),
-        **pretrained.record(weights, variant=model_cfg.variant),
-        "head_epochs": setup.head_plan.epochs if setup.head_plan else 0,
-        "head_learning_rate": setup.head_plan.learning_rate if setup.head_plan else None,
-        "head_seconds": round(head_seconds, 2),
-    }
-    if chief:
-        run.write_json(run.train_result, result)
-    return result
-
-
-@dataclasses.dataclass(frozen=True)
-class _Setup:
-    """What `train` decides before it builds anything: precision, strategy, plans, XLA."""
-
-    precision: distribute.Precision
-    strategy: tf.distribute.Strategy
-    plan: TrainingPlan
-    head_plan: TrainingPlan | None
-    jit: bool
-
-    @classmethod
-    def decide(cls, train_cfg, dataset):
-        precision = distribute.choose_precision(train_cfg.mixed_precision)
-        strategy = distribute.strategy_for(train_cfg)
-        replicas = strategy.num_replicas_in_sync
-        return cls(precision=precision, strategy=strategy,
-                   plan=TrainingPlan.for_training(train_cfg, dataset, replicas=replicas),
-                   head_plan=TrainingPlan.for_head(train_cfg, dataset, replicas=replicas),
-                   jit=distribute.resolve_switch(train_cfg.xla))
-
-    def log(self, model_cfg, dataset):
-        plan = self.plan
-        logger.info("  %s on %s: %d train / %d %s images, %d replica(s) (%s), global batch %d, "
-                    "lr %g, %d epochs x %d steps, precision %s (%s), %s, XLA %s", model_cfg.name,
-                    dataset.name, dataset.num_train, dataset.num_val or dataset.num_test,
-                    _held_out(dataset), plan.replicas, distribute.strategy_name(self.strategy),
-                    plan.global_batch, plan.learning_rate, plan.epochs, plan.steps_per_epoch,
-                    self.precision.policy, self.precision.reason, ONEDNN.describe(),
-                    "on" if self.jit else "off")
-
-    def plan_record(self):
-        """The plan, precision and oneDNN fields of `train_result.json`."""
-        plan = self.plan
-        return {"epochs": plan.epochs, "steps_per_epoch": plan.steps_per_epoch,
-                "global_batch": plan.global_batch, "replicas": plan.replicas,
-                "learning_rate": plan.learning_rate, "precision": self.precision.to_dict(),
-                "onednn": ONEDNN.to_dict()}
-
-
-def _built_model(model_cfg, train_cfg, dataset, setup):
-    """`training_model` under the run's strategy and precision; logs the weights loaded."""
-    with setup.strategy.scope():
-        model, weights = training_model(model_cfg, weight_decay=train_cfg.weight_decay,
-                                        num_classes=dataset.num_classes,
-                                        image_shape=dataset.image_shape,
-                                        policy=setup.precision.policy)
-    if weights:
-        logger.info("  %s", weights.describe())
-    return model, weights
-
-
-def _fit(model, run, dataset, *, setup, train_cfg, inputs):
-    """Compiles on the plan and fits with the run's callbacks.
-
-    Returns:
-        (history, seconds in `fit`, the `StageProgress` that timed its epochs).
-
-    Raises:
-        TrainingDiverged: the NaN guard stopped training.
-        training.distribute.WorkerLost: a worker of the multi-worker job was lost.
-    """
-    plan = setup.plan
-    with setup.strategy.scope():
-        compile_for_plan(model, train_cfg, num_classes=dataset.num_classes, plan=plan,
-                         jit_compile=setup.jit)
-    guard = NaNGuard()
-    # The history is the chief's; every worker backs up, saves and logs to TensorBoard,
-    # the others into scratch folders that tf_keras and `worker_path` remove.
-    chief = distribute.writes_run_files(setup.strategy)
-    backup = NaNSafeBackupAndRestore(run.backup, guard=guard,
-                                     steps_per_epoch=plan.steps_per_epoch,
-                                     history=run.history if chief else None,
-                                     save_freq=train_cfg.save_every_steps,
-                                     delete_checkpoint=False)
-    progress = StageProgress(plan.epochs, held_out=_held_out(dataset))
-    callbacks = [
-        guard,
-        backup,
-        *([keras.callbacks.CSVLogger(run.history, append=True)] if chief else []),
-        keras.callbacks.TensorBoard(run.logs, profile_batch=0),
-        RunCheckpoints(run, guard=guard, keep_best=bool(dataset.num_val)),
-        progress,
-        EpochEndBackup(backup),
-    ]
-    train_ds, held_out_ds = inputs
-    start = time.time()
-    with distribute.stops_when_a_worker_is_lost(setup.strategy, resume=run.root):
-        history = model.fit(train_ds, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
-                            validation_data=held_out_ds, callbacks=callbacks,
-                            verbose=train_cfg.verbose if train_cfg.verbose != 2 else 0)
-    seconds = time.time() - start
-    if guard.diverged_at:
-        raise _diverged(guard, run, train_cfg)
-    if not history.history.get("loss"):
-        logger.info("  training was already complete (%s); evaluating %s", run.relative(
-            run.backup), run.relative(run.last_model))
-    return history, seconds, progress
-
-
-def _diverged(guard, run, train_cfg):
-    """The `TrainingDiverged` that says where, why, what was kept and what to change."""
-    epoch, step = guard.diverged_at
-    kept = ("The last good weights are in " + (f"{run.last_model} and " if os.path.exists(
-        run.last_model) else "") + f"{run.backup}."
-            # BackupAndRestore keeps its checkpoint in a subfolder ("chief").
-            if tf.io.gfile.glob(os.path.join(run.backup, "*", "checkpoint"))
-            else "No checkpoint had been saved yet.")
-    return TrainingDiverged(
-        f"Training diverged at epoch {epoch}, step {step}: {guard.reason}; training "
-        f"stopped. {kept} Lower the learning rate (--train.learning_rate, now "
-        f"{train_cfg.learning_rate}) or add warmup (--train.warmup_epochs 1).")
-
-
-def _test_metrics_of_last_model(run, dataset, *, setup, train_cfg):
-    """`last.keras` re-evaluated on the test split: what the later stages start from."""
-    last = model_files.load_model(run.last_model)
-    compile_model(last, optimizer="sgd", num_classes=dataset.num_classes,
-                  label_smoothing=train_cfg.label_smoothing, jit_compile=False)
-    _, test_ds = fit_inputs(dataset, batch_size=setup.plan.global_batch,
-                            label_smoothing=train_cfg.label_smoothing, seed=train_cfg.seed,
-                            augment=False)
-    return last.evaluate(test_ds, verbose=0, return_dict=True)
-
-
-def _images_per_second(history, plan, seconds):
-    """Training throughput of this invocation over its training `seconds`; None without a step."""
-    steps_run = len(history.history.get("loss", [])) * plan.steps_per_epoch
-    return round(steps_run * plan.global_batch / seconds, 1) if steps_run else None
