@@ -21,17 +21,13 @@ from export import variants as export_variants
 from report import decide as report_decide
 from report import targets as report_targets
 
-# The closed sets, each listed once; `_coerce` rejects anything else with the
-# valid values, and the modules that act on them take their tuples from here.
+# Training owns its closed sets (TensorFlow-free) as export and the report own theirs;
+# `_coerce` refuses any other value, listing the valid ones.
+from training.options import Distribute, PrecisionSetting, Schedule, Switch, WarmupShape
+
+# The job's own closed set: the stages it runs, in order.
 Stage = Literal["train", "qat", "export", "report", "bundle"]
 Target = Literal[report_targets.NAMES]
-Schedule = Literal["cosine", "step", "constant"]
-# How the rate warms up: rising linearly from a tenth to the peak (Goyal et al., arXiv
-# 1706.02677), or held at a tenth (the paper's ResNet-110, sec. 4.2; step schedule only).
-WarmupShape = Literal["linear", "constant"]
-Switch = Literal["auto", "on", "off"]
-PrecisionSetting = Literal["auto", "on", "off", "float16", "bfloat16"]
-Distribute = Literal["auto", "none", "mirrored", "multi_worker", "tpu"]
 
 STAGES: tuple[str, ...] = typing.get_args(Stage)
 
@@ -80,7 +76,7 @@ class TrainConfig:
     head_learning_rate: float | None = None  # for `reference_batch_size`; None: learning_rate
     steps_per_epoch: int | None = None  # None: one pass over the training set
     save_every_steps: int = 50  # backup frequency for resuming a killed run
-    # auto: 16-bit where the hardware has it (training.distribute.choose_precision)
+    # auto: 16-bit where the hardware computes it natively (training/options.py)
     mixed_precision: PrecisionSetting = "auto"
     xla: Switch = "auto"  # auto: on with a GPU (on CPU it is slower)
     distribute: Distribute = "auto"
@@ -242,10 +238,7 @@ def _coerce(value, hint, key):
             value = [v for v in value.split(",") if v.strip()]
         return tuple(_coerce(v, args[0], key) for v in value)
     if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{key}={value!r} is not valid. Valid values: "
-                             f"{', '.join(map(str, args))}.")
-        return value
+        return _one_of(value, args, key)
     if origin in (typing.Union, types.UnionType):
         if isinstance(value, str) and value.lower() in ("none", "null", ""):
             return None
@@ -267,6 +260,14 @@ def _coerce(value, hint, key):
         raise ValueError(f"{key}={value!r} is not a valid {hint.__name__}.") from None
     if hint is float and not math.isfinite(value):
         raise ValueError(f"{key}={value!r} is not a finite number.")
+    return value
+
+
+def _one_of(value, valid, key):
+    """`value` if it is one of the closed set `valid`, else the ValueError that lists them."""
+    if value not in valid:
+        raise ValueError(f"{key}={value!r} is not valid. Valid values: "
+                         f"{', '.join(map(str, valid))}.")
     return value
 
 
@@ -469,10 +470,8 @@ def validate(config: Config) -> None:
     from datasets import AUGMENTATIONS, check_dataset_name
 
     check_dataset_name(config.data.dataset, key="data.dataset")  # a name or tfds:NAME
-    for key, valid in (("data.augmentation", AUGMENTATIONS),):
-        if _value(config, key) not in valid:
-            raise ValueError(f"{key}={_value(config, key)!r} is not valid. Valid values: "
-                             f"{', '.join(valid)}.")
+    # Not a Literal: importing datasets loads TensorFlow, so it is checked here, not parsed.
+    _one_of(config.data.augmentation, AUGMENTATIONS, "data.augmentation")
     for key, valid in RANGES.items():
         value = _value(config, key)
         if value is not None and not valid.holds(value):

@@ -62,10 +62,30 @@ def test_overrides_file_and_precedence(tmp_path):
     (dict(overrides={"train.warmup_shape": "constant"}),
      "only with train.schedule=step; the cosine schedule warms up linearly"),
     (dict(overrides={"train.warmup_shape": "cosine"}), "Valid values: linear, constant"),
+    (dict(overrides={"train.distribute": "mirror"}),
+     "train.distribute='mirror' is not valid. Valid values: auto, none, mirrored, multi_worker, "
+     "tpu."),
+    (dict(overrides={"train.mixed_precision": "fp16"}),
+     "train.mixed_precision='fp16' is not valid. Valid values: auto, on, off, float16, bfloat16."),
+    (dict(overrides={"train.xla": "yes"}), "Valid values: auto, on, off."),
+    (dict(overrides={"data.augmentation": "flip"}),
+     "data.augmentation='flip' is not valid. Valid values: auto, inception, pad_crop_flip, "
+     "pad_crop, none."),
 ])
 def test_bad_configuration_has_clear_messages(kwargs, match):
     with pytest.raises(ValueError, match=match):
         config_lib.resolve(**kwargs)
+
+
+def test_the_closed_sets_are_their_stages():
+    from training import options
+
+    hints = typing.get_type_hints(config_lib.TrainConfig)
+    assert {key: typing.get_args(hints[key]) for key in (
+        "schedule", "warmup_shape", "mixed_precision", "distribute", "xla")} == {
+        "schedule": options.SCHEDULES, "warmup_shape": options.WARMUP_SHAPES,
+        "mixed_precision": options.PRECISION_SETTINGS, "distribute": options.DISTRIBUTIONS,
+        "xla": options.SWITCHES}
 
 
 def test_val_split_keeps_a_count_an_int(tmp_path):

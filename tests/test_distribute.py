@@ -45,6 +45,21 @@ def test_precision_follows_the_hardware(setting, hardware, policy, reason):
     assert chosen.policy == policy and reason in chosen.reason
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda d: d.choose_precision("fp16", gpus=[(9, 0)], tpu=False),
+     "Unknown mixed-precision setting 'fp16'; valid: auto, on, off, float16, bfloat16."),
+    (lambda d: d.select_strategy("mirror"),
+     "Unknown distribution 'mirror'; valid: auto, none, mirrored, multi_worker, tpu."),
+    (lambda d: d.resolve_switch("yes"), "Unknown on/off setting 'yes'; valid: auto, on, off."),
+])
+def test_an_unknown_setting_is_refused_through_the_python_api(call, message):
+    # Before, `fp16` chose as `auto`, `mirror` gave the default strategy, `yes` was off.
+    from training import distribute
+    with pytest.raises(ValueError) as error:
+        call(distribute)
+    assert str(error.value) == message
+
+
 def test_a_mixed_precision_model_is_saved_as_its_float32_twin(tmp_path):
     from resnet_keras import build_model
     from resnet_keras.backend import keras

@@ -1,5 +1,7 @@
 """Tests for training/plan.py: batch, steps and learning rate of every training loop."""
 
+import dataclasses
+
 import pytest
 
 from job import config as config_lib
@@ -92,3 +94,20 @@ def test_head_plan():
     config = _config(model__weights="x.h5", train__head_epochs="1")
     assert TrainingPlan.for_head(config.train, _Data, replicas=1).learning_rate == \
         config.train.learning_rate
+
+
+def test_an_unknown_schedule_is_refused_however_the_plan_is_made():
+    # Before, any name but constant and cosine trained with the step schedule.
+    message = "Unknown schedule 'exponential'; valid: cosine, step, constant."
+    common = dict(batch_size=10, replicas=1, num_train=100, epochs=2, learning_rate=0.1,
+                  reference_batch_size=10)
+    with pytest.raises(ValueError, match=message):
+        TrainingPlan.build(**common, schedule="exponential")
+    train = dataclasses.replace(config_lib.resolve().train, schedule="exponential")
+    with pytest.raises(ValueError, match=message):  # a section made in Python, not validated
+        TrainingPlan.for_training(train, _Data, replicas=1)
+    with pytest.raises(ValueError, match=message):
+        TrainingPlan(replicas=1, global_batch=10, steps_per_epoch=10, epochs=2,
+                     learning_rate=0.1, schedule="exponential")
+    with pytest.raises(ValueError, match="Unknown warmup shape 'cosine'; valid: linear, constant."):
+        TrainingPlan.build(**common, schedule="step", warmup_steps=5, warmup_shape="cosine")

@@ -16,6 +16,7 @@ import shutil
 
 from resnet_keras.backend import cpu_flags, keras, tf
 from rundir import cluster, model_files
+from training.options import DISTRIBUTIONS, PRECISION_SETTINGS, SWITCHES, check
 
 # What a multi-worker job waits for a lost worker, in seconds. TensorFlow 2.21's
 # MultiWorkerMirroredStrategy starts the coordination service (xla/tsl
@@ -84,15 +85,20 @@ def select_strategy(kind="auto", *, cpu_replicas=1):
     """Returns the tf.distribute strategy for `kind`.
 
     Args:
-        kind: `auto`, `none`, `mirrored`, `multi_worker` or `tpu`. `auto`
-            picks multi_worker when TF_CONFIG names several workers, a TPU when
-            one is reachable through TPU_NAME, mirrored with several GPUs (or
-            `cpu_replicas` > 1), else the default strategy.
+        kind: one of `training.options.DISTRIBUTIONS`: `auto`, `none`,
+            `mirrored`, `multi_worker` or `tpu`. `auto` picks multi_worker when
+            TF_CONFIG names several workers, a TPU when one is reachable through
+            TPU_NAME, mirrored with several GPUs (or `cpu_replicas` > 1), else
+            the default strategy.
         cpu_replicas: int, logical CPU devices to mirror over when there is no GPU.
 
     Returns:
         A `tf.distribute.Strategy`.
+
+    Raises:
+        ValueError: an unknown `kind`; the message lists the valid ones.
     """
+    check(kind, DISTRIBUTIONS, what="distribution")
     if kind == "auto":
         gpus = tf.config.list_physical_devices("GPU")
         if cluster.this_worker("auto") is not None:
@@ -261,7 +267,12 @@ def has_gpu() -> bool:
 
 
 def resolve_switch(value: str) -> bool:
-    """`on`/`off`, or `auto`: on when a GPU is present."""
+    """`on`/`off`, or `auto`: on when a GPU is present.
+
+    Raises:
+        ValueError: `value` is not one of `training.options.SWITCHES`.
+    """
+    check(value, SWITCHES, what="on/off setting")
     return value == "on" or (value == "auto" and has_gpu())
 
 
@@ -288,7 +299,8 @@ def choose_precision(setting: str, *, gpus=None, tpu=None, flags=_THIS_MACHINE) 
     """The training dtype policy for `setting` on this machine.
 
     Args:
-        setting: `off` (float32), `float16` or `bfloat16` (forced), `auto`
+        setting: one of `training.options.PRECISION_SETTINGS`: `off`
+            (float32), `float16` or `bfloat16` (forced), `auto`
             (16-bit where the hardware computes it natively: mixed_float16 on a
             GPU with float16 tensor cores, mixed_bfloat16 on a TPU or a CPU
             with AMX-BF16 or AVX512-BF16, float32 otherwise) or `on` (16-bit in
@@ -299,7 +311,11 @@ def choose_precision(setting: str, *, gpus=None, tpu=None, flags=_THIS_MACHINE) 
 
     Returns:
         `Precision`.
+
+    Raises:
+        ValueError: an unknown `setting`; the message lists the valid ones.
     """
+    check(setting, PRECISION_SETTINGS, what="mixed-precision setting")
     if setting in _POLICIES:
         return Precision(_POLICIES[setting], f"--train.mixed_precision {setting}")
     if gpus is None:

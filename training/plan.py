@@ -11,6 +11,7 @@ import dataclasses
 import math
 
 from resnet_keras.backend import keras, tf
+from training.options import SCHEDULES, WARMUP_SHAPES, check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,11 +24,15 @@ class TrainingPlan:
         steps_per_epoch: int.
         epochs: int, passes `fit` makes (a fractional configured count rounds up).
         learning_rate: float, the peak rate for `global_batch`.
-        schedule: `cosine`, `step` or `constant`.
+        schedule: one of `training.options.SCHEDULES`: `cosine`, `step` or `constant`.
         lr_decay_epochs: tuple of float, where `step` divides the rate by 10.
         warmup_steps: int, steps the rate warms up for, from a tenth of the peak.
         warmup_shape: `linear`, rising to the peak (Goyal et al.; the only shape
             `cosine` has), or `constant`, held at the tenth (the paper's ResNet-110).
+
+    Raises:
+        ValueError: a schedule or warmup shape not in `training.options`, however
+            the plan is made.
     """
 
     replicas: int
@@ -39,6 +44,10 @@ class TrainingPlan:
     lr_decay_epochs: tuple[float, ...] = ()
     warmup_steps: int = 0
     warmup_shape: str = "linear"
+
+    def __post_init__(self):
+        check(self.schedule, SCHEDULES, what="schedule")
+        check(self.warmup_shape, WARMUP_SHAPES, what="warmup shape")
 
     @classmethod
     def build(cls, *, batch_size, replicas, num_train, epochs, learning_rate,
@@ -61,8 +70,9 @@ class TrainingPlan:
             dataset_name: str, for the error message.
 
         Raises:
-            ValueError: the global batch is larger than the training split, or
-                the warmup does not end before the first decay.
+            ValueError: the global batch is larger than the training split, the
+                warmup does not end before the first decay, or the schedule or
+                warmup shape is unknown (the message lists the valid ones).
         """
         global_batch = batch_size * replicas
         if global_batch > num_train:
@@ -153,6 +163,7 @@ class TrainingPlan:
                 initial_learning_rate=peak / 10 if warmup else peak,
                 decay_steps=max(1, total - warmup), warmup_target=peak if warmup else None,
                 warmup_steps=warmup)
+        # `step`, the one schedule left (`__post_init__` refused any other).
         boundaries = [int(round(e * self.steps_per_epoch)) for e in self.lr_decay_epochs]
         values = [peak / 10 ** i for i in range(len(boundaries) + 1)]
         if warmup and self.warmup_shape == "linear":
