@@ -6,24 +6,20 @@ configuration is written as `config.json` into every run directory.
 """
 
 import dataclasses
-import json
 import math
 import os
 import types
 import typing
 from typing import Literal
 
-# Export owns its closed sets (TensorFlow-free); the configuration takes them from there.
+# Each stage owns its closed sets and defaults, in modules that load no TensorFlow
+# (training.options, export.variants, report.targets, report.decide); the configuration
+# takes them from there, and `_coerce` refuses any other value, listing the valid ones.
 from export import variants as export_variants
 from job.presets import PRESETS
-
-# The report owns its decision's defaults and its targets (TensorFlow-free), as export
-# owns its sets.
 from report import decide as report_decide
 from report import targets as report_targets
-
-# Training owns its closed sets (TensorFlow-free) as export and the report own theirs;
-# `_coerce` refuses any other value, listing the valid ones.
+from rundir.files import json_mapping, require_mapping
 from training.options import Distribute, PrecisionSetting, Schedule, Switch, WarmupShape
 
 # The job's own closed set: the stages it runs, in order.
@@ -107,7 +103,7 @@ class ReportConfig:
     budget_points: float = report_decide.BUDGET_POINTS
     # Recall points any one class may lose, checked on the measured change.
     class_budget_points: float = report_decide.CLASS_BUDGET_POINTS
-    confidence: float = report_decide.CONFIDENCE  # level of every paired interval
+    confidence: float = report_decide.CONFIDENCE  # level of every paired interval, in [0.5, 1)
     # The deployment targets to decide for (report/targets.py), each proven on its runtime.
     targets: tuple[Target, ...] = report_targets.NAMES
     # Test images each file runs on through MediaPipe Tasks, on the CPU and the GPU
@@ -249,30 +245,35 @@ def all_keys() -> list[str]:
     return keys
 
 
+# The errors of a configuration file that is not JSON, or not a mapping of sections.
+_NOT_JSON = "Configuration file {source} is not valid JSON: {error}."
+_NOT_MAPPING = ("Configuration file {source} must hold a mapping of sections (data, model, "
+                "train, ...) to their keys, got a {kind}.")
+
+
 def load_file(path) -> dict:
-    """Reads a JSON or YAML configuration file into a nested dict."""
+    """Reads a JSON or YAML configuration file into a nested dict.
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: it is not valid JSON or YAML, or holds no mapping; the
+            message names the file and, for YAML, where.
+    """
     if not os.path.exists(path):
         raise FileNotFoundError(f"Configuration file {path} does not exist.")
     with open(path) as f:
         text = f.read()
-    if path.endswith((".yaml", ".yml")):
-        import yaml
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ValueError(f"Configuration file {path} is not valid YAML{where}: "
-                             f"{getattr(e, 'problem', None) or e}.") from None
-    else:
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise ValueError(f"Configuration file {path} is not valid JSON: {e}.") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"Configuration file {path} must hold a mapping, got "
-                         f"{type(data).__name__}.")
-    return data
+    if not path.endswith((".yaml", ".yml")):
+        return json_mapping(text, source=path, not_json=_NOT_JSON, not_mapping=_NOT_MAPPING)
+    import yaml
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"Configuration file {path} is not valid YAML{where}: "
+                         f"{getattr(e, 'problem', None) or e}.") from None
+    return require_mapping(data, source=path, not_mapping=_NOT_MAPPING)
 
 
 def resolve(preset="digits", *, file=None, overrides=None) -> Config:
@@ -352,9 +353,8 @@ RANGES: dict[str, Range] = {
     "export.calibration_size": _COUNT,
     "report.budget_points": _NON_NEGATIVE,
     "report.class_budget_points": _NON_NEGATIVE,
-    # Below 0.5 an interval misses the true difference more often than it holds it; at 1 it
-    # is infinitely wide.
-    "report.confidence": Range(0.5, 1, high_open=True),
+    # The report's, which says why (report/decide.py).
+    "report.confidence": Range(*report_decide.CONFIDENCE_RANGE, high_open=True),
     "report.mediapipe_images": _NON_NEGATIVE,
     "report.selective_threshold": _NON_NEGATIVE,
     "report.latency_runs": _COUNT,

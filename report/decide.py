@@ -33,6 +33,11 @@ from report.targets import edgetpu_status
 BUDGET_POINTS = 1.0  # top-1 points an int8 file may lose, at the interval's worst end
 CLASS_BUDGET_POINTS = 3.0  # recall points any one class may lose
 CONFIDENCE = statistics.DEFAULT_CONFIDENCE
+# The levels a decision's intervals may have, [0.5, 1): below 0.5 an interval misses the
+# true difference more often than it holds it, so its worst end shows nothing; at 1 it is
+# infinitely wide. `decide` refuses any other level, and the job's configuration holds
+# `report.confidence` to it (job/config.py).
+CONFIDENCE_RANGE = (0.5, 1.0)  # the lowest valid level, and the bound every level is below
 REFERENCES = ("keras_float", "float32")
 INT8_VARIANTS = ("int8", "int8_qat")
 FALLBACK = "fp16"  # what Android can run when int8 loses too much
@@ -365,8 +370,9 @@ def _check_settings(budget_points, class_budget_points, confidence):
         if not value >= 0:
             raise ValueError(f"{name} must be >= 0 (points of top-1 or recall), got {value!r}; "
                              f"set it with --report.{name}.")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be a level in (0, 1), e.g. 0.95, got "
+    low, high = CONFIDENCE_RANGE
+    if not low <= confidence < high:
+        raise ValueError(f"confidence must be a level in [{low:g}, {high:g}), e.g. 0.95, got "
                          f"{confidence!r}; set it with --report.confidence.")
 
 
@@ -385,7 +391,7 @@ def decide(report, *, budget_points=BUDGET_POINTS, class_budget_points=CLASS_BUD
         report: the report dict (docs/report_json.md).
         budget_points: float >= 0, the top-1 points an int8 file may lose.
         class_budget_points: float >= 0, the recall points one class may lose.
-        confidence: float in (0, 1), the level of every interval.
+        confidence: float in `CONFIDENCE_RANGE`, [0.5, 1), the level of every interval.
         target_names: names from `report.targets.NAMES`, the targets to decide for.
 
     Returns:
@@ -404,7 +410,7 @@ def decide(report, *, budget_points=BUDGET_POINTS, class_budget_points=CLASS_BUD
 
     Raises:
         ValueError: a malformed report, a negative budget or a confidence
-            outside (0, 1).
+            outside [0.5, 1).
     """
     check(report)
     _check_settings(budget_points, class_budget_points, confidence)

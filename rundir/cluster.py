@@ -78,17 +78,15 @@ def tf_config(environ=None) -> dict:
     Raises:
         ValueError: it is not a JSON object.
     """
+    # Imported here: rundir.files imports this module, for the task types.
+    from rundir.files import json_mapping
+
     text = (os.environ if environ is None else environ).get("TF_CONFIG", "")
     if not text.strip():
         return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"TF_CONFIG should be a JSON object with 'cluster' and 'task', got "
-                         f"{text[:80]!r}.")
-    return data
+    return json_mapping(text, source="TF_CONFIG", not_json="{source} is not valid JSON: {error}.",
+                        not_mapping="{source} should be a JSON object with 'cluster' and "
+                                    "'task', got {value!r:.80}.")
 
 
 def num_workers(environ=None) -> int:

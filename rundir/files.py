@@ -76,6 +76,52 @@ def write_json(path, data, **dump_options):
         f.write("\n")
 
 
+# `json_mapping`'s errors for a file this project wrote: a run's file that is not a JSON
+# object was cut short or damaged.
+NOT_JSON = "{source} is truncated or corrupt (not valid JSON: {error})."
+NOT_MAPPING = "{source} is corrupt: it holds a {kind}, not a JSON object."
+
+
+def json_mapping(text, *, source, not_json=NOT_JSON, not_mapping=NOT_MAPPING) -> dict:
+    """The dict that the JSON document `text` holds: the one reading of JSON that must be a mapping.
+
+    A run's files, a configuration file and `TF_CONFIG` are read through
+    here; each caller words its own errors, naming the document and the fix.
+
+    Args:
+        text: str or bytes, the document.
+        source: str, where it comes from (a path, `TF_CONFIG`), for the messages.
+        not_json: str, the error when `text` is not JSON; `{source}` and
+            `{error}` (the parser's words) are filled in.
+        not_mapping: str, the error when it holds another value, as `require_mapping`'s.
+
+    Raises:
+        ValueError: `not_json` or `not_mapping`, filled in.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(not_json.format(source=source, error=e)) from None
+    return require_mapping(data, source=source, not_mapping=not_mapping)
+
+
+def require_mapping(data, *, source, not_mapping=NOT_MAPPING) -> dict:
+    """`data` if it is a dict, as a parsed JSON or YAML document must be.
+
+    Args:
+        data: the parsed document.
+        source: str, where it comes from, for the message.
+        not_mapping: str, the error; `{source}`, `{kind}` (`list`, `str`, ...)
+            and `{value}` (`data`; `{value!r:.80}` for its start) are filled in.
+
+    Raises:
+        ValueError: `not_mapping`, filled in.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(not_mapping.format(source=source, kind=type(data).__name__, value=data))
+    return data
+
+
 def _flock_exclusive(f) -> bool:
     """Takes `f`'s flock exclusively; False when another process holds it."""
     deadline = time.monotonic() + _PROBE_RETRY_S
@@ -106,10 +152,9 @@ def _read_holder(f) -> dict:
     if text.isdigit():  # written by a train.py from before the record was JSON
         return {"pid": int(text)}
     try:
-        record = json.loads(text)
+        return json_mapping(text, source=f.name)
     except ValueError:
         return {}
-    return record if isinstance(record, dict) else {}
 
 
 def _file(*parts):
@@ -298,15 +343,8 @@ class RunDir:
         Raises:
             ValueError: the file is truncated or corrupt; the message names it.
         """
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-            raise ValueError(f"{path} is truncated or corrupt (not valid JSON: {e}).") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path} is corrupt: it holds a {type(data).__name__}, not a JSON "
-                             f"object.")
-        return data
+        with open(path, "rb") as f:
+            return json_mapping(f.read(), source=path)
 
     def write_json(self, path, data):
         """Writes `data` as indented JSON to `path` (one of this run's paths), as `write_json`."""

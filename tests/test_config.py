@@ -77,7 +77,8 @@ def test_bad_configuration_has_clear_messages(kwargs, match):
         config_lib.resolve(**kwargs)
 
 
-def test_the_closed_sets_are_their_stages():
+def test_the_closed_sets_and_the_confidence_range_are_their_stages():
+    from report import decide as report_decide
     from training import options
 
     hints = typing.get_type_hints(config_lib.TrainConfig)
@@ -86,6 +87,24 @@ def test_the_closed_sets_are_their_stages():
         "schedule": options.SCHEDULES, "warmup_shape": options.WARMUP_SHAPES,
         "mixed_precision": options.PRECISION_SETTINGS, "distribute": options.DISTRIBUTIONS,
         "xla": options.SWITCHES}
+    confidence = config_lib.RANGES["report.confidence"]
+    assert (confidence.low, confidence.high) == report_decide.CONFIDENCE_RANGE
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("c.json", '{"train": {"epochs": 5', "is not valid JSON: Expecting"),
+    ("c.json", "[5]", "must hold a mapping of sections (data, model, train, ...) to their keys, "
+                      "got a list."),
+    ("c.yaml", "- 5\n", "must hold a mapping of sections (data, model, train, ...) to their keys, "
+                        "got a list."),
+])
+def test_a_configuration_file_that_is_no_mapping_is_named(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ValueError) as error:
+        config_lib.resolve(file=str(path))
+    assert str(error.value).startswith(f"Configuration file {path} ")
+    assert message in str(error.value)
 
 
 def test_val_split_keeps_a_count_an_int(tmp_path):

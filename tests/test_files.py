@@ -10,7 +10,7 @@ import pytest
 
 from rundir import RunDir, replacing
 from rundir.cluster import Worker
-from rundir.files import write_json
+from rundir.files import json_mapping, require_mapping, write_json
 
 
 def test_run_dir_names_every_file_once(tmp_path):
@@ -28,6 +28,30 @@ def test_run_dir_names_every_file_once(tmp_path):
     run.write_json(run.manifest, {"int8": "m_int8.tflite"})
     assert run.read_json(run.manifest) == {"int8": "m_int8.tflite"}
     assert os.listdir(run.export_dir) == ["manifest.json"]  # no temporary file left
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"int8": "m_in', "is truncated or corrupt (not valid JSON: Unterminated string"),
+    (b'\x80{"int8": 1}', "is truncated or corrupt (not valid JSON: 'utf-8' codec"),
+    (b"[1, 2]", "is corrupt: it holds a list, not a JSON object."),
+])
+def test_a_run_file_that_is_no_json_object_is_named(tmp_path, content, message):
+    run = RunDir(str(tmp_path / "{r}"))  # braces in the path are named as they are
+    os.makedirs(run.export_dir)
+    with open(run.manifest, "wb") as f:
+        f.write(content)
+    with pytest.raises(ValueError) as error:
+        run.read_json(run.manifest)
+    assert str(error.value).startswith(f"{run.manifest} {message}")
+
+
+def test_json_mapping_words_each_callers_errors():
+    with pytest.raises(ValueError, match=r"^X holds 'abc', not a mapping \(str\)$"):
+        json_mapping('"abc"', source="X", not_mapping="{source} holds {value!r}, not a mapping "
+                                                      "({kind})")
+    with pytest.raises(ValueError, match=r"^X: Expecting value"):
+        json_mapping("", source="X", not_json="{source}: {error}")
+    assert require_mapping({"a": 1}, source="X") == {"a": 1}
 
 
 def test_replacing_writes_whole_or_not_at_all(tmp_path):
