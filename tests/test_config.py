@@ -164,18 +164,52 @@ def test_a_value_out_of_its_range_names_the_key_and_the_range(key, value, messag
     assert str(error.value).startswith(message)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("train.label_smoothing", "0.1"), ("data.image_size", "1024"), ("train.verbose", "0"),
-    ("data.val_split", "0.1"), ("data.val_split", "5000"), ("train.steps_per_epoch", "none"),
-    ("report.confidence", "0.99"), ("report.budget_points", "0"),
+@pytest.mark.parametrize("key, value, taken", [
+    ("train.label_smoothing", "0.1", 0.1),
+    ("data.image_size", "1024", 1024),  # both ends of a closed range
+    ("data.image_size", "8", 8),
+    ("train.verbose", "0", 0),
+    ("data.val_split", "0.1", 0.1),  # a fraction stays a float, a count an int
+    ("data.val_split", "5000", 5000),
+    ("train.steps_per_epoch", "1", 1),
+    ("train.momentum", "0.99", 0.99),
+    ("report.confidence", "0.99", 0.99),
+    ("report.confidence", "0.5", 0.5),  # the closed end of [0.5, 1)
+    ("report.budget_points", "0", 0.0),
+    ("train.head_learning_rate", "1e-05", 1e-05),
 ])
-def test_a_value_inside_its_range_is_taken(key, value):
-    config_lib.resolve(overrides={key: value})
+def test_a_value_inside_its_range_is_taken(key, value, taken):
+    section, name = key.split(".")
+    assert getattr(getattr(config_lib.Config(), section), name) != taken  # not the default
+    resolved = getattr(getattr(config_lib.resolve(overrides={key: value}), section), name)
+    assert (resolved, type(resolved)) == (taken, type(taken))
 
 
-def test_every_preset_is_inside_the_ranges():
-    for preset in config_lib.PRESETS:
-        config_lib.resolve(preset)
+def _inside(value, valid):
+    """Whether `value` lies in the `config_lib.Range` `valid`, bound by bound."""
+    above = valid.low is None or (value > valid.low if valid.low_open else value >= valid.low)
+    below = valid.high is None or (value < valid.high if valid.high_open else value <= valid.high)
+    return above and below
+
+
+@pytest.mark.parametrize("preset", list(config_lib.PRESETS))
+def test_every_preset_is_inside_the_ranges(preset):
+    config = config_lib.resolve(preset)
+    for section, keys in config_lib.PRESETS[preset].items():  # the preset is applied
+        if not isinstance(keys, dict):  # stages
+            assert getattr(config, section) == keys
+            continue
+        for name, value in keys.items():
+            assert getattr(getattr(config, section), name) == value
+    for key, valid in config_lib.RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        assert value is None or _inside(value, valid), \
+            f"{preset}: {key}={value} is not {valid.describe()}"
+    val_split = config.data.val_split
+    assert 0 <= val_split and (isinstance(val_split, int) or val_split < 1)
+    decays = config.train.lr_decay_epochs
+    assert all(e > 0 for e in decays) and list(decays) == sorted(set(decays))
 
 
 def test_a_run_written_before_keys_moved_still_loads():
