@@ -210,7 +210,9 @@ def test_no_reference_decides_nothing(report):
 @pytest.mark.parametrize("settings, match", [
     ({"budget_points": -1}, "budget_points must be >= 0"),
     ({"class_budget_points": -0.5}, "class_budget_points must be >= 0"),
-    ({"confidence": 1.0}, "confidence must be a level in"),
+    ({"confidence": 1.0}, r"confidence must be a level in \[0.5, 1\), e.g. 0.95, got 1.0"),
+    # Below 0.5 the interval's worst end would show nothing; the configuration refuses it too.
+    ({"confidence": 0.3}, r"confidence must be a level in \[0.5, 1\), e.g. 0.95, got 0.3"),
 ])
 def test_bad_settings_are_refused(report, settings, match):
     with pytest.raises(ValueError, match=match):
