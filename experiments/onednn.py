@@ -66,7 +66,7 @@ def _test_correct(run_dir, test):
 def run(*, dataset, seeds, epochs, out, data_dir=None):
     """Trains every (seed, setting) in turns, scores them, compares; returns summary.json's dict."""
     from datasets import load_dataset
-    from experiments.degradation import evaluation_arrays
+    from experiments.degradation.train import evaluation_arrays
     from report import statistics
 
     os.makedirs(out, exist_ok=True)

@@ -15,7 +15,8 @@ import os
 import sys
 
 from experiments import paper
-from experiments.degradation import DEFAULT_MODELS, schedule_words
+from experiments.degradation.command import DEFAULT_MODELS
+from experiments.degradation.render import TITLES, claim_counts, schedule_words, verdict_markdown
 from report.markdown import cell, md_table
 
 DOCS = os.path.join("docs", "experiments")
@@ -72,6 +73,17 @@ def side_by_side(summaries):
     return md_table(headers, rows, align="l" + "r" * (2 * len(names)))
 
 
+def claims_by_dataset(summaries):
+    """One row per claim: in each dataset's run, how many seeds of each precision reproduce it."""
+    names = list(summaries)
+    rows = [[TITLES[claim]] + [cell(None if summary["verdict"][claim] is None
+                                    else claim_counts(summary["verdict"][claim]))
+                               for summary in summaries.values()]
+            for claim in TITLES]
+    return md_table(["claim", *(f"{name}: seeds reproducing it" for name in names)], rows,
+                    align="l" * (1 + len(names)))
+
+
 def _warmup_note(recipe):
     """Why the warmup rises instead of holding the paper's tenth, for runs whose warmup does."""
     if recipe["schedule"] != "step" or recipe.get("warmup_shape") != "linear":
@@ -98,6 +110,9 @@ def degradation_part(summaries, *, docs):
         "**Measured here**, final errors after the last epoch (± the binomial standard "
         "error of one error, where an earlier, unpaired run recorded it):", "",
         side_by_side({DEGRADATION_RUNS[f]: s for f, s in summaries.items()}), "",
+        "Each claim is judged on every pair of nets trained alike (the same seed and "
+        "precision); per precision, the seeds whose pair reproduces it:", "",
+        claims_by_dataset({DEGRADATION_RUNS[f]: s for f, s in summaries.items()}), "",
     ]
     for folder, summary in summaries.items():
         r = summary["recipe"]
@@ -114,7 +129,7 @@ def degradation_part(summaries, *, docs):
             f"{r['learning_rate']:g} ({schedule_words(summary)}), augmentation "
             f"{'on' if r['augment'] else 'off'}; training error on the "
             f"{summary['training_error']}.{_warmup_note(r)}", "",
-            summary["verdict"]["text"], "",
+            verdict_markdown(summary), "",
             *([note, ""] if (note := _noise_note(summary)) else []),
             f"![training and test error of each run]({docs}/{folder}/degradation.png)", "",
         ]
@@ -166,9 +181,16 @@ def render(*, docs=DOCS):
 
     Raises:
         FileNotFoundError: the degradation or block-table outputs are missing.
+        ValueError: a degradation verdict from before the per-seed counts.
     """
     degradation = {folder: summary for folder in DEGRADATION_RUNS
                    if (summary := _load(os.path.join(docs, folder, "summary.json")))}
+    for folder, summary in degradation.items():
+        if "fig6" not in summary["verdict"]:
+            raise ValueError(f"{os.path.join(docs, folder, 'summary.json')} holds a verdict "
+                             f"judged before the claims were counted per seed and precision; "
+                             f"run `python -m experiments.degradation --render-only --out "
+                             f"{os.path.join(docs, folder)}` first.")
     blocks = _load(os.path.join(docs, "block_table", "block_table.json"))
     for name, value, command in (
             ("degradation/summary.json", degradation.get("degradation"),
@@ -196,7 +218,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         text = render(docs=args.docs)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     output = args.output or os.path.join(args.docs, "README_section.md")

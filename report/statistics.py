@@ -1,7 +1,7 @@
 """Paired statistics of two classifiers scored on the same images: the one home of the noise rule.
 
 The report's decision (report/decide.py) and the degradation experiment
-(experiments/degradation.py) compare models measured on the *same* test
+(experiments/degradation/verdict.py) compare models measured on the *same* test
 images, so each image is a pair of outcomes and the images both models get
 right (or both wrong) say nothing about which is better. All the information
 is in the discordant images, and the statistics here are paired:

@@ -1,4 +1,5 @@
-"""Tests for experiments/: degradation, cifar10_table, block_table, readme_section.
+"""Tests for experiments/: degradation (command, verdict, render), cifar10_table, block_table,
+readme_section.
 
 Tiny settings prove the wiring and that every rendered number is the JSON's;
 the full default degradation run is marked slow.
@@ -8,13 +9,20 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 from test_datasets import write_cifar, write_idx  # tests/ is on sys.path under pytest
 
-from experiments import block_table, cifar10_table, degradation, paper, readme_section
+from experiments import block_table, cifar10_table, paper, readme_section
+from experiments.degradation import command as degradation_command
+from experiments.degradation import render as degradation_render
+from experiments.degradation.command import main as degradation_main
+from experiments.degradation.labels import MIXED_PRECISION_FOR_FLOAT32, NetLabel, precision_name
+from experiments.degradation.verdict import verdict
+from report import statistics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,12 +43,13 @@ def table_rows(markdown, first_header):
 # ---------------------------------------------------------------- degradation
 
 
+TINY = ["--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "16"]
+
+
 @pytest.fixture(scope="module")
 def tiny_degradation(tmp_path_factory):
     out = tmp_path_factory.mktemp("degradation")
-    code = degradation.main(["--models", "plain20,resnet20", "--epochs", "2",
-                             "--steps-per-epoch", "2", "--batch-size", "16", "--out", str(out)])
-    assert code == 0
+    assert degradation_main(["--models", "plain20,resnet20", *TINY, "--out", str(out)]) == 0
     return out
 
 
@@ -76,22 +85,33 @@ def test_degradation_writes_consistent_files(tiny_degradation):
         assert len(flags["train"]) == summary["num_train"]
         assert len(flags["test"]) == summary["num_test"] == 360
         assert 100 * flags["test"].count("0") / 360 == pytest.approx(net["test_error"])
-    # digits has no paper column; the verdict in results.md is summary.json's.
+    # digits has no paper column; the verdict in results.md is rendered from summary.json's.
     assert "paper test error" not in results
-    assert summary["verdict"]["text"] in results
-    assert summary["verdict"]["degradation"] is None  # one plain net only
-    check = summary["verdict"]["plain_vs_residual"]
-    assert check["deep"] == "resnet20" and check["test_gap"]["n"] == 360
-    assert check["test_gap"]["difference_points"] == pytest.approx(
-        check["deep_test"] - check["shallow_test"])
+    assert degradation_render.verdict_markdown(summary) in results
+    verdict = summary["verdict"]
+    assert verdict["degradation"] is None and verdict["residual"] is None  # one depth each
+    (pair,) = verdict["plain_vs_residual"]["pairs"]
+    assert (pair["reference"], pair["other"], pair["seed"]) == ("plain20", "resnet20", 0)
+    assert pair["precision"] == curves["resnet20"]["precision"]["policy"].removeprefix("mixed_")
+    assert pair["test_gap"]["n"] == 360
+    assert pair["test_gap"]["difference_points"] == pytest.approx(
+        pair["other_test"] - pair["reference_test"])
+    assert verdict["paired"] and verdict["seeds"] == [0] and verdict["fig6"]["judged"] == []
     assert summary["noise_test"].startswith("paired: Newcombe 1998 method 10")
-    assert "95% interval of the paired difference excludes 0" in summary["verdict"]["text"]
+    assert "95% interval of the paired difference excludes 0" in results
     config = json.loads((out / "config.json").read_text())
     assert config["train_configs"]["plain20"]["train"]["learning_rate"] == 0.05
 
 
 def curve(train, test=None):
     return {"train_error": list(train), "test_error": list(test or train)}
+
+
+def verdict_words(curves, *, num_train=1000, num_test=1000, seed=0):
+    """The verdict of `curves` and its Markdown, as results.md renders it."""
+    result = verdict(curves, seed=seed)
+    return result, degradation_render.verdict_markdown(
+        {"verdict": result, "num_train": num_train, "num_test": num_test})
 
 
 PAPER_LIKE = {"plain20": curve([40, 10, 8]), "plain56": curve([60, 20, 12]),
@@ -101,34 +121,48 @@ OPPOSITE = {"plain20": curve([40, 20, 12]), "plain56": curve([60, 10, 8]),
 
 
 def test_verdict_follows_the_numbers_both_ways():
-    holds = degradation.verdict(PAPER_LIKE, num_train=1437)
+    holds, words = verdict_words(PAPER_LIKE, num_train=1437)
     assert holds["degradation"]["reproduced"] and holds["residual"]["reproduced"]
     assert holds["plain_vs_residual"]["reproduced"]  # resnet56 6% < plain56 12%
-    assert "Degradation (Fig. 6 left: the deeper plain net trains worse): reproduced. plain56 " \
-           "ends with a higher training error than plain20 (12.00% vs 8.00%" in holds["text"]
-    assert "Both of Fig. 6's claims hold" in holds["text"]
-    assert "0.070 points" in holds["text"]
+    (pair,) = holds["degradation"]["pairs"]
+    assert (pair["reference"], pair["other"], pair["relation"]) == ("plain20", "plain56", "higher")
+    assert (pair["reference_train"], pair["other_train"], pair["train_gap"]) == (8, 12, None)
+    assert holds["fig6"] == {"judged": ["degradation", "residual"],
+                             "reproduced": ["degradation", "residual"]}
+    assert "Degradation (Fig. 6 left: the deeper plain net trains worse), plain56 against " \
+           "plain20: reproduced. Per precision: precision not recorded: 1 of 1 seed (seed 0)." \
+        in words
+    assert "| 0 | — | plain56 vs plain20 | 12.00 vs 8.00 | — | — |" in words
+    assert "Both of Fig. 6's claims hold in every pair judged" in words
+    assert "0.070 points" in words and "no gap's noise was tested" in words
 
-    fails = degradation.verdict(OPPOSITE)
+    fails, words = verdict_words(OPPOSITE)
     assert fails["degradation"]["reproduced"] is False
-    assert fails["residual"]["reproduced"] is False
-    assert "not reproduced. plain56 ends with a lower training error than plain20 " \
-           "(8.00% vs 12.00%" in fails["text"]
-    assert "resnet56 ends with a higher training error than resnet20" in fails["text"]
-    assert "Neither of Fig. 6's two claims holds" in fails["text"]
+    assert fails["residual"]["reproduced"] is False and fails["fig6"]["reproduced"] == []
+    assert "plain56 against plain20: not reproduced. Per precision: precision not recorded: " \
+           "0 of 1 seed." in words
+    assert "| resnet56 vs resnet20 | 9.00 vs 6.00 |" in words and "| no (higher) |" in words
+    assert "Neither of Fig. 6's two claims holds in every pair judged" in words
 
-    tie = degradation.verdict({"plain20": curve([5, 0]), "plain56": curve([9, 0])})
-    assert tie["degradation"]["relation"] == "equal" and not tie["degradation"]["reproduced"]
-    assert "the same training error as" in tie["text"] and tie["residual"] is None
-    assert "The one Fig. 6 claim judged fails" in tie["text"]
+    tie, words = verdict_words({"plain20": curve([5, 0]), "plain56": curve([9, 0])})
+    assert tie["degradation"]["pairs"][0]["relation"] == "equal"
+    assert not tie["degradation"]["reproduced"] and tie["residual"] is None
+    assert "no (the same error)" in words
+    assert "Residual learning (Fig. 6 right: the deeper ResNet trains better): not tested" \
+        in words
+    assert "The one Fig. 6 claim judged does not hold in every pair judged" in words
 
-    floor = degradation.verdict({"resnet20": curve([5, 0]), "resnet56": curve([9, 0.2])})
-    assert floor["residual"]["reproduced"] is False
-    assert "resnet20 already fits every training image" in floor["text"]
+    floor, words = verdict_words({"resnet20": curve([5, 0]), "resnet56": curve([9, 0.2])})
+    assert floor["residual"]["reproduced"] is False and floor["residual"]["pairs"][0]["floor"]
+    assert "no (resnet20 fits every training image: no net can end lower)" in words
 
-    diverged = degradation.verdict({**PAPER_LIKE, "plain56": curve([])})
+    diverged, words = verdict_words({**PAPER_LIKE, "plain56": curve([])})
     assert diverged["degradation"]["reproduced"] is None
-    assert "cannot be judged: plain56 diverged" in diverged["text"]
+    assert diverged["degradation"]["pairs"][0]["diverged"] == ["plain56"]
+    assert diverged["degradation"]["by_precision"][0]["unjudged_seeds"] == [0]
+    assert "cannot be judged" in words and "seed 0 not judged (a net diverged)" in words
+    assert "not judged: plain56 diverged before its first epoch" in words
+    assert diverged["fig6"] == {"judged": ["residual"], "reproduced": ["residual"]}
 
 
 def _flags(errors, n=1000):
@@ -145,66 +179,119 @@ def test_a_gap_within_the_noise_is_not_called_reproduced():
     for c in close.values():
         c["final_correct"] = {"train": _flags(round(10 * c["train_error"][-1])),
                               "test": _flags(round(10 * c["test_error"][-1]))}
-    checks = degradation.verdict(close, num_train=1000, num_test=1000)
-    assert checks["degradation"]["relation"] == "higher"
-    assert checks["degradation"]["train_gap"]["only_deep_wrong"] == 5
-    assert checks["degradation"]["beyond_noise"] is False
-    assert checks["degradation"]["reproduced"] is False
-    assert "(the gap is within the noise: its 95% interval contains 0)" in checks["text"]
-    gap = checks["residual"]["train_gap"]
-    assert (gap["only_shallow_wrong"], gap["only_deep_wrong"]) == (40, 0)
+    checks, words = verdict_words(close)
+    (degradation,) = checks["degradation"]["pairs"]
+    assert degradation["relation"] == "higher"
+    assert degradation["train_gap"]["only_other_wrong"] == 5
+    assert degradation["beyond_noise"] is False and degradation["reproduced"] is False
+    assert "no (within the noise: the 95% interval contains 0)" in words
+    (residual,) = checks["residual"]["pairs"]
+    gap = residual["train_gap"]
+    assert (gap["only_reference_wrong"], gap["only_other_wrong"]) == (40, 0)
     assert gap["difference_points"] == pytest.approx(-4.0) and gap["interval_points"][1] < 0
-    assert checks["residual"]["beyond_noise"] and checks["residual"]["reproduced"]
-    assert "resnet56 ends with a lower training error than resnet20 (1.00% vs 5.00%, -4.00 " \
-           "points, 95% CI" in checks["text"]
+    assert residual["beyond_noise"] and residual["reproduced"]
+    assert f"| resnet56 vs resnet20 | 1.00 vs 5.00 | -4.00 (95% CI " \
+           f"{gap['interval_points'][0]:+.2f} to {gap['interval_points'][1]:+.2f}) | " \
+           f"p < 0.001 |" in words
     # Curves without per-image flags (runs before they were kept): no noise test.
     del close["plain56"]["final_correct"]
-    unflagged = degradation.verdict(close, num_train=1000)
-    assert unflagged["degradation"]["train_gap"] is None
+    unflagged = verdict(close)
+    assert unflagged["degradation"]["pairs"][0]["train_gap"] is None
     assert unflagged["degradation"]["reproduced"]
 
 
-def _flagged(train, test=None):
+def _flagged(train, test=None, *, policy=None):
     """A curve whose last epoch has `train` (and `test`) per mille of 1000 images wrong."""
     c = curve([50, train / 10], [50, (test or train) / 10])
     c["final_correct"] = {"train": _flags(train), "test": _flags(test or train)}
+    if policy:
+        c["precision"] = {"policy": policy, "reason": "as the test says"}
     return c
 
 
-def test_each_claim_must_hold_in_every_seed_and_the_twins_are_compared():
-    runs = {"plain20": _flagged(80), "plain56": _flagged(140),
-            "resnet20": _flagged(80), "resnet56": _flagged(40),
-            # Seed 1: resnet56 ends above resnet20, beyond the noise.
-            "resnet20@seed1": _flagged(60), "resnet56@seed1": _flagged(100),
-            # float32: resnet56 12 images below its bfloat16 twin.
-            "resnet20@float32": _flagged(80), "resnet56@float32": _flagged(28)}
-    runs["resnet56"]["precision"] = {"policy": "mixed_bfloat16", "reason": "CPU with AVX512-BF16"}
-    checks = degradation.verdict(runs, num_train=1000, num_test=1000)
+def _seeds_and_precisions():
+    """Nets of two precisions and three seeds with known per-mille training errors."""
+    bf16 = "mixed_bfloat16"
+    return {
+        # bfloat16 (the preset's choice here): resnet56 ends above resnet20 with seed 0,
+        # below it with seed 1; plain20 has no plain56 to compare with.
+        "resnet20": _flagged(60, policy=bf16), "resnet56": _flagged(100, policy=bf16),
+        "plain20": _flagged(60, policy=bf16),
+        "resnet20@seed1": _flagged(100, policy=bf16), "resnet56@seed1": _flagged(40, policy=bf16),
+        # float32: resnet56 below resnet20 with seeds 0 and 1; with seed 2 by 2 images only.
+        "resnet20@float32": _flagged(80), "resnet56@float32": _flagged(40),
+        "plain20@float32": _flagged(80), "plain56@float32": _flagged(140),
+        "resnet20@seed1@float32": _flagged(80), "resnet56@seed1@float32": _flagged(50),
+        "resnet20@seed2@float32": _flagged(80), "resnet56@seed2@float32": _flagged(78),
+    }
+
+
+def test_each_claim_is_counted_per_seed_and_precision():
+    checks, words = verdict_words(_seeds_and_precisions())
     residual = checks["residual"]
-    assert [(r["seed"], r["precision_setting"], r["reproduced"]) for r in residual["runs"]] == \
-        [(0, "auto", True), (1, "auto", False), (0, "float32", True)]
-    assert residual["reproduced"] is False
-    assert (residual["judged_runs"], residual["reproduced_runs"]) == (3, 2)
-    assert checks["degradation"]["reproduced"] and checks["degradation"]["runs"][0]["seed"] == 0
-    assert "Residual learning over its 3 runs: reproduced in 2 of 3, so not reproduced." \
-        in checks["text"]
-    assert "The same with seed 1: not reproduced. resnet56@seed1 ends with a higher training " \
-           "error than resnet20@seed1 (10.00% vs 6.00%" in checks["text"]
-    assert "One of Fig. 6's two claims holds in this run, the other does not." in checks["text"]
-    assert "Seeds 0 and 1; one training image is 0.100 points" in checks["text"]
-    seeds = {(c["reference"], c["other"]): c for c in checks["seeds"]}
-    assert set(seeds) == {("resnet56", "resnet56@seed1"), ("resnet20", "resnet20@seed1")}
-    gap = seeds["resnet56", "resnet56@seed1"]["train_gap"]
-    assert gap["difference_points"] == pytest.approx(6.0) and not gap["within_noise"]
-    assert "Seed to seed: resnet56@seed1 against resnet56, training error 10.00% vs 4.00%, " \
-           "+6.00 points" in checks["text"]
-    precision = {c["reference"]: c for c in checks["precision"]}
-    assert set(precision) == {"resnet56", "resnet20"}
-    assert precision["resnet56"]["other"] == "resnet56@float32"
-    assert precision["resnet56"]["train_gap"]["difference_points"] == pytest.approx(-1.2)
-    assert precision["resnet20"]["train_gap"]["difference_points"] == 0
-    assert "mixed_bfloat16 against float32: resnet56@float32 against resnet56, training " \
-           "error 2.80% vs 4.00%, -1.20 points" in checks["text"]
+    assert [(p["seed"], p["precision"], p["reproduced"]) for p in residual["pairs"]] == [
+        (0, "float32", True), (1, "float32", True), (2, "float32", False),
+        (0, "bfloat16", False), (1, "bfloat16", True)]
+    assert residual["by_precision"] == [
+        {"precision": "float32", "seeds": [0, 1, 2], "reproduced_seeds": [0, 1],
+         "unjudged_seeds": []},
+        {"precision": "bfloat16", "seeds": [0, 1], "reproduced_seeds": [1],
+         "unjudged_seeds": []}]
+    assert (residual["judged"], residual["reproduced_pairs"], residual["reproduced"]) == \
+        (5, 3, False)
+    assert degradation_render.claim_counts(residual) == \
+        "float32: 2 of 3 seeds (seeds 0, 1); bfloat16: 1 of 2 seeds (seed 1)"
+    assert "resnet56 against resnet20: reproduced in 3 of 5 pairs of nets trained alike, so " \
+           "not in every one. Per precision: float32: 2 of 3 seeds (seeds 0, 1); bfloat16: 1 " \
+           "of 2 seeds (seed 1)." in words
+    # Each pair's difference in training error, its interval and McNemar's p, image by image.
+    seed0 = residual["pairs"][0]
+    assert (seed0["reference"], seed0["other"]) == ("resnet20@float32", "resnet56@float32")
+    gap = seed0["train_gap"]
+    assert gap["difference_points"] == pytest.approx(-4.0) and gap["only_reference_wrong"] == 40
+    assert gap["p_value"] == statistics.mcnemar_exact_p(0, 40)
+    expected = statistics.paired_difference({"both_right": 920, "reference_only": 0,
+                                             "variant_only": 40, "both_wrong": 40})
+    assert gap["interval_points"] == pytest.approx([-x for x in
+                                                    expected["interval_points"][::-1]])
+    seed2 = residual["pairs"][2]
+    assert seed2["relation"] == "lower" and seed2["beyond_noise"] is False
+    # Degradation: only float32 seed 0 has both plain nets.
+    assert checks["degradation"]["by_precision"] == [
+        {"precision": "float32", "seeds": [0], "reproduced_seeds": [0], "unjudged_seeds": []}]
+    # Plain against residual: float32 at depth 56, bfloat16 at 20 (its only shared depth).
+    assert [(p["models"], p["precision"], p["reproduced"])
+            for p in checks["plain_vs_residual"]["pairs"]] == [
+        (["plain56", "resnet56"], "float32", True), (["plain20", "resnet20"], "bfloat16", False)]
+    assert checks["fig6"] == {"judged": ["degradation", "residual"],
+                              "reproduced": ["degradation"]}
+    assert checks["seeds"] == [0, 1, 2]
+    assert "One of Fig. 6's two claims holds in every pair judged, the other does not." in words
+    assert "Seeds 0, 1 and 2; one training image is 0.100 points" in words
+
+
+def test_nets_trained_twice_are_compared_with_their_twin():
+    checks, words = verdict_words(_seeds_and_precisions())
+    seeds = {(c["reference"], c["other"]): c for c in checks["seed_twins"]}
+    assert set(seeds) == {("resnet20", "resnet20@seed1"), ("resnet56", "resnet56@seed1"),
+                          ("resnet20@float32", "resnet20@seed1@float32"),
+                          ("resnet20@float32", "resnet20@seed2@float32"),
+                          ("resnet56@float32", "resnet56@seed1@float32"),
+                          ("resnet56@float32", "resnet56@seed2@float32")}
+    twin = seeds["resnet56", "resnet56@seed1"]
+    assert (twin["reference_seed"], twin["other_seed"], twin["other_precision"]) == \
+        (0, 1, "bfloat16")
+    assert twin["train_gap"]["difference_points"] == pytest.approx(-6.0)
+    assert not twin["train_gap"]["within_noise"]
+    assert "| resnet56 | bfloat16 | 1 vs 0 | 4.00 vs 10.00 | -6.00 (95% CI" in words
+    precision = {c["other"]: c for c in checks["precision_twins"]}
+    assert set(precision) == {"resnet20@float32", "resnet56@float32", "plain20@float32",
+                              "resnet20@seed1@float32", "resnet56@seed1@float32"}
+    twin = precision["resnet56@float32"]
+    assert (twin["reference"], twin["reference_precision"], twin["other_precision"]) == \
+        ("resnet56", "bfloat16", "float32")
+    assert twin["train_gap"]["difference_points"] == pytest.approx(-6.0)
+    assert "| resnet56 | 0 | float32 vs bfloat16 | 4.00 vs 10.00 | -6.00 (95% CI" in words
 
 
 @pytest.mark.parametrize("label, expected", [
@@ -212,13 +299,24 @@ def test_each_claim_must_hold_in_every_seed_and_the_twins_are_compared():
     ("resnet56@seed1", ("resnet56", 1, "auto")),
     ("plain20@float32@seed12", ("plain20", 12, "float32")),
 ])
-def test_run_labels_name_the_seed_and_precision(label, expected):
-    run = degradation.Run.parse(label, seed=3)
-    assert (run.model, run.seed, run.precision) == expected
-    config = degradation.net_config("digits", model=run.model, seed=run.seed,
-                                    precision=run.precision)
-    assert config.train.seed == run.seed
-    assert config.train.mixed_precision == ("off" if run.precision == "float32" else "auto")
+def test_net_labels_name_the_seed_and_precision(label, expected):
+    net = NetLabel.parse(label, seed=3)
+    assert (net.model, net.seed, net.precision) == expected
+    config = degradation_command.net_config("digits", model=net.model, seed=net.seed,
+                                            precision=net.precision)
+    assert config.train.seed == net.seed
+    assert config.train.mixed_precision == (
+        MIXED_PRECISION_FOR_FLOAT32 if net.precision == "float32" else "auto")
+
+
+@pytest.mark.parametrize("curve_precision, setting, expected", [
+    ({"policy": "mixed_bfloat16", "reason": "CPU with AVX512-BF16"}, "auto", "bfloat16"),
+    ({"policy": "float32", "reason": "--train.mixed_precision off"}, "float32", "float32"),
+    (None, "float32", "float32"),
+    (None, "auto", None),  # a run from before the policy was recorded
+])
+def test_a_nets_precision_is_the_policy_it_recorded(curve_precision, setting, expected):
+    assert precision_name({"precision": curve_precision}, precision=setting) == expected
 
 
 def test_a_finished_net_is_kept_and_only_the_missing_one_trains(tiny_degradation, tmp_path,
@@ -227,8 +325,7 @@ def test_a_finished_net_is_kept_and_only_the_missing_one_trains(tiny_degradation
     out.mkdir()
     for name in ("config.json", "curves.json"):
         (out / name).write_text((tiny_degradation / name).read_text())
-    assert degradation.main(["--models", "plain20,resnet20,resnet20@seed1", "--epochs", "2",
-                             "--steps-per-epoch", "2", "--batch-size", "16",
+    assert degradation_main(["--models", "plain20,resnet20,resnet20@seed1", *TINY,
                              "--out", str(out)]) == 0
     earlier = json.loads((tiny_degradation / "curves.json").read_text())
     curves = json.loads((out / "curves.json").read_text())
@@ -236,20 +333,100 @@ def test_a_finished_net_is_kept_and_only_the_missing_one_trains(tiny_degradation
     assert curves["resnet20@seed1"]["seed"] == 1 and len(curves["resnet20@seed1"]["epoch"]) == 2
     summary = json.loads((out / "summary.json").read_text())
     assert [n["run"] for n in summary["nets"]] == ["plain20", "resnet20", "resnet20@seed1"]
-    assert summary["verdict"]["seeds"][0]["other"] == "resnet20@seed1"
+    assert summary["verdict"]["seed_twins"][0]["other"] == "resnet20@seed1"
     # Another recipe, or a list without the folder's nets, would overwrite them: refused.
     before = (out / "curves.json").read_text()
     for models, epochs in (("plain20,resnet20,resnet20@seed1", "1"), ("plain20", "2")):
-        assert degradation.main(["--models", models, "--epochs", epochs, "--steps-per-epoch",
+        assert degradation_main(["--models", models, "--epochs", epochs, "--steps-per-epoch",
                                  "2", "--batch-size", "16", "--out", str(out)]) == 2
         assert "holds an earlier degradation run" in capsys.readouterr().err
     assert (out / "curves.json").read_text() == before
 
 
+# The keys the single-module experiments/degradation.py wrote (the Fashion-MNIST run still
+# trains with it): config.json's, and each net's in curves.json.
+OLD_CONFIG_KEYS = ["models", "dataset", "seed", "train_subset", "recipe", "train_configs"]
+OLD_CURVE_KEYS = ["epoch", "train_error", "train_error_running", "test_error", "loss", "lr",
+                  "seconds", "cpu_seconds", "final_correct", "residual", "depth", "params",
+                  "steps_per_epoch", "precision", "diverged_at", "model", "seed",
+                  "precision_setting"]
+
+
+def _old_run(out, labels, *, epochs=2):
+    """A run folder as the old code left it: config.json and curves.json, nets finished."""
+    from job import config as config_lib
+
+    configs = {label: degradation_command.net_config(
+        "digits", model=n.model, seed=n.seed, precision=n.precision, epochs=epochs,
+        batch_size=16, steps_per_epoch=2) for label in labels
+        for n in [NetLabel.parse(label, seed=0)]}
+    config = {"models": list(labels), "dataset": "digits", "seed": 0, "train_subset": None,
+              "recipe": degradation_command.recipe(configs[labels[0]]),
+              "train_configs": {label: config_lib.to_dict(c) for label, c in configs.items()}}
+    curves = {}
+    for i, label in enumerate(labels):
+        n = NetLabel.parse(label, seed=0)
+        c = _flagged(100 + 40 * i)
+        curves[label] = {"epoch": [1, 2], "train_error": c["train_error"],
+                         "train_error_running": [60.0, 20.0], "test_error": c["test_error"],
+                         "loss": [2.0, 1.0], "lr": [0.05, 0.05], "seconds": [1.0, 2.0],
+                         "cpu_seconds": [1.5, 3.0], "final_correct": c["final_correct"],
+                         "residual": n.model.startswith("resnet"), "depth": 20,
+                         "params": 271_098, "steps_per_epoch": 2,
+                         "precision": {"policy": "mixed_bfloat16", "reason": "CPU"},
+                         "diverged_at": None, "model": n.model, "seed": n.seed,
+                         "precision_setting": n.precision}
+    assert list(config) == OLD_CONFIG_KEYS and list(curves[labels[0]]) == OLD_CURVE_KEYS
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "curves.json").write_text(json.dumps(curves, indent=1))
+    return json.loads(json.dumps(config)), curves
+
+
+def test_a_run_of_the_old_code_is_resumed_with_its_finished_nets(tmp_path):
+    config, curves = _old_run(tmp_path, ["plain20", "resnet20", "resnet20@seed1"])
+    # Nothing to train: every listed net is finished, so only the outputs are written again.
+    assert degradation_main(["--models", "plain20,resnet20,resnet20@seed1", *TINY,
+                             "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "curves.json").read_text()) == curves
+    assert json.loads((tmp_path / "config.json").read_text()) == config
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [n["train_error"] for n in summary["nets"]] == [10.0, 14.0, 18.0]
+    (pair,) = summary["verdict"]["plain_vs_residual"]["pairs"]
+    assert pair["train_gap"]["difference_points"] == pytest.approx(4.0)
+
+
+def test_render_only_judges_an_old_run_again_and_trains_nothing(tmp_path):
+    # The digits run committed under docs/ predates seeds, precisions and per-image flags.
+    committed = os.path.join(ROOT, "docs", "experiments", "degradation")
+    out = tmp_path / "digits"
+    shutil.copytree(committed, out)
+    before = json.loads((out / "summary.json").read_text())
+    assert degradation_main(["--render-only", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert {k: v for k, v in summary.items() if k != "verdict"} == \
+        {k: v for k, v in before.items() if k != "verdict"}
+    assert summary["verdict"]["fig6"] == {"judged": ["degradation", "residual"],
+                                          "reproduced": ["degradation"]}
+    assert not summary["verdict"]["paired"]
+    assert summary["verdict"]["residual"]["pairs"][0]["floor"]
+    results = (out / "results.md").read_text()
+    assert degradation_render.verdict_markdown(summary) in results
+    with open(os.path.join(committed, "curves.csv")) as f:
+        assert (out / "curves.csv").read_text() == f.read()
+
+
+def test_render_only_rewrites_what_the_run_wrote(tiny_degradation, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_degradation, out)
+    assert degradation_main(["--render-only", "--out", str(out)]) == 0
+    for name in ("summary.json", "results.md", "curves.csv", "curves.json", "config.json"):
+        assert (out / name).read_text() == (tiny_degradation / name).read_text(), name
+
+
 def test_degradation_trains_on_a_stratified_subset(tmp_path):
     write_idx(tmp_path, gz=True, num_train=60)
-    dataset = degradation.load_training_subset("fashion_mnist", data_dir=str(tmp_path),
-                                               train_subset=30)
+    dataset = degradation_command.load_training_subset("fashion_mnist", data_dir=str(tmp_path),
+                                                       train_subset=30)
     assert (dataset.num_train, dataset.num_test) == (30, 10)
     _, labels = next(iter(dataset.train(30, shuffle=False, augment=False)))
     assert sorted(labels.numpy().tolist()) == sorted(list(range(10)) * 3)  # every class kept
@@ -258,7 +435,7 @@ def test_degradation_trains_on_a_stratified_subset(tmp_path):
 def test_degradation_on_tiny_fashion_mnist_with_a_subset(tmp_path):
     write_idx(tmp_path / "data", gz=True, num_train=60, num_test=20)
     out = tmp_path / "run"
-    assert degradation.main(["--dataset", "fashion_mnist", "--data-dir", str(tmp_path / "data"),
+    assert degradation_main(["--dataset", "fashion_mnist", "--data-dir", str(tmp_path / "data"),
                              "--train-subset", "40", "--models", "plain20,resnet20",
                              "--epochs", "2", "--steps-per-epoch", "1", "--batch-size", "8",
                              "--out", str(out)]) == 0
@@ -266,15 +443,15 @@ def test_degradation_on_tiny_fashion_mnist_with_a_subset(tmp_path):
     assert (summary["num_train"], summary["train_subset"], summary["num_test"]) == (40, 40, 20)
     assert summary["recipe"]["preset"] == "degradation-fashion-mnist"
     assert summary["recipe"]["augment"] and summary["recipe"]["weight_decay"] == 1e-4
-    check = summary["verdict"]["plain_vs_residual"]
-    assert check["train_gap"]["n"] == 40 and check["test_gap"]["n"] == 20
-    assert "on the same 40 training and 20 test images" in summary["verdict"]["text"]
+    (pair,) = summary["verdict"]["plain_vs_residual"]["pairs"]
+    assert pair["train_gap"]["n"] == 40 and pair["test_gap"]["n"] == 20
+    assert "on the same 40 training and 20 test images" in (out / "results.md").read_text()
 
 
 def test_degradation_on_a_tiny_cifar10_archive_shows_the_papers_column(tmp_path):
     archive, _, _ = write_cifar(tmp_path, "cifar10", layout="archive_file")
     out = tmp_path / "run"
-    assert degradation.main(["--dataset", "cifar10", "--data-dir", str(archive), "--models",
+    assert degradation_main(["--dataset", "cifar10", "--data-dir", str(archive), "--models",
                              "plain20,resnet20", "--epochs", "1", "--steps-per-epoch", "1",
                              "--batch-size", "8", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -294,12 +471,18 @@ def test_degradation_on_a_tiny_cifar10_archive_shows_the_papers_column(tmp_path)
     (["--models", "resnet20@fp16"], "'resnet20@fp16' has an unknown tag @fp16; the tags are "
                                     "@seedN and @float32"),
     (["--models", "resnet20,resnet20"], "--models lists a net twice"),
+    (["--render-only"], "No such file or directory"),
 ])
 def test_degradation_bad_arguments_get_one_line(args, match, capsys, tmp_path):
-    assert degradation.main([*args, "--out", str(tmp_path / "x")]) == 2
+    assert degradation_main([*args, "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and match in err and "\n" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_render_only_needs_the_folder(capsys):
+    assert degradation_main(["--render-only"]) == 2
+    assert "--render-only needs --out" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- cifar10_table
@@ -391,7 +574,7 @@ def test_block_table_numbers_are_count_macs_of_built_models(blocks):
     assert "69,632" in table["explanation"] and "16.9x fewer" in table["explanation"]
 
 
-def test_readme_section_renders_from_the_json(tiny_degradation, blocks, tmp_path):
+def test_readme_section_renders_from_the_json(tiny_degradation, blocks, tmp_path, capsys):
     docs = tmp_path / "docs"
     (docs / "degradation").mkdir(parents=True)
     (docs / "block_table").mkdir()
@@ -405,22 +588,33 @@ def test_readme_section_renders_from_the_json(tiny_degradation, blocks, tmp_path
     fashion = {**summary, "dataset": "fashion_mnist", "train_subset": summary["num_train"],
                "nets": [{**net, "train_error": 50.0, "train_error_se": 1.5}
                         for net in summary["nets"]],
-               "verdict": {**summary["verdict"], "text": "The Fashion-MNIST verdict."}}
+               "verdict": verdict(_seeds_and_precisions())}
     del fashion["noise_test"]
     (docs / "degradation_fashion_mnist").mkdir()
     (docs / "degradation_fashion_mnist" / "summary.json").write_text(json.dumps(fashion))
     assert readme_section.main(["--docs", str(docs)]) == 0
     text = (docs / "README_section.md").read_text()
-    assert summary["verdict"]["text"] in text and "The Fashion-MNIST verdict." in text
+    fashion_words = degradation_render.verdict_markdown(fashion)
+    assert degradation_render.verdict_markdown(summary) in text and fashion_words in text
     assert "Not measured here" in text and "8.75%" in text
     resnet20 = summary["nets"][1]
     assert table_rows(text, "net")["resnet20"][1:] == [
         f"{resnet20['train_error']:.2f}", f"{resnet20['test_error']:.2f}",
         "50.00 ± 1.50", f"{resnet20['test_error']:.2f}"]
+    # Which seeds and precisions hold each claim, dataset by dataset.
+    claims = table_rows(text, "claim")
+    assert claims[degradation_render.TITLES["residual"]][1:] == [
+        "—", "float32: 2 of 3 seeds (seeds 0, 1); bfloat16: 1 of 2 seeds (seed 1)"]
     assert text.count(readme_section.UNPAIRED_NOTE) == 1  # under the Fashion-MNIST run only
-    assert text.index("The Fashion-MNIST verdict.") < text.index(readme_section.UNPAIRED_NOTE)
+    assert text.index(fashion_words) < text.index(readme_section.UNPAIRED_NOTE)
     assert f"--dataset fashion_mnist --train-subset {summary['num_train']}" in text
     assert readme_section.main(["--docs", str(tmp_path / "empty")]) == 2
+    # A summary the old single-module experiment judged: its verdict must be decided again.
+    fashion["verdict"] = {"text": "An old verdict."}
+    (docs / "degradation_fashion_mnist" / "summary.json").write_text(json.dumps(fashion))
+    capsys.readouterr()
+    assert readme_section.main(["--docs", str(docs)]) == 2
+    assert "python -m experiments.degradation --render-only --out " in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the default run
@@ -433,7 +627,7 @@ def test_default_degradation_run_fits_ten_minutes(tmp_path):
                             timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert [n["model"] for n in summary["nets"]] == list(degradation.DEFAULT_MODELS)
+    assert [n["model"] for n in summary["nets"]] == list(degradation_command.DEFAULT_MODELS)
     assert summary["wall_seconds"] < 600
     assert len(re.findall(r"epoch +\d+/10 ", result.stdout)) == 40
     assert summary["verdict"]["degradation"]["reproduced"] is not None
