@@ -52,14 +52,18 @@ def _sources():
 
 
 def test_every_package_is_on_the_map():
-    packages = {name for name in os.listdir(ROOT)
-                if os.path.isfile(os.path.join(ROOT, name, "__init__.py"))}
-    assert packages - {"tests"} == set(LAYERS) | set(COMMANDS[1:])
+    top = {name for name in os.listdir(ROOT)
+           if os.path.isfile(os.path.join(ROOT, name, "__init__.py"))} - {"tests"}
+    assert top == set(LAYERS) | set(COMMANDS[1:])
+    # Their subpackages too: setuptools installs only the packages listed.
+    packages = {os.path.relpath(dirpath, ROOT).replace(os.sep, ".")
+                for package in top for dirpath, _, names in os.walk(os.path.join(ROOT, package))
+                if "__init__.py" in names}
     with open(os.path.join(ROOT, "pyproject.toml")) as f:
         pyproject = f.read()
     listed = pyproject.split("packages = [", 1)[1].split("]", 1)[0]
     assert sorted(p.strip().strip('"') for p in listed.replace("\n", "").split(",")
-                  if p.strip()) == sorted(packages - {"tests"})
+                  if p.strip()) == sorted(packages)
 
 
 @pytest.mark.parametrize("package", LAYERS + COMMANDS)
