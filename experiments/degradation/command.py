@@ -210,8 +210,6 @@ def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_
     curves = {n.label: curves[n.label] for n in nets}
     summary = summarize(curves, dataset=dataset_name, num_train=dataset.num_train,
                         num_test=dataset.num_test, config=shared, seed=seed,
-                        wall_seconds=sum(c["seconds"][-1] for c in curves.values()
-                                         if c["seconds"]),
                         train_subset=dataset.num_train if train_subset else None)
     _write_json(summary, out, "summary.json")
     render.render(summary, curves, out)
@@ -221,8 +219,7 @@ def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_
     return summary
 
 
-def summarize(curves, *, dataset, num_train, num_test, config, seed, wall_seconds,
-              train_subset=None):
+def summarize(curves, *, dataset, num_train, num_test, config, seed, train_subset=None):
     """The summary.json dict: final errors per net, the paper's, the verdict.
 
     Args:
@@ -231,26 +228,11 @@ def summarize(curves, *, dataset, num_train, num_test, config, seed, wall_second
         num_train, num_test: the images each net was scored on.
         config: the first net's `Config`, whose recipe every net shares.
         seed: the experiment's (`run`'s).
-        wall_seconds: the nets' training time, summed.
         train_subset: the training images when a subset was drawn, else None.
 
     Returns:
         dict; its `verdict` is `verdict.verdict`'s.
     """
-    nets = []
-    for label, c in curves.items():
-        n = NetLabel.parse(label, seed=seed)
-        nets.append({
-            "run": label, "model": n.model, "seed": n.seed, "residual": c["residual"],
-            "depth": c["depth"], "params": c["params"], "epochs": len(c["epoch"]),
-            "train_error": c["train_error"][-1] if c["train_error"] else None,
-            "test_error": c["test_error"][-1] if c["test_error"] else None,
-            "paper_test_error": (paper.CIFAR10_TEST_ERROR.get(n.model)
-                                 if dataset == "cifar10" else None),
-            "seconds": c["seconds"][-1] if c["seconds"] else None,
-            "diverged_at": c["diverged_at"],
-            "precision": c.get("precision"),
-        })
     return {
         "experiment": "degradation (arXiv 1512.03385, sec. 4.2, Fig. 6)",
         "dataset": dataset, "num_train": num_train, "num_test": num_test,
@@ -260,23 +242,58 @@ def summarize(curves, *, dataset, num_train, num_test, config, seed, wall_second
         "warmup_epochs": config.train.warmup_epochs,
         "training_error": "whole training split, not augmented, inference mode, after "
                           "each epoch",
-        "nets": nets,
+        "nets": net_rows(curves, dataset=dataset, seed=seed),
         # The rule the verdict's gaps are judged by (a summary without it predates it).
         "noise_test": f"paired: {statistics.INTERVAL_METHOD}; {statistics.TEST_METHOD}",
         "verdict": verdict(curves, seed=seed),
-        "wall_seconds": round(wall_seconds, 1),
+        "wall_seconds": training_seconds(curves),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
     }
+
+
+def net_rows(curves, *, dataset, seed):
+    """summary.json's `nets`: each net's final errors, size, time and precision.
+
+    Args:
+        curves: curves.json's dict, in `--models` order.
+        dataset: one of `DATASETS`.
+        seed: the experiment's, for labels without `@seedN`.
+
+    Returns:
+        list of dicts, one a net; `cpu_seconds` is None for a net trained before
+        its process CPU time was recorded.
+    """
+    rows = []
+    for label, c in curves.items():
+        n = NetLabel.parse(label, seed=seed)
+        rows.append({
+            "run": label, "model": n.model, "seed": n.seed, "residual": c["residual"],
+            "depth": c["depth"], "params": c["params"], "epochs": len(c["epoch"]),
+            "train_error": c["train_error"][-1] if c["train_error"] else None,
+            "test_error": c["test_error"][-1] if c["test_error"] else None,
+            "paper_test_error": (paper.CIFAR10_TEST_ERROR.get(n.model)
+                                 if dataset == "cifar10" else None),
+            "seconds": c["seconds"][-1] if c["seconds"] else None,
+            "cpu_seconds": (c.get("cpu_seconds") or [None])[-1],
+            "diverged_at": c["diverged_at"],
+            "precision": c.get("precision"),
+        })
+    return rows
+
+
+def training_seconds(curves):
+    """The nets' training time in seconds, summed (summary.json's `wall_seconds`)."""
+    return round(sum(c["seconds"][-1] for c in curves.values() if c["seconds"]), 1)
 
 
 def render_only(out):
     """Judges the nets of run folder `out` again and re-renders its outputs; trains nothing.
 
     For a folder this command wrote, or the single-module degradation.py
-    before it: summary.json keeps everything but its verdict, which is decided
-    again from curves.json; then curves.csv, results.md and degradation.png
-    are rendered from the two.
+    before it: summary.json keeps its recipe and machine; its nets, verdict and
+    time are made again from curves.json, nets finished since included; then
+    curves.csv, results.md and degradation.png are rendered from the two.
 
     Returns:
         The summary dict written back as summary.json.
@@ -289,10 +306,16 @@ def render_only(out):
     with open(os.path.join(out, "curves.json")) as f:
         curves = json.load(f)
     # The verdict reads the nets in --models order, as `run` passes them (older summaries
-    # have no `models`: their curves.json is in that order).
+    # have no `models`: their curves.json is in that order); nets finished since the
+    # summary was written follow in curves.json's order.
     order = [label for label in summary.get("models", curves) if label in curves]
-    curves = {label: curves[label] for label in order}
-    summary["verdict"] = verdict(curves, seed=summary["seed"])
+    added = {label: curves[label] for label in curves if label not in order}
+    curves = {label: curves[label] for label in order + list(added)}
+    summary.update(models=list(curves), nets=net_rows(curves, dataset=summary["dataset"],
+                                                      seed=summary["seed"]),
+                   verdict=verdict(curves, seed=summary["seed"]),
+                   # A summary's time is kept as measured; the added nets' time is added.
+                   wall_seconds=round(summary["wall_seconds"] + training_seconds(added), 1))
     _write_json(summary, out, "summary.json")
     render.render(summary, curves, out)
     return summary

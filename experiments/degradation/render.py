@@ -8,7 +8,7 @@ verdict verdict.py decided); the figure has the layout of the paper's Fig. 6
 import csv
 import os
 
-from experiments.degradation.labels import NetLabel, precision_name, precision_order
+from experiments.degradation.labels import NetLabel, precision_name
 from experiments.degradation.verdict import FIG6_CLAIMS
 from report import statistics
 from report.markdown import cell, interval_words, md_table, p_words
@@ -286,8 +286,10 @@ def render_results(summary):
 # ---------------------------------------------------------------- the figure
 
 
-_LINE_STYLES = {"float32": "-", "bfloat16": ":", "float16": "--", None: "-"}
-_LINE_WORDS = {"-": "solid", ":": "dotted", "--": "dashed"}
+# A line style per seed (in the order of the seeds drawn); a marker on every epoch of a
+# 16-bit net, none on a float32 one; so two curves of one colour never look alike.
+_SEED_STYLES = ("-", "--", "-.", (0, (1, 1.5)), (0, (5, 1, 1, 1, 1, 1)))
+_MARKERS = {"bfloat16": "o", "float16": "s"}
 
 
 def _curve_traits(curves, *, seed):
@@ -302,23 +304,22 @@ def _curve_traits(curves, *, seed):
 
 
 def _title(dataset, traits, *, means):
-    precisions = sorted({t[3] for t in traits.values()}, key=precision_order)
-    notes = [] if len(precisions) < 2 else [", ".join(
-        f"{_LINE_WORDS[_LINE_STYLES[p]]} {p or 'precision not recorded'}" for p in precisions)]
+    notes = ["a line style per seed"]
+    notes += [f"{'dots' if _MARKERS[p] == 'o' else 'squares'} on {p}"
+              for p in sorted({t[3] for t in traits.values()} & set(_MARKERS))]
     if means:
         notes.append("bold the mean over float32 seeds")
-    return (f"{dataset}: training and test error of every run"
-            + (f" ({'; '.join(notes)})" if notes else ""))
+    return f"{dataset}: training and test error of every run ({'; '.join(notes)})"
 
 
 def plot(curves, path, *, dataset, seed=0):
     """degradation.png in the layout of paper Fig. 6, every net told apart.
 
     One column per claim (plain nets, ResNets), training error above and test
-    error below; one colour per depth, a solid line per float32 net and a
-    dotted one per bfloat16 net, each named in the legend by kind, depth,
-    seed and precision; the mean over a depth's float32 seeds bold, where it
-    has two or more.
+    error below; one colour per depth, a line style per seed, a dot on every
+    epoch of a bfloat16 net, each named in the legend by kind, depth, seed
+    and precision; the mean over a depth's float32 seeds bold, where it has
+    two or more.
 
     Args:
         curves: curves.json's dict.
@@ -335,6 +336,8 @@ def plot(curves, path, *, dataset, seed=0):
     depths = sorted({t[1] for t in traits.values()})
     palette = ["tab:orange", "tab:blue", "tab:green", "tab:red", "tab:purple", "tab:brown"]
     color = {d: palette[i % len(palette)] for i, d in enumerate(depths)}
+    seeds = sorted({t[2] for t in traits.values()})
+    style = {s: _SEED_STYLES[i % len(_SEED_STYLES)] for i, s in enumerate(seeds)}
     fig = Figure(figsize=(12, 8.5))
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 2, sharey="row", sharex=True)
@@ -346,9 +349,9 @@ def plot(curves, path, *, dataset, seed=0):
             ax = axes[row][column]
             for label in nets:
                 _, depth, net_seed, precision = traits[label]
-                ax.plot(curves[label]["epoch"], curves[label][key], color=color[depth], lw=0.8,
-                        alpha=0.8, ls=_LINE_STYLES[precision],
-                        label=f"{kind}-{depth}, seed {net_seed}"
+                ax.plot(curves[label]["epoch"], curves[label][key], color=color[depth], lw=0.9,
+                        alpha=0.8, ls=style[net_seed], marker=_MARKERS.get(precision),
+                        markersize=2.5, label=f"{kind}-{depth}, seed {net_seed}"
                               + (f", {precision}" if precision else ""))
             for depth in sorted({traits[label][1] for label in nets}):
                 epochs = curves[nets[0]]["epoch"]
