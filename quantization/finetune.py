@@ -13,7 +13,8 @@ from resnet_keras.backend import tf
 from rundir import model_files
 from rundir.model_files import load_float_model
 from training import distribute
-from training.loop import StageProgress, compile_for_plan, fit_inputs
+from training.callbacks import StageProgress
+from training.loop import compile_for_plan, fit_inputs
 from training.plan import TrainingPlan
 
 logger = logging.getLogger(__name__)

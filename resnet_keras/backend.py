@@ -13,8 +13,7 @@ import re
 import sys
 import tempfile
 
-# cpu_flags is not used here: training.distribute imports it from this module.
-from resnet_keras.cpu import architecture, cpu_flags, this_cpu  # noqa: F401
+from resnet_keras.cpu import architecture, this_cpu
 
 # Must be set before TensorFlow is first imported so that `tf.keras` (used by
 # TFLiteConverter and tfmot internally) resolves to the same tf_keras package.

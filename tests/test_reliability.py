@@ -154,7 +154,7 @@ def test_model_files_that_are_not_keras_models(tmp_path):
 # ---- 2. resume is exact at epoch boundaries ----
 
 def test_best_so_far_comes_from_the_history(tmp_path):
-    from training.loop import best_before
+    from training.history import best_before
 
     history = tmp_path / "history.csv"
     history.write_text("epoch,accuracy,val_accuracy\n0,0.5,0.6\n1,0.6,0.9\n2,0.7,0.8\n")
@@ -234,7 +234,7 @@ def test_best_model_survives_a_restart(tmp_path):
 
 def test_no_file_is_written_with_a_non_finite_value(tmp_path):
     from resnet_keras.backend import keras
-    from training.loop import NaNGuard
+    from training.callbacks import NaNGuard
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(name="bn")])
     model_files.save_model(model, tmp_path / "good.keras")

@@ -14,7 +14,8 @@ import os
 import re
 import shutil
 
-from resnet_keras.backend import cpu_flags, keras, tf
+from resnet_keras.backend import keras, tf
+from resnet_keras.cpu import cpu_flags
 from rundir import cluster, model_files
 from training.options import DISTRIBUTIONS, PRECISION_SETTINGS, SWITCHES, check
 

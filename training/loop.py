@@ -23,20 +23,14 @@ from resnet_keras.backend import ONEDNN, keras, tf
 from resnet_keras.models import build_model
 from rundir import model_files
 from training import distribute, pretrained
-
-# Code written before training.callbacks and training.history imports `NaNGuard`,
-# `StageProgress`, `best_before` and `current_learning_rate` from here
-# (quantization/finetune.py, the degradation experiment, tests/test_reliability.py);
-# new code imports them from there.
 from training.callbacks import (
     EpochEndBackup,
     NaNGuard,
     NaNSafeBackupAndRestore,
     RunCheckpoints,
     StageProgress,
-    current_learning_rate,  # noqa: F401
 )
-from training.history import best_before, plot_training_curve  # noqa: F401
+from training.history import plot_training_curve
 from training.plan import TrainingPlan
 
 logger = logging.getLogger(__name__)

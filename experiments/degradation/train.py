@@ -38,7 +38,7 @@ def _make_recorder(keras, *, name, arrays, batch_size, guard, clock, total_epoch
     import numpy as np
 
     from datasets.input_pipeline import array_batches
-    from training.loop import current_learning_rate
+    from training.callbacks import current_learning_rate
 
     class ErrorCurves(keras.callbacks.Callback):
         """Measures training and test error after every epoch and prints one line."""
@@ -104,7 +104,8 @@ def train_net(config, dataset, *, label=None, arrays=None, clock=None):
     """
     from resnet_keras.backend import keras
     from training import distribute
-    from training.loop import NaNGuard, compiled_training_model, fit_inputs
+    from training.callbacks import NaNGuard
+    from training.loop import compiled_training_model, fit_inputs
     from training.plan import TrainingPlan
 
     cfg = config.train
