@@ -20,6 +20,7 @@ from job.presets import PRESETS
 from report import decide as report_decide
 from report import targets as report_targets
 from rundir.files import json_mapping, require_mapping
+from training import options as training_options
 from training.options import Distribute, PrecisionSetting, Schedule, Switch, WarmupShape
 
 # The job's own closed set: the stages it runs, in order.
@@ -383,7 +384,10 @@ def validate(config: Config) -> None:
         if value is not None and not valid.holds(value):
             raise ValueError(f"{key} must be {valid.describe()}, got {value}.")
     _check_val_split(config.data.val_split)
-    _check_schedule(config.train)
+    t = config.train
+    training_options.check_schedule(t.schedule, lr_decay_epochs=t.lr_decay_epochs,
+                                    warmup_epochs=t.warmup_epochs,
+                                    warmup_steps=t.warmup_steps, warmup_shape=t.warmup_shape)
     if config.train.head_epochs and not config.model.weights:
         raise ValueError(f"train.head_epochs={config.train.head_epochs} trains a new top on "
                          f"pretrained features, but model.weights is not set; give "
@@ -405,23 +409,6 @@ def _check_val_split(val_split):
                          f"count of images (an integer >= 0).")
     if isinstance(val_split, int) and val_split < 0:
         raise ValueError(f"data.val_split must be >= 0 (a count of images), got {val_split}.")
-
-
-def _check_schedule(cfg):
-    """The step schedule's decays are epochs > 0, in order (a preset's may lie past a short
-    run); the warmup has one length and a shape its schedule has."""
-    decays = cfg.lr_decay_epochs
-    if any(e <= 0 for e in decays) or list(decays) != sorted(set(decays)):
-        raise ValueError(f"train.lr_decay_epochs={','.join(f'{e:g}' for e in decays)} must be "
-                         f"increasing epochs > 0.")
-    if cfg.warmup_epochs and cfg.warmup_steps:
-        raise ValueError(f"train.warmup_epochs={cfg.warmup_epochs:g} and train.warmup_steps="
-                         f"{cfg.warmup_steps} both give the warmup's length; set one of them "
-                         f"to 0.")
-    if cfg.warmup_shape == "constant" and cfg.schedule != "step":
-        raise ValueError(f"train.warmup_shape=constant holds a tenth of the rate only with "
-                         f"train.schedule=step; the {cfg.schedule} schedule warms up linearly "
-                         f"(train.warmup_shape=linear).")
 
 
 def to_dict(config: Config) -> dict:

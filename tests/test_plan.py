@@ -67,6 +67,20 @@ def test_the_step_schedule_warms_up_linearly_or_holds_a_tenth():
         TrainingPlan.build(**common, warmup_steps=100)
 
 
+def test_a_plan_made_in_python_refuses_a_schedule_whose_parts_do_not_fit():
+    # The configuration checks the same rules (job/config.py); a plan built directly,
+    # without a configuration, used to warm a cosine schedule up linearly instead.
+    common = dict(batch_size=100, replicas=1, num_train=1000, epochs=20, learning_rate=0.1,
+                  reference_batch_size=100)
+    with pytest.raises(ValueError, match="warmup_shape=constant .* only with "
+                                         "train.schedule=step; the cosine schedule"):
+        TrainingPlan.build(**common, schedule="cosine", warmup_steps=40, warmup_shape="constant")
+    with pytest.raises(ValueError, match=r"lr_decay_epochs=15,10 must be increasing"):
+        TrainingPlan.build(**common, schedule="step", lr_decay_epochs=(15, 10))
+    with pytest.raises(ValueError, match="both give the warmup's length"):
+        TrainingPlan.build(**common, schedule="step", warmup_epochs=1, warmup_steps=10)
+
+
 def test_a_model_compiled_with_the_linear_warmup_saves_and_loads_in_safe_mode(tmp_path):
     from resnet_keras.backend import keras
 

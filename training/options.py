@@ -49,3 +49,28 @@ def check(value, valid, *, what):
     if value not in valid:
         raise ValueError(f"Unknown {what} {value!r}; valid: {', '.join(valid)}.")
     return value
+
+
+def check_schedule(schedule, *, lr_decay_epochs, warmup_epochs, warmup_steps, warmup_shape):
+    """Refuses a schedule whose parts do not fit together, naming the `train.*` keys.
+
+    The step schedule's decays are epochs > 0, in order (a preset's may lie past
+    a short run); the warmup has one length, and a shape its schedule has.
+
+    Raises:
+        ValueError: an unknown schedule or warmup shape (as `check`), decays out
+            of order, two warmup lengths, or a held warmup outside `step`.
+    """
+    check(schedule, SCHEDULES, what="schedule")
+    check(warmup_shape, WARMUP_SHAPES, what="warmup shape")
+    if any(e <= 0 for e in lr_decay_epochs) or list(lr_decay_epochs) != sorted(
+            set(lr_decay_epochs)):
+        raise ValueError(f"train.lr_decay_epochs={','.join(f'{e:g}' for e in lr_decay_epochs)} "
+                         f"must be increasing epochs > 0.")
+    if warmup_epochs and warmup_steps:
+        raise ValueError(f"train.warmup_epochs={warmup_epochs:g} and train.warmup_steps="
+                         f"{warmup_steps} both give the warmup's length; set one of them to 0.")
+    if warmup_shape == "constant" and schedule != "step":
+        raise ValueError(f"train.warmup_shape=constant holds a tenth of the rate only with "
+                         f"train.schedule=step; the {schedule} schedule warms up linearly "
+                         f"(train.warmup_shape=linear).")

@@ -11,7 +11,7 @@ import dataclasses
 import math
 
 from resnet_keras.backend import keras, tf
-from training.options import SCHEDULES, WARMUP_SHAPES, check
+from training.options import SCHEDULES, WARMUP_SHAPES, check, check_schedule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,9 +71,12 @@ class TrainingPlan:
 
         Raises:
             ValueError: the global batch is larger than the training split, the
-                warmup does not end before the first decay, or the schedule or
-                warmup shape is unknown (the message lists the valid ones).
+                warmup does not end before the first decay, or the schedule's
+                parts do not fit (`training.options.check_schedule`).
         """
+        check_schedule(schedule, lr_decay_epochs=tuple(lr_decay_epochs),
+                       warmup_epochs=warmup_epochs, warmup_steps=warmup_steps,
+                       warmup_shape=warmup_shape)
         global_batch = batch_size * replicas
         if global_batch > num_train:
             raise ValueError(
