@@ -19,7 +19,7 @@ from export import variants as export_variants
 from job.presets import PRESETS
 from report import decide as report_decide
 from report import targets as report_targets
-from rundir.files import json_mapping, require_mapping
+from rundir.json_documents import json_mapping, require_mapping
 from training import options as training_options
 from training.options import Distribute, PrecisionSetting, Schedule, Switch, WarmupShape
 

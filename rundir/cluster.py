@@ -14,6 +14,8 @@ import dataclasses
 import json
 import os
 
+from rundir.json_documents import json_mapping
+
 # The task types of a MultiWorkerMirroredStrategy job; `chief`, when present, is worker 0's role.
 TASK_TYPES = ("chief", "worker")
 
@@ -78,9 +80,6 @@ def tf_config(environ=None) -> dict:
     Raises:
         ValueError: it is not a JSON object.
     """
-    # Imported here: rundir.files imports this module, for the task types.
-    from rundir.files import json_mapping
-
     text = (os.environ if environ is None else environ).get("TF_CONFIG", "")
     if not text.strip():
         return {}

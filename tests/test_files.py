@@ -10,7 +10,8 @@ import pytest
 
 from rundir import RunDir, replacing
 from rundir.cluster import Worker
-from rundir.files import json_mapping, require_mapping, write_json
+from rundir.files import write_json
+from rundir.json_documents import json_mapping, require_mapping
 
 
 def test_run_dir_names_every_file_once(tmp_path):
