@@ -93,11 +93,11 @@ def _groups(nets, *, seed):
 def _claim_nets(groups):
     """{claim: {group: (reference label, other label)}} for each group holding a claim's nets.
 
-    Degradation and residual learning compare the same two models in every
-    group, the shallowest and the deepest of their kind in the whole run, so
-    that their pairs can be counted over the seeds. Plain against residual
-    takes each group's greatest depth with both kinds, where Fig. 6's gap is
-    widest.
+    Each claim compares the same two models in every group, so that its pairs
+    can be counted over the seeds: degradation and residual learning the
+    shallowest and the deepest of their kind in the whole run; plain against
+    residual the two kinds at the greatest depth the run has both of, where
+    Fig. 6's gap is widest.
     """
     specs = {model: get_spec(model) for group in groups.values() for model in group}
 
@@ -106,18 +106,19 @@ def _claim_nets(groups):
                       key=lambda m: specs[m].depth)
         return (kind[0], kind[-1]) if len(kind) > 1 else None
 
+    def both_kinds_deepest():
+        by_kind = {(s.residual, s.depth): m for m, s in specs.items()}
+        shared = [depth for residual, depth in by_kind if residual and (False, depth) in by_kind]
+        return (by_kind[False, max(shared)], by_kind[True, max(shared)]) if shared else None
+
     models = {"degradation": shallowest_and_deepest(False),
-              "residual": shallowest_and_deepest(True)}
+              "residual": shallowest_and_deepest(True),
+              "plain_vs_residual": both_kinds_deepest()}
     nets = {claim: {} for claim in CLAIMS}
     for key, group in groups.items():
         for claim, pair in models.items():
             if pair and all(m in group for m in pair):
                 nets[claim][key] = tuple(group[m] for m in pair)
-        by_kind = {(specs[m].residual, specs[m].depth): label for m, label in group.items()}
-        shared = [depth for residual, depth in by_kind if residual and (False, depth) in by_kind]
-        if shared:
-            depth = max(shared)
-            nets["plain_vs_residual"][key] = (by_kind[False, depth], by_kind[True, depth])
     return nets
 
 
