@@ -182,6 +182,21 @@ def _stem(x, spec, *, layout):
     return x
 
 
+def _top(x, *, include_top, pooling, classes, classifier_activation, kernel_regularizer):
+    """The classifier (`avg_pool`, `predictions`), or the pooling `include_top=False` asks for."""
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        # float32 even under a mixed-precision policy: a float16 softmax is unstable.
+        return layers.Dense(classes, activation=classifier_activation,
+                            kernel_regularizer=kernel_regularizer, dtype="float32",
+                            name="predictions")(x)
+    if pooling == "avg":
+        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x
+
+
 def build_model(name, *, include_top=True, weights=None, input_shape=None, pooling=None,
                 classes=None, classifier_activation="softmax", variant=None,
                 shortcut=None, preprocessing=None, bn_momentum=0.9,
@@ -264,17 +279,8 @@ def build_model(name, *, include_top=True, weights=None, input_shape=None, pooli
                   name=f"conv{stage}")
     if spec.post_bn:
         x = _bn_relu(x, layout=layout, name="post")
-    if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        # float32 even under a mixed-precision policy: a float16 softmax is unstable.
-        x = layers.Dense(classes, activation=classifier_activation,
-                         kernel_regularizer=kernel_regularizer, dtype="float32",
-                         name="predictions")(x)
-    elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-
+    x = _top(x, include_top=include_top, pooling=pooling, classes=classes,
+             classifier_activation=classifier_activation, kernel_regularizer=kernel_regularizer)
     model_name = name if variant in ("v1", "v2", "cifar") else f"{name}_{variant}"
     model = keras.Model(inputs, x, name=model_name.replace(".", "_"))
     if weights == "imagenet":
