@@ -226,6 +226,27 @@ def _seeds_and_precisions():
     }
 
 
+def test_every_curve_of_the_figure_is_drawn_and_named_apart(tmp_path):
+    curves = {label: {**c, "epoch": [1, 2], "residual": label.startswith("resnet"),
+                      "depth": int(label.split("@")[0][-2:])}
+              for label, c in _seeds_and_precisions().items()}
+    figure = degradation_render.plot(curves, tmp_path / "degradation.png", dataset="digits")
+    assert (tmp_path / "degradation.png").stat().st_size > 0
+    for ax in figure.axes:
+        lines = ax.get_lines()
+        looks = [(line.get_color(), str(line.get_linestyle()), str(line.get_marker()),
+                  line.get_linewidth()) for line in lines]
+        assert len(set(looks)) == len(looks), ax.get_title()
+        names = [line.get_label() for line in lines]
+        assert len(set(names)) == len(names)
+    # Each net in each of its panels, named by kind, depth, seed and precision; the bold
+    # mean of the float32 seeds where a depth has two or more.
+    names = {line.get_label() for ax in figure.axes for line in ax.get_lines()}
+    assert {"ResNet-56, seed 1, bfloat16", "ResNet-56, seed 2, float32", "plain-20, seed 0, "
+            "bfloat16", "ResNet-56, mean of 3 float32 seeds"} <= names
+    assert sum(len(ax.get_lines()) for ax in figure.axes) == 2 * (len(curves) + 2)
+
+
 def test_each_claim_is_counted_per_seed_and_precision():
     checks, words = verdict_words(_seeds_and_precisions())
     residual = checks["residual"]

@@ -326,6 +326,9 @@ def plot(curves, path, *, dataset, seed=0):
         path: the PNG to write.
         dataset: its name, for the title.
         seed: the experiment's seed, a label's without `@seedN`.
+
+    Returns:
+        The matplotlib `Figure`, as written.
     """
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -377,6 +380,7 @@ def plot(curves, path, *, dataset, seed=0):
     fig.suptitle(_title(dataset, traits, means=means))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def render(summary, curves, out):
