@@ -58,12 +58,13 @@ def replacing(path):
         raise
 
 
-def write_json(path, data, **dump_options):
+def write_json(path, data, *, indent=2, **dump_options):
     """Writes `data` as indented JSON to `path`, whole or not at all (`replacing`).
 
     Args:
         path: str or path-like; its folder is created if missing.
         data: a JSON-able object.
+        indent: int, spaces per level.
         **dump_options: passed to `json.dump`, e.g. `allow_nan=False`, `default=`.
 
     Raises:
@@ -73,7 +74,7 @@ def write_json(path, data, **dump_options):
     path = os.fspath(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with replacing(path) as partial, open(partial, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, **dump_options)
+        json.dump(data, f, indent=indent, **dump_options)
         f.write("\n")
 
 

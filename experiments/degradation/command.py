@@ -60,6 +60,7 @@ from experiments.degradation.train import evaluation_arrays, train_net
 from experiments.degradation.verdict import verdict
 from report import statistics
 from resnet_keras.registry import get_spec
+from rundir.files import write_json
 
 DEFAULT_MODELS = ("plain20", "plain56", "resnet20", "resnet56")
 
@@ -145,8 +146,8 @@ def load_training_subset(dataset_name, *, data_dir=None, train_subset=None, seed
 
 
 def _write_json(value, out, name):
-    with open(os.path.join(out, name), "w") as f:
-        json.dump(value, f, indent=1 if name == "curves.json" else 2)
+    # Whole or not at all: a run killed while writing keeps the nets it had finished.
+    write_json(os.path.join(out, name), value, indent=1 if name == "curves.json" else 2)
 
 
 def run(models, *, dataset_name, out, data_dir=None, seed=0, epochs=None, batch_size=None,
