@@ -55,14 +55,14 @@ def check_schedule(schedule, *, lr_decay_epochs, warmup_epochs, warmup_steps, wa
     """Refuses a schedule whose parts do not fit together, naming the `train.*` keys.
 
     The step schedule's decays are epochs > 0, in order (a preset's may lie past
-    a short run); the warmup has one length, and a shape its schedule has.
+    a short run); the warmup has one length, and a shape its schedule has. That
+    the schedule and the shape are known is each caller's own check
+    (`training.plan.TrainingPlan`, `job.config`'s closed sets).
 
     Raises:
-        ValueError: an unknown schedule or warmup shape (as `check`), decays out
-            of order, two warmup lengths, or a held warmup outside `step`.
+        ValueError: decays out of order, two warmup lengths, or a held warmup
+            outside `step`.
     """
-    check(schedule, SCHEDULES, what="schedule")
-    check(warmup_shape, WARMUP_SHAPES, what="warmup shape")
     if any(e <= 0 for e in lr_decay_epochs) or list(lr_decay_epochs) != sorted(
             set(lr_decay_epochs)):
         raise ValueError(f"train.lr_decay_epochs={','.join(f'{e:g}' for e in lr_decay_epochs)} "
