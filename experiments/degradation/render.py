@@ -290,6 +290,7 @@ def render_results(summary):
 # 16-bit net, none on a float32 one; so two curves of one colour never look alike.
 _SEED_STYLES = ("-", "--", "-.", (0, (1, 1.5)), (0, (5, 1, 1, 1, 1, 1)))
 _MARKERS = {"bfloat16": "o", "float16": "s"}
+_MARKER_WORDS = {"o": "dots", "s": "squares"}
 
 
 def _curve_traits(curves, *, seed):
@@ -305,7 +306,7 @@ def _curve_traits(curves, *, seed):
 
 def _title(dataset, traits, *, means):
     notes = ["a line style per seed"]
-    notes += [f"{'dots' if _MARKERS[p] == 'o' else 'squares'} on {p}"
+    notes += [f"{_MARKER_WORDS[_MARKERS[p]]} on {p}"
               for p in sorted({t[3] for t in traits.values()} & set(_MARKERS))]
     if means:
         notes.append("bold the mean over float32 seeds")
