@@ -316,6 +316,33 @@ def test_nets_trained_twice_are_compared_with_their_twin():
     assert "| resnet56 | 0 | float32 vs bfloat16 | 4.00 vs 10.00 | -6.00 (95% CI" in words
 
 
+def test_twins_run_in_one_order_whatever_order_the_nets_were_listed_in():
+    nets = _seeds_and_precisions()
+    listed, reversed_ = verdict(nets), verdict(dict(reversed(list(nets.items()))))
+    for vary in ("seed_twins", "precision_twins"):
+        assert listed[vary] == reversed_[vary]
+    # The preset's precision is every precision twin's reference, the experiment's seed every
+    # seed twin's; rows run by model, then float32 first, then seed.
+    assert [(t["reference"], t["other"]) for t in reversed_["precision_twins"]] == [
+        ("plain20", "plain20@float32"), ("resnet20", "resnet20@float32"),
+        ("resnet20@seed1", "resnet20@seed1@float32"), ("resnet56", "resnet56@float32"),
+        ("resnet56@seed1", "resnet56@seed1@float32")]
+    assert [(t["reference"], t["other"]) for t in reversed_["seed_twins"]][:3] == [
+        ("resnet20@float32", "resnet20@seed1@float32"),
+        ("resnet20@float32", "resnet20@seed2@float32"), ("resnet20", "resnet20@seed1")]
+
+
+def test_a_policy_chosen_for_two_reasons_is_named_once():
+    bf16 = {"policy": "mixed_bfloat16"}
+    summary = {"nets": [{"run": "resnet20", "precision": {**bf16, "reason": "CPU with AMX-BF16"}},
+                        {"run": "resnet56", "precision": {**bf16, "reason": "CPU with AVX512"}},
+                        {"run": "resnet56@float32",
+                         "precision": {"policy": "float32", "reason": "off"}}]}
+    assert degradation_render._precision_words(summary) == (
+        ", trained in mixed_bfloat16 (CPU with AMX-BF16; CPU with AVX512), "
+        "the @float32 rows in float32")
+
+
 @pytest.mark.parametrize("label, expected", [
     ("resnet56", ("resnet56", 3, "auto")),
     ("resnet56@seed1", ("resnet56", 1, "auto")),

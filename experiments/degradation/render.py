@@ -78,12 +78,15 @@ def _seed_words(summary):
 
 def _precision_words(summary):
     """`, trained in mixed_bfloat16 (CPU with AVX512-BF16), the @float32 rows in float32`;
-    nothing for runs that did not record it."""
-    chosen = {(n["precision"]["policy"], n["precision"]["reason"])
-              for n in summary["nets"] if n.get("precision")
-              and not n.get("run", "").endswith("@float32")}
+    nothing for runs that did not record it. A policy chosen for several reasons (worded by
+    different versions) is named once, with its reasons."""
+    reasons = {}
+    for n in summary["nets"]:
+        if n.get("precision") and not n.get("run", "").endswith("@float32"):
+            reasons.setdefault(n["precision"]["policy"], set()).add(n["precision"]["reason"])
     tagged = any(n.get("run", "").endswith("@float32") for n in summary["nets"])
-    return ("".join(f", trained in {policy} ({reason})" for policy, reason in sorted(chosen))
+    return ("".join(f", trained in {policy} ({'; '.join(sorted(reasons[policy]))})"
+                    for policy in sorted(reasons))
             + (", the @float32 rows in float32" if tagged else ""))
 
 

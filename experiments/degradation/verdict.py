@@ -167,17 +167,23 @@ def _claim(pairs):
             "by_precision": by_precision}
 
 
-def _twins(curves, nets, *, vary):
+def _twins(curves, nets, *, vary, seed):
     """`compare` of each two nets of one model that differ only in `vary` (`seed` or `precision`).
 
-    The first listed net of each kind is the reference of the others.
+    Each kind's reference is its net in the experiment's seed, or in the
+    preset's precision (`auto`); the others are compared with it. Rows run by
+    model, then by what the nets share (float32 first, the experiment's seed
+    first), in whatever order `--models` listed them.
     """
     def side(name, net):
         return {f"{name}_seed": net.seed,
                 f"{name}_precision": precision_name(curves[net.label], precision=net.precision)}
 
+    seed_first = (lambda n: (n.seed != seed, n.seed))
+    order = {"seed": lambda n: (n.model, n.precision != "float32", *seed_first(n)),
+             "precision": lambda n: (n.model, *seed_first(n), n.precision == "float32")}[vary]
     comparisons, first = [], {}
-    for net in nets.values():
+    for net in sorted(nets.values(), key=order):
         key = (net.model, net.precision if vary == "seed" else net.seed)
         reference = first.setdefault(key, net)
         if getattr(reference, vary) != getattr(net, vary):
@@ -225,8 +231,8 @@ def verdict(curves, *, seed=0):
         pairs = [_pair(curves, pair, group, claim=claim)
                  for group, pair in claim_nets[claim].items()]
         result[claim] = _claim(pairs) if pairs else None
-    result["seed_twins"] = _twins(curves, nets, vary="seed")
-    result["precision_twins"] = _twins(curves, nets, vary="precision")
+    result["seed_twins"] = _twins(curves, nets, vary="seed", seed=seed)
+    result["precision_twins"] = _twins(curves, nets, vary="precision", seed=seed)
     judged = [c for c in FIG6_CLAIMS if result[c] and result[c]["reproduced"] is not None]
     result["fig6"] = {"judged": judged, "reproduced": [c for c in judged
                                                        if result[c]["reproduced"]]}
