@@ -16,7 +16,8 @@ import sys
 
 from experiments import paper
 from experiments.degradation.command import DEFAULT_MODELS
-from experiments.degradation.render import TITLES, claim_counts, schedule_words, verdict_markdown
+from experiments.degradation.render import (TITLES, claim_counts, error_grid, schedule_words,
+                                            verdict_markdown)
 from report.markdown import cell, md_table
 
 DOCS = os.path.join("docs", "experiments")
@@ -48,29 +49,6 @@ def _noise_note(summary):
         return None
     recorded = any(net.get("train_error_se") is not None for net in summary["nets"])
     return UNPAIRED_NOTE if recorded else UNTESTED_NOTE
-
-
-def _error(net, key):
-    se = net.get(f"{key}_se")  # recorded only by runs before the comparisons were paired
-    return cell(net[key], ".2f") + ("" if se is None else f" ± {se:.2f}")
-
-
-def side_by_side(summaries):
-    """One row per net, the final training and test errors of each dataset's run."""
-    names = list(summaries)
-    def run(net):
-        return net.get("run", net["model"])  # summaries before seeds and float32 runs
-
-    nets = {run(net): {} for summary in summaries.values() for net in summary["nets"]}
-    for name, summary in summaries.items():
-        for net in summary["nets"]:
-            nets[run(net)][name] = net
-    headers = ["net"] + [f"{name} {kind} error %" for name in names
-                         for kind in ("training", "test")]
-    rows = [[model] + [_error(by[name], key) if name in by else cell(None)
-                       for name in names for key in ("train_error", "test_error")]
-            for model, by in nets.items()]
-    return md_table(headers, rows, align="l" + "r" * (2 * len(names)))
 
 
 def claims_by_dataset(summaries):
@@ -107,10 +85,7 @@ def degradation_part(summaries, *, docs):
         "(plain-56 above plain-20 on CIFAR-10 throughout training), an optimization "
         "difficulty rather than overfitting; with identity shortcuts the deeper net trains "
         "to a lower error (ResNet-56 below ResNet-20).", "",
-        "**Measured here**, final errors after the last epoch (± the binomial standard "
-        "error of one error, where an earlier, unpaired run recorded it):", "",
-        side_by_side({DEGRADATION_RUNS[f]: s for f, s in summaries.items()}), "",
-        "Each claim is judged on every pair of nets trained alike (the same seed and "
+        "**Measured here.** Each claim is judged on every pair of nets trained alike (the same seed and "
         "precision); per precision, the seeds whose pair reproduces it:", "",
         claims_by_dataset({DEGRADATION_RUNS[f]: s for f, s in summaries.items()}), "",
     ]
@@ -129,6 +104,8 @@ def degradation_part(summaries, *, docs):
             f"{r['learning_rate']:g} ({schedule_words(summary)}), augmentation "
             f"{'on' if r['augment'] else 'off'}; training error on the "
             f"{summary['training_error']}.{_warmup_note(r)}", "",
+            "Final training error % (test error %) by seed and precision:", "",
+            error_grid(summary), "",
             verdict_markdown(summary), "",
             *([note, ""] if (note := _noise_note(summary)) else []),
             f"![training and test error of each run]({docs}/{folder}/degradation.png)", "",

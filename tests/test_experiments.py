@@ -332,6 +332,23 @@ def test_twins_run_in_one_order_whatever_order_the_nets_were_listed_in():
         ("resnet20@float32", "resnet20@seed2@float32"), ("resnet20", "resnet20@seed1")]
 
 
+def test_the_error_grid_reads_each_net_across_its_seeds_and_precisions():
+    curves = {label: {**c, "epoch": [1], "residual": label.startswith("resnet"),
+                      "depth": int(label.split("@")[0][-2:]), "params": 1, "seconds": [1.0],
+                      "diverged_at": None}
+              for label, c in _seeds_and_precisions().items()}
+    summary = {"seed": 0, "nets": degradation_command.net_rows(curves, dataset="digits", seed=0)}
+    grid = degradation_render.error_grid(summary)
+    assert grid.splitlines()[0] == ("| net | float32, seed 0 | float32, seed 1 | float32, seed 2 "
+                                     "| bfloat16, seed 0 | bfloat16, seed 1 |")
+    rows = table_rows(grid, "net")
+    assert list(rows) == ["plain20", "plain56", "resnet20", "resnet56"]
+    # _flagged(n): n of 1,000 training images wrong, and as many test images.
+    assert rows["resnet56"][1:] == ["4.00 (4.00)", "5.00 (5.00)", "7.80 (7.80)",
+                                    "10.00 (10.00)", "4.00 (4.00)"]
+    assert rows["plain56"][1:] == ["14.00 (14.00)", "—", "—", "—", "—"]
+
+
 def test_a_policy_chosen_for_two_reasons_is_named_once():
     bf16 = {"policy": "mixed_bfloat16"}
     summary = {"nets": [{"run": "resnet20", "precision": {**bf16, "reason": "CPU with AMX-BF16"}},
@@ -646,10 +663,9 @@ def test_readme_section_renders_from_the_json(tiny_degradation, blocks, tmp_path
     fashion_words = degradation_render.verdict_markdown(fashion)
     assert degradation_render.verdict_markdown(summary) in text and fashion_words in text
     assert "Not measured here" in text and "8.75%" in text
-    resnet20 = summary["nets"][1]
-    assert table_rows(text, "net")["resnet20"][1:] == [
-        f"{resnet20['train_error']:.2f}", f"{resnet20['test_error']:.2f}",
-        "50.00 ± 1.50", f"{resnet20['test_error']:.2f}"]
+    # Each run's final errors, a column per precision and seed.
+    assert degradation_render.error_grid(summary) in text
+    assert degradation_render.error_grid(fashion) in text
     # Which seeds and precisions hold each claim, dataset by dataset.
     claims = table_rows(text, "claim")
     assert claims[degradation_render.TITLES["residual"]][1:] == [

@@ -8,7 +8,7 @@ verdict verdict.py decided); the figure has the layout of the paper's Fig. 6
 import csv
 import os
 
-from experiments.degradation.labels import NetLabel, precision_name
+from experiments.degradation.labels import NetLabel, precision_name, precision_order
 from experiments.degradation.verdict import FIG6_CLAIMS
 from report import statistics
 from report.markdown import cell, interval_words, md_table, p_words
@@ -46,6 +46,31 @@ def results_table(summary):
              cell(net["seconds"], ".0f")]
             for net in summary["nets"]]
     return md_table(headers, rows, align="llrrrrr" + "r" * paper_column + "r")
+
+
+def error_grid(summary):
+    """Every net's final training error % (its test error % in brackets), in Markdown.
+
+    A row per model, plain before residual and shallow before deep; a column
+    per precision and seed, float32 first: each seed of a net reads across.
+    """
+    def column(net):
+        label = NetLabel.parse(net.get("run", net["model"]), seed=summary["seed"])
+        return precision_name(net, precision=label.precision), label.seed
+
+    nets = {(net["model"], column(net)): net for net in summary["nets"]}
+    shape = {net["model"]: (net["residual"], net["depth"]) for net in summary["nets"]}
+    columns = sorted({c for _, c in nets}, key=lambda c: (precision_order(c[0]), c[1]))
+    rows = [[model] + [_grid_cell(nets.get((model, c))) for c in columns]
+            for model in sorted(shape, key=shape.get)]
+    return md_table(["net", *(f"{name or 'precision not recorded'}, seed {seed}"
+                              for name, seed in columns)], rows, align="l" + "r" * len(columns))
+
+
+def _grid_cell(net):
+    if net is None:
+        return cell(None)
+    return f"{cell(net['train_error'], '.2f')} ({cell(net['test_error'], '.2f')})"
 
 
 def schedule_words(summary):
@@ -281,7 +306,9 @@ def render_results(summary):
     if paper_column:
         lines += ["", "The paper reports the plain nets' errors only as curves (Fig. 6), so "
                       "their paper column is empty."]
-    lines += ["", "## Verdict", "", verdict_markdown(summary), "",
+    lines += ["", "Final training error % (test error %) by seed and precision:", "",
+              error_grid(summary),
+              "", "## Verdict", "", verdict_markdown(summary), "",
               "![training and test error of each run](degradation.png)", ""]
     return "\n".join(lines)
 
