@@ -17,6 +17,9 @@ is in the discordant images, and the statistics here are paired:
   inside [-1, 1], and is among the intervals Fagerland, Lydersen and Laake
   recommend for paired proportions (Statistics in Medicine 33:2850-2875, 2014).
 
+Unpaired, for counts of two separate groups (how many nets of each precision
+saw their training loss jump), there is Fisher's exact test, by scipy.
+
 A difference is *within the noise* when its interval contains 0. No
 TensorFlow; counts are computed with numpy, the exact test by scipy; the
 Wilson interval is written here in closed form, to take fractional counts, and
@@ -201,6 +204,23 @@ def mcnemar_exact_p(reference_only, variant_only):
     if n == 0:
         return 1.0
     return float(scipy.stats.binomtest(variant_only, n, 0.5).pvalue)
+
+
+def fisher_exact_p(hits_a, n_a, hits_b, n_b):
+    """The two-sided p-value of Fisher's exact test: do two groups' rates of an event differ?
+
+    For two separate groups, not pairs: `hits_a` of `n_a` against `hits_b` of
+    `n_b`, tested by `scipy.stats.fisher_exact` on the 2x2 table.
+
+    Raises:
+        ValueError: a count below 0 or above its group's size.
+    """
+    for hits, n in ((hits_a, n_a), (hits_b, n_b)):
+        if not 0 <= hits <= n:
+            raise ValueError(f"a group's count must lie in [0, its size]; got {hits!r} of "
+                             f"{n!r}.")
+    table = [[hits_a, n_a - hits_a], [hits_b, n_b - hits_b]]
+    return float(scipy.stats.fisher_exact(table).pvalue)
 
 
 def wilson_interval(successes, n, *, confidence=DEFAULT_CONFIDENCE):

@@ -349,6 +349,26 @@ def test_the_error_grid_reads_each_net_across_its_seeds_and_precisions():
     assert rows["plain56"][1:] == ["14.00 (14.00)", "—", "—", "—", "—"]
 
 
+def test_a_training_loss_that_jumps_is_counted_per_precision():
+    bf16 = "mixed_bfloat16"
+    curves = {  # resnet56's loss rises by 0.3 of its first at epoch 3; resnet20's by 0.02
+        "resnet56": {**_flagged(100, policy=bf16), "epoch": [1, 2, 3], "loss": [1.0, 0.6, 0.9]},
+        "resnet20": {**_flagged(60, policy=bf16), "epoch": [1, 2, 3], "loss": [1.0, 0.8, 0.82]},
+        "resnet56@float32": {**_flagged(40), "epoch": [1, 2, 3], "loss": [1.0, 0.6, 0.5]},
+        "plain20@float32": _flagged(80)}  # no loss recorded: left out
+    checks, words = verdict_words(curves)
+    jumps = checks["loss_jumps"]
+    assert [(g["precision"], g["nets"], g["jumps"]) for g in jumps["by_precision"]] == [
+        ("float32", 1, []),
+        ("bfloat16", 2, [{"run": "resnet56", "epoch": 3, "before": 0.6, "after": 0.9}])]
+    assert jumps["fisher_p"] == statistics.fisher_exact_p(0, 1, 1, 2)
+    assert ("Training-loss jumps, a rise from one epoch to the next by more than 10% of the "
+            "first epoch's loss: float32 0 of 1 net; bfloat16 1 of 2 nets (resnet56, epoch 3: 0.600 to "
+            "0.900). Fisher's exact test, float32 against bfloat16: p = 1.000.") in words
+    # No recorded loss at all: no sentence.
+    assert "Training-loss" not in verdict_words(_seeds_and_precisions())[1]
+
+
 def test_a_policy_chosen_for_two_reasons_is_named_once():
     bf16 = {"policy": "mixed_bfloat16"}
     summary = {"nets": [{"run": "resnet20", "precision": {**bf16, "reason": "CPU with AMX-BF16"}},

@@ -166,3 +166,12 @@ def test_paired_noise_where_the_unpaired_rule_saw_a_difference():
     assert result["difference_points"] == pytest.approx(6.0)
     assert result["difference_points"] > _unpaired_noise(0.47, 1_000)
     assert result["within_noise"] and result["p_value"] > 0.05
+
+
+def test_fisher_exact_p_of_one_event_in_eight_against_none_in_thirteen():
+    # One event among 21 items: the table as seen has probability 8/21 under the null, the
+    # only other table (the event in the group of 13) 13/21, which is likelier: p = 8/21.
+    assert statistics.fisher_exact_p(1, 8, 0, 13) == pytest.approx(8 / 21)
+    assert statistics.fisher_exact_p(0, 4, 0, 4) == 1.0
+    with pytest.raises(ValueError, match="3 of 2"):
+        statistics.fisher_exact_p(3, 2, 0, 4)

@@ -222,6 +222,26 @@ def _twins_table(twins, *, vary):
                     align="lll" + "r" * len(COMPARISON_HEADERS) + "l")
 
 
+def _jumps_sentence(jumps):
+    """Each precision's nets whose training loss jumped, and Fisher's test; None without losses."""
+    if not jumps or not jumps["by_precision"]:
+        return None
+
+    def jumped(j):
+        return f"{j['run']}, epoch {j['epoch']}: {j['before']:.3f} to {j['after']:.3f}"
+
+    parts = [f"{g['precision'] or 'precision not recorded'} {len(g['jumps'])} of {g['nets']} "
+             f"net{'s' if g['nets'] > 1 else ''}"
+             + (f" ({'; '.join(map(jumped, g['jumps']))})" if g["jumps"] else "")
+             for g in jumps["by_precision"]]
+    test = ""
+    if jumps["fisher_p"] is not None:
+        names = " against ".join(g["precision"] or "not recorded" for g in jumps["by_precision"])
+        test = f" Fisher's exact test, {names}: {p_words(jumps['fisher_p'])}."
+    return (f"Training-loss jumps, a rise from one epoch to the next by more than "
+            f"{jumps['threshold']:.0%} of the first epoch's loss: {'; '.join(parts)}.{test}")
+
+
 def _outcome_sentence(fig6):
     judged, reproduced = len(fig6["judged"]), len(fig6["reproduced"])
     if not judged:
@@ -279,6 +299,8 @@ def verdict_markdown(summary):
         blocks += ["Precision against precision, the same net and seed: whether 16-bit "
                    "arithmetic costs the nets.",
                    _twins_table(verdict["precision_twins"], vary="precision")]
+    if jumps := _jumps_sentence(verdict.get("loss_jumps")):
+        blocks.append(jumps)
     blocks.append(f"{_outcome_sentence(verdict['fig6'])} {_noise_sentence(summary)}")
     return "\n\n".join(blocks)
 

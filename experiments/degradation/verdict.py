@@ -18,6 +18,10 @@ EXPECTED = {"degradation": "higher", "residual": "lower", "plain_vs_residual": "
 CLAIMS = tuple(EXPECTED)
 # The two claims of Fig. 6 proper: what the run's outcome counts.
 FIG6_CLAIMS = ("degradation", "residual")
+# A net's training loss (each epoch's running mean) has jumped when it rises from one epoch to
+# the next by more than this fraction of its first epoch's loss: the net is thrown a tenth of
+# the way back to where it started. Otherwise SGD's epoch means fall, or wobble by hundredths.
+LOSS_JUMP = 0.1
 
 
 def _relation(a, b):
@@ -193,6 +197,42 @@ def _twins(curves, nets, *, vary, seed):
     return comparisons
 
 
+def loss_jumps(curves, nets):
+    """Per precision, the nets whose training loss jumped (`LOSS_JUMP`) from one epoch to the next.
+
+    Whether 16-bit arithmetic makes a jump likelier: with two precisions,
+    Fisher's exact test of their two proportions. Nets whose curves did not
+    record the loss are left out.
+
+    Returns:
+        dict: `threshold`; `by_precision`, float32 first: `precision`, `nets`
+        (how many), `jumps` (each jumped net's largest: `run`, `epoch`, the
+        loss `before` and `after`); `fisher_p` (two-sided; None unless two
+        precisions).
+    """
+    groups = {}
+    for net in nets.values():
+        c = curves[net.label]
+        if not c.get("loss"):
+            continue
+        name = precision_name(c, precision=net.precision)
+        group = groups.setdefault(name, {"precision": name, "nets": 0, "jumps": []})
+        group["nets"] += 1
+        rises = [(after - before, epoch, before, after) for epoch, before, after
+                 in zip(c["epoch"][1:], c["loss"], c["loss"][1:])
+                 if after - before > LOSS_JUMP * c["loss"][0]]
+        if rises:
+            _, epoch, before, after = max(rises)
+            group["jumps"].append({"run": net.label, "epoch": epoch, "before": before,
+                                   "after": after})
+    by_precision = [groups[name] for name in sorted(groups, key=precision_order)]
+    fisher_p = None
+    if len(by_precision) == 2:
+        fisher_p = statistics.fisher_exact_p(*(n for g in by_precision
+                                               for n in (len(g["jumps"]), g["nets"])))
+    return {"threshold": LOSS_JUMP, "by_precision": by_precision, "fisher_p": fisher_p}
+
+
 def verdict(curves, *, seed=0):
     """Judges the paper's Fig. 6 claims on every pair of nets trained alike.
 
@@ -202,12 +242,14 @@ def verdict(curves, *, seed=0):
     does the residual net end lower than the plain one? Nets trained twice, with
     two seeds or in bfloat16 and float32, are compared with each other too: the
     seed-to-seed gap is the noise a claim's gap must stand out from, and the
-    precision gap says whether 16-bit arithmetic costs the deep nets.
+    precision gap says whether 16-bit arithmetic costs the deep nets; and each
+    precision's nets whose training loss jumped say whether it throws nets back.
 
     Args:
         curves: {net label (`NetLabel`): dict with per-epoch `train_error` and
             `test_error` lists in %, `final_correct` (per-image flags, or
-            absent) and `precision` (the policy, or absent), as curves.json
+            absent), `epoch` and `loss` (or absent) and `precision` (the
+            policy, or absent), as curves.json
             holds them}; models must be registered. Without flags a gap's
             noise is not tested.
         seed: the experiment's seed, a label's without `@seedN`.
@@ -218,7 +260,7 @@ def verdict(curves, *, seed=0):
         `models`, `expected`, `reproduced` and `floor`; None when no group
         holds the nets to compare); `seed_twins` and `precision_twins`
         (`compare`'s dicts with `model` and each side's `seed` and
-        `precision`); `fig6` (`judged` and `reproduced`: the names of Fig. 6's
+        `precision`); `loss_jumps` (`loss_jumps`'s dict); `fig6` (`judged` and `reproduced`: the names of Fig. 6's
         claims that could be judged, and of those that every judged pair
         reproduces); `seeds` (every seed trained); `paired` (whether any gap
         was tested image by image).
@@ -233,6 +275,7 @@ def verdict(curves, *, seed=0):
         result[claim] = _claim(pairs) if pairs else None
     result["seed_twins"] = _twins(curves, nets, vary="seed", seed=seed)
     result["precision_twins"] = _twins(curves, nets, vary="precision", seed=seed)
+    result["loss_jumps"] = loss_jumps(curves, nets)
     judged = [c for c in FIG6_CLAIMS if result[c] and result[c]["reproduced"] is not None]
     result["fig6"] = {"judged": judged, "reproduced": [c for c in judged
                                                        if result[c]["reproduced"]]}
