@@ -85,8 +85,8 @@ def degradation_part(summaries, *, docs):
         "(plain-56 above plain-20 on CIFAR-10 throughout training), an optimization "
         "difficulty rather than overfitting; with identity shortcuts the deeper net trains "
         "to a lower error (ResNet-56 below ResNet-20).", "",
-        "**Measured here.** Each claim is judged on every pair of nets trained alike (the same seed and "
-        "precision); per precision, the seeds whose pair reproduces it:", "",
+        "**Measured here.** Each claim is judged on every pair of nets trained alike (the "
+        "same seed and precision); per precision, the seeds whose pair reproduces it:", "",
         claims_by_dataset({DEGRADATION_RUNS[f]: s for f, s in summaries.items()}), "",
     ]
     for folder, summary in summaries.items():
@@ -104,7 +104,6 @@ def degradation_part(summaries, *, docs):
             f"{r['learning_rate']:g} ({schedule_words(summary)}), augmentation "
             f"{'on' if r['augment'] else 'off'}; training error on the "
             f"{summary['training_error']}.{_warmup_note(r)}", "",
-            "Final training error % (test error %) by seed and precision:", "",
             error_grid(summary), "",
             verdict_markdown(summary), "",
             *([note, ""] if (note := _noise_note(summary)) else []),

@@ -339,7 +339,7 @@ def test_the_error_grid_reads_each_net_across_its_seeds_and_precisions():
               for label, c in _seeds_and_precisions().items()}
     summary = {"seed": 0, "nets": degradation_command.net_rows(curves, dataset="digits", seed=0)}
     grid = degradation_render.error_grid(summary)
-    assert grid.splitlines()[0] == ("| net | float32, seed 0 | float32, seed 1 | float32, seed 2 "
+    assert grid.splitlines()[2] == ("| net | float32, seed 0 | float32, seed 1 | float32, seed 2 "
                                      "| bfloat16, seed 0 | bfloat16, seed 1 |")
     rows = table_rows(grid, "net")
     assert list(rows) == ["plain20", "plain56", "resnet20", "resnet56"]
@@ -363,8 +363,8 @@ def test_a_training_loss_that_jumps_is_counted_per_precision():
         ("bfloat16", 2, [{"run": "resnet56", "epoch": 3, "before": 0.6, "after": 0.9}])]
     assert jumps["fisher_p"] == statistics.fisher_exact_p(0, 1, 1, 2)
     assert ("Training-loss jumps, a rise from one epoch to the next by more than 10% of the "
-            "first epoch's loss: float32 0 of 1 net; bfloat16 1 of 2 nets (resnet56, epoch 3: 0.600 to "
-            "0.900). Fisher's exact test, float32 against bfloat16: p = 1.000.") in words
+            "first epoch's loss: float32 0 of 1 net; bfloat16 1 of 2 nets (resnet56, epoch 3: "
+            "0.600 to 0.900). Fisher's exact test, float32 against bfloat16: p = 1.000.") in words
     # No recorded loss at all: no sentence.
     assert "Training-loss" not in verdict_words(_seeds_and_precisions())[1]
 

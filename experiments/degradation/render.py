@@ -49,7 +49,7 @@ def results_table(summary):
 
 
 def error_grid(summary):
-    """Every net's final training error % (its test error % in brackets), in Markdown.
+    """Every net's final training error % (its test error % in brackets): a caption and a table.
 
     A row per model, plain before residual and shallow before deep; a column
     per precision and seed, float32 first: each seed of a net reads across.
@@ -63,8 +63,9 @@ def error_grid(summary):
     columns = sorted({c for _, c in nets}, key=lambda c: (precision_order(c[0]), c[1]))
     rows = [[model] + [_grid_cell(nets.get((model, c))) for c in columns]
             for model in sorted(shape, key=shape.get)]
-    return md_table(["net", *(f"{name or 'precision not recorded'}, seed {seed}"
-                              for name, seed in columns)], rows, align="l" + "r" * len(columns))
+    table = md_table(["net", *(f"{name or 'precision not recorded'}, seed {seed}"
+                               for name, seed in columns)], rows, align="l" + "r" * len(columns))
+    return f"Final training error % (test error %) by seed and precision:\n\n{table}"
 
 
 def _grid_cell(net):
@@ -328,9 +329,7 @@ def render_results(summary):
     if paper_column:
         lines += ["", "The paper reports the plain nets' errors only as curves (Fig. 6), so "
                       "their paper column is empty."]
-    lines += ["", "Final training error % (test error %) by seed and precision:", "",
-              error_grid(summary),
-              "", "## Verdict", "", verdict_markdown(summary), "",
+    lines += ["", error_grid(summary), "", "## Verdict", "", verdict_markdown(summary), "",
               "![training and test error of each run](degradation.png)", ""]
     return "\n".join(lines)
 

@@ -183,9 +183,12 @@ def _twins(curves, nets, *, vary, seed):
         return {f"{name}_seed": net.seed,
                 f"{name}_precision": precision_name(curves[net.label], precision=net.precision)}
 
-    seed_first = (lambda n: (n.seed != seed, n.seed))
-    order = {"seed": lambda n: (n.model, n.precision != "float32", *seed_first(n)),
-             "precision": lambda n: (n.model, *seed_first(n), n.precision == "float32")}[vary]
+    def order(net):
+        seeds = (net.seed != seed, net.seed)
+        if vary == "seed":
+            return (net.model, net.precision != "float32", *seeds)
+        return (net.model, *seeds, net.precision == "float32")
+
     comparisons, first = [], {}
     for net in sorted(nets.values(), key=order):
         key = (net.model, net.precision if vary == "seed" else net.seed)
@@ -249,9 +252,8 @@ def verdict(curves, *, seed=0):
         curves: {net label (`NetLabel`): dict with per-epoch `train_error` and
             `test_error` lists in %, `final_correct` (per-image flags, or
             absent), `epoch` and `loss` (or absent) and `precision` (the
-            policy, or absent), as curves.json
-            holds them}; models must be registered. Without flags a gap's
-            noise is not tested.
+            policy, or absent), as curves.json holds them}; models must be
+            registered. Without flags a gap's noise is not tested.
         seed: the experiment's seed, a label's without `@seedN`.
 
     Returns:
@@ -260,10 +262,10 @@ def verdict(curves, *, seed=0):
         `models`, `expected`, `reproduced` and `floor`; None when no group
         holds the nets to compare); `seed_twins` and `precision_twins`
         (`compare`'s dicts with `model` and each side's `seed` and
-        `precision`); `loss_jumps` (`loss_jumps`'s dict); `fig6` (`judged` and `reproduced`: the names of Fig. 6's
-        claims that could be judged, and of those that every judged pair
-        reproduces); `seeds` (every seed trained); `paired` (whether any gap
-        was tested image by image).
+        `precision`); `loss_jumps` (`loss_jumps`'s dict); `fig6` (`judged`
+        and `reproduced`: the names of Fig. 6's claims that could be judged,
+        and of those that every judged pair reproduces); `seeds` (every seed
+        trained); `paired` (whether any gap was tested image by image).
     """
     nets = {label: NetLabel.parse(label, seed=seed) for label in curves}
     groups = _groups(nets, seed=seed)
