@@ -16,8 +16,13 @@ import sys
 
 from experiments import paper
 from experiments.degradation.command import DEFAULT_MODELS
-from experiments.degradation.render import (TITLES, claim_counts, error_grid, schedule_words,
-                                            verdict_markdown)
+from experiments.degradation.render import (
+    TITLES,
+    claim_counts,
+    error_grid,
+    schedule_words,
+    verdict_markdown,
+)
 from report.markdown import cell, md_table
 
 DOCS = os.path.join("docs", "experiments")
