@@ -1,6 +1,11 @@
-"""The README section on the paper's claims, rendered from the experiments' JSON (arXiv 1512.03385).
+"""The section on the paper's claims, rendered from the experiments' JSON (arXiv 1512.03385).
 
-    python -m experiments.readme_section       # writes docs/experiments/README_section.md
+    python -m experiments.readme_section   # writes docs/experiments/README_section.md
+                                           # and docs/experiments/README_claims.md
+
+The section is the experiments page's (docs/experiments.md); the claims, which
+seeds and precisions reproduce each of Fig. 6's, stand in the README. Both go
+in where `python -m tools.update_readme` renders them.
 
 Reads docs/experiments/degradation/summary.json, docs/experiments/block_table/
 block_table.json and, when a CIFAR-10 run has been copied there,
@@ -26,6 +31,8 @@ from experiments.degradation.render import (
 from report.markdown import cell, md_table
 
 DOCS = os.path.join("docs", "experiments")
+# What `main` writes into the docs folder: `render`'s section, then its claims.
+OUTPUTS = ("README_section.md", "README_claims.md")
 
 
 def _load(path):
@@ -67,6 +74,17 @@ def claims_by_dataset(summaries):
                     align="l" * (1 + len(names)))
 
 
+def claims_part(summaries):
+    """Which seeds and precisions reproduce each claim, per dataset's run: a sentence and a table.
+
+    The experiments page opens its degradation results with it and the README
+    shows it under its link to that page.
+    """
+    return ("Each claim is judged on every pair of nets trained alike (the same seed and "
+            "precision); per precision, the seeds whose pair reproduces it:\n\n"
+            + claims_by_dataset({DEGRADATION_RUNS[f]: s for f, s in summaries.items()}))
+
+
 def _warmup_note(recipe):
     """Why the warmup rises instead of holding the paper's tenth, for runs whose warmup does."""
     if recipe["schedule"] != "step" or recipe.get("warmup_shape") != "linear":
@@ -90,9 +108,7 @@ def degradation_part(summaries, *, docs):
         "(plain-56 above plain-20 on CIFAR-10 throughout training), an optimization "
         "difficulty rather than overfitting; with identity shortcuts the deeper net trains "
         "to a lower error (ResNet-56 below ResNet-20).", "",
-        "**Measured here.** Each claim is judged on every pair of nets trained alike (the "
-        "same seed and precision); per precision, the seeds whose pair reproduces it:", "",
-        claims_by_dataset({DEGRADATION_RUNS[f]: s for f, s in summaries.items()}), "",
+        f"**Measured here.** {claims_part(summaries)}", "",
     ]
     for folder, summary in summaries.items():
         r = summary["recipe"]
@@ -158,7 +174,11 @@ def block_part(table, *, folder):
 
 
 def render(*, docs=DOCS):
-    """The whole README section as Markdown, from the JSON files under `docs`.
+    """The experiments page's section and the README's claims, as Markdown, from the JSON.
+
+    Returns:
+        (section, claims): the whole section on the paper's claims, and
+        `claims_part` of the degradation runs.
 
     Raises:
         FileNotFoundError: the degradation or block-table outputs are missing.
@@ -188,24 +208,24 @@ def render(*, docs=DOCS):
     lines += degradation_part(degradation, docs=docs)
     lines += cifar10_part(cifar, folder=f"{docs}/cifar10_table")
     lines += block_part(blocks, folder=f"{docs}/block_table")
-    return "\n".join(lines)
+    return "\n".join(lines), claims_part(degradation)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", default=DOCS, help=f"experiments' output folder (default {DOCS})")
-    parser.add_argument("--output", help="default: <docs>/README_section.md")
     args = parser.parse_args(argv)
     try:
-        text = render(docs=args.docs)
+        texts = render(docs=args.docs)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    output = args.output or os.path.join(args.docs, "README_section.md")
-    with open(output, "w") as f:
-        f.write(text)
-    print(f"wrote {output}")
+    for name, text in zip(OUTPUTS, texts):
+        output = os.path.join(args.docs, name)
+        with open(output, "w") as f:
+            f.write(text)
+        print(f"wrote {output}")
     return 0
 
 

@@ -24,7 +24,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = {"default_run": "results", "fashion_mnist": "results-fashion-mnist"}
 # The file each rendered section lives in.
 SECTIONS = {"models": "docs/training.md", "paper": "docs/experiments.md",
+            "paper-claims": "README.md",
             **{section: "README.md" for section in RUNS.values()}}
+# Sections `python -m experiments.readme_section` writes from the experiments' JSON: {section:
+# its file under docs/experiments/}.
+EXPERIMENT_SECTIONS = {"paper": "README_section.md", "paper-claims": "README_claims.md"}
 SITE_INDEX = "docs/index.md"
 COPIED = ("report_json", "report_markdown", "report_chart", "train_result", "qat_result",
           "training_curve", "config", "timing", "state")
@@ -109,10 +113,11 @@ def main(argv=None) -> int:
             if os.path.exists(getattr(run, name)):
                 shutil.copy(getattr(run, name), getattr(target, name))
     bodies = {"models": models_section(summary_rows())}
-    paper = os.path.join(ROOT, "docs", "experiments", "README_section.md")
-    if os.path.exists(paper):  # written by `python -m experiments.readme_section` from the JSON
-        with open(paper) as f:
-            bodies["paper"] = f.read()
+    for section, name in EXPERIMENT_SECTIONS.items():
+        path = os.path.join(ROOT, "docs", "experiments", name)
+        if os.path.exists(path):
+            with open(path) as f:
+                bodies[section] = f.read()
     for name, section in RUNS.items():
         if os.path.exists(committed(name).report_json):
             bodies[section] = results_section(committed(name))
