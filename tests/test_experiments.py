@@ -239,12 +239,18 @@ def test_every_curve_of_the_figure_is_drawn_and_named_apart(tmp_path):
         assert len(set(looks)) == len(looks), ax.get_title()
         names = [line.get_label() for line in lines]
         assert len(set(names)) == len(names)
-    # Each net in each of its panels, named by kind, depth, seed and precision; the bold
-    # mean of the float32 seeds where a depth has two or more.
+    # Each net in each of its panels, named by kind, depth, seed and precision; bold, the mean
+    # over the float32 seeds both depths have, where there are two or more.
     names = {line.get_label() for ax in figure.axes for line in ax.get_lines()}
     assert {"ResNet-56, seed 1, bfloat16", "ResNet-56, seed 2, float32", "plain-20, seed 0, "
-            "bfloat16", "ResNet-56, mean of 3 float32 seeds"} <= names
+            "bfloat16", "ResNet-56, mean of float32 seeds 0, 1, 2"} <= names
     assert sum(len(ax.get_lines()) for ax in figure.axes) == 2 * (len(curves) + 2)
+    # A seed only the deeper ResNet has stays out of both means: they average the same seeds.
+    curves["resnet56@seed3@float32"] = {**curves["resnet56@float32"], "depth": 56}
+    figure = degradation_render.plot(curves, tmp_path / "degradation.png", dataset="digits")
+    means = [line.get_label() for line in figure.axes[1].get_lines() if "mean" in line.get_label()]
+    assert means == ["ResNet-20, mean of float32 seeds 0, 1, 2",
+                     "ResNet-56, mean of float32 seeds 0, 1, 2"]
 
 
 def test_each_claim_is_counted_per_seed_and_precision():

@@ -360,7 +360,7 @@ def _title(dataset, traits, *, means):
     notes += [f"{_MARKER_WORDS[_MARKERS[p]]} on {p}"
               for p in sorted({t[3] for t in traits.values()} & set(_MARKERS))]
     if means:
-        notes.append("bold the mean over float32 seeds")
+        notes.append("bold the mean over the float32 seeds of both depths")
     return f"{dataset}: training and test error of every run ({'; '.join(notes)})"
 
 
@@ -370,8 +370,9 @@ def plot(curves, path, *, dataset, seed=0):
     One column per claim (plain nets, ResNets), training error above and test
     error below; one colour per depth, a line style per seed, a dot on every
     epoch of a bfloat16 net, each named in the legend by kind, depth, seed
-    and precision; the mean over a depth's float32 seeds bold, where it has
-    two or more.
+    and precision; bold, each depth's mean over the float32 seeds that every
+    depth of its column has, the seeds its claim is judged on, where there
+    are two or more.
 
     Args:
         curves: curves.json's dict.
@@ -408,15 +409,20 @@ def plot(curves, path, *, dataset, seed=0):
                         alpha=0.8, ls=style[net_seed], marker=_MARKERS.get(precision),
                         markersize=2.5, label=f"{kind}-{depth}, seed {net_seed}"
                               + (f", {precision}" if precision else ""))
-            for depth in sorted({traits[label][1] for label in nets}):
-                epochs = curves[nets[0]]["epoch"]
-                seeds = [curves[label][key] for label in nets if traits[label][1] == depth
-                         and traits[label][3] == "float32"
-                         and len(curves[label][key]) == len(epochs)]
-                if len(seeds) >= 2:
+            epochs = curves[nets[0]]["epoch"] if nets else []
+            float32 = {depth: {} for depth in sorted({traits[label][1] for label in nets})}
+            for label in nets:
+                if traits[label][3] == "float32" and len(curves[label][key]) == len(epochs):
+                    float32[traits[label][1]][traits[label][2]] = curves[label][key]
+            # The seeds the panel's claim is judged on: those every depth has in float32.
+            shared = sorted(set.intersection(*map(set, float32.values()))) if float32 else []
+            for depth, by_seed in float32.items():
+                if len(shared) >= 2:
                     means = True
-                    ax.plot(epochs, np.mean(seeds, axis=0), color=color[depth], lw=2.6,
-                            label=f"{kind}-{depth}, mean of {len(seeds)} float32 seeds")
+                    ax.plot(epochs, np.mean([by_seed[s] for s in shared], axis=0),
+                            color=color[depth], lw=2.6,
+                            label=f"{kind}-{depth}, mean of float32 seeds "
+                                  f"{', '.join(map(str, shared))}")
             ax.set(title=f"{heading}: {'training' if row == 0 else 'test'} error")
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
