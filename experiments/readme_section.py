@@ -95,12 +95,13 @@ def _warmup_note(recipe):
             "to near-chance training error.")
 
 
-def degradation_part(summaries, *, docs):
+def degradation_part(summaries, *, docs, claims):
     """The degradation subsection from each dataset's summary.json, side by side.
 
     Args:
         summaries: {folder under `docs`: summary dict}, in `DEGRADATION_RUNS` order.
         docs: the experiments' output folder.
+        claims: their `claims_part`, which opens the measurements.
     """
     lines = [
         "### Degradation (sec. 4.1-4.2, Fig. 4 and 6)", "",
@@ -108,7 +109,7 @@ def degradation_part(summaries, *, docs):
         "(plain-56 above plain-20 on CIFAR-10 throughout training), an optimization "
         "difficulty rather than overfitting; with identity shortcuts the deeper net trains "
         "to a lower error (ResNet-56 below ResNet-20).", "",
-        f"**Measured here.** {claims_part(summaries)}", "",
+        f"**Measured here.** {claims}", "",
     ]
     for folder, summary in summaries.items():
         r = summary["recipe"]
@@ -205,10 +206,11 @@ def render(*, docs=DOCS):
     lines = ["## What the paper says, and what this project measured", "",
              "Rendered by `python -m experiments.readme_section` from the JSON the "
              f"experiments wrote under `{docs}/`.", ""]
-    lines += degradation_part(degradation, docs=docs)
+    claims = claims_part(degradation)
+    lines += degradation_part(degradation, docs=docs, claims=claims)
     lines += cifar10_part(cifar, folder=f"{docs}/cifar10_table")
     lines += block_part(blocks, folder=f"{docs}/block_table")
-    return "\n".join(lines), claims_part(degradation)
+    return "\n".join(lines), claims
 
 
 def main(argv=None) -> int:

@@ -377,10 +377,13 @@ def test_a_training_loss_that_jumps_is_counted_per_precision():
 
 def test_a_policy_chosen_for_two_reasons_is_named_once():
     bf16 = {"policy": "mixed_bfloat16"}
-    summary = {"nets": [{"run": "resnet20", "precision": {**bf16, "reason": "CPU with AMX-BF16"}},
-                        {"run": "resnet56", "precision": {**bf16, "reason": "CPU with AVX512"}},
-                        {"run": "resnet56@float32",
-                         "precision": {"policy": "float32", "reason": "off"}}]}
+    summary = {"seed": 0, "nets": [
+        {"run": "resnet20", "model": "resnet20",
+         "precision": {**bf16, "reason": "CPU with AMX-BF16"}},
+        {"run": "resnet56", "model": "resnet56",
+         "precision": {**bf16, "reason": "CPU with AVX512"}},
+        {"run": "resnet56@float32", "model": "resnet56",
+         "precision": {"policy": "float32", "reason": "off"}}]}
     assert degradation_render._precision_words(summary) == (
         ", trained in mixed_bfloat16 (CPU with AMX-BF16; CPU with AVX512), "
         "the @float32 rows in float32")

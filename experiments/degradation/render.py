@@ -63,9 +63,14 @@ def error_grid(summary):
     columns = sorted({c for _, c in nets}, key=lambda c: (precision_order(c[0]), c[1]))
     rows = [[model] + [_grid_cell(nets.get((model, c))) for c in columns]
             for model in sorted(shape, key=shape.get)]
-    table = md_table(["net", *(f"{name or 'precision not recorded'}, seed {seed}"
+    table = md_table(["net", *(f"{_precision_cell(name)}, seed {seed}"
                                for name, seed in columns)], rows, align="l" + "r" * len(columns))
     return f"Final training error % (test error %) by seed and precision:\n\n{table}"
+
+
+def _precision_cell(name):
+    """A `precision_name` in a table or a count: `float32`, or words where none was recorded."""
+    return name or "precision not recorded"
 
 
 def _grid_cell(net):
@@ -106,14 +111,17 @@ def _precision_words(summary):
     """`, trained in mixed_bfloat16 (CPU with AVX512-BF16), the @float32 rows in float32`;
     nothing for runs that did not record it. A policy chosen for several reasons (worded by
     different versions) is named once, with its reasons."""
+    def tagged(net):
+        label = NetLabel.parse(net.get("run", net["model"]), seed=summary["seed"])
+        return label.precision == "float32"
+
     reasons = {}
     for n in summary["nets"]:
-        if n.get("precision") and not n.get("run", "").endswith("@float32"):
+        if n.get("precision") and not tagged(n):
             reasons.setdefault(n["precision"]["policy"], set()).add(n["precision"]["reason"])
-    tagged = any(n.get("run", "").endswith("@float32") for n in summary["nets"])
     return ("".join(f", trained in {policy} ({'; '.join(sorted(reasons[policy]))})"
                     for policy in sorted(reasons))
-            + (", the @float32 rows in float32" if tagged else ""))
+            + (", the @float32 rows in float32" if any(map(tagged, summary["nets"])) else ""))
 
 
 # ---------------------------------------------------------------- the verdict in words
@@ -135,7 +143,7 @@ def claim_counts(claim):
     parts = []
     for p in claim["by_precision"]:
         judged, reproduced = p["seeds"], p["reproduced_seeds"]
-        words = (f"{p['precision'] or 'precision not recorded'}: {len(reproduced)} of "
+        words = (f"{_precision_cell(p['precision'])}: {len(reproduced)} of "
                  f"{len(judged)} seed{'s' if len(judged) != 1 else ''}")
         if reproduced:
             words += f" ({_seeds(reproduced)})"
@@ -231,7 +239,7 @@ def _jumps_sentence(jumps):
     def jumped(j):
         return f"{j['run']}, epoch {j['epoch']}: {j['before']:.3f} to {j['after']:.3f}"
 
-    parts = [f"{g['precision'] or 'precision not recorded'} {len(g['jumps'])} of {g['nets']} "
+    parts = [f"{_precision_cell(g['precision'])} {len(g['jumps'])} of {g['nets']} "
              f"net{'s' if g['nets'] > 1 else ''}"
              + (f" ({'; '.join(map(jumped, g['jumps']))})" if g["jumps"] else "")
              for g in jumps["by_precision"]]
@@ -416,9 +424,9 @@ def plot(curves, path, *, dataset, seed=0):
                     float32[traits[label][1]][traits[label][2]] = curves[label][key]
             # The seeds the panel's claim is judged on: those every depth has in float32.
             shared = sorted(set.intersection(*map(set, float32.values()))) if float32 else []
-            for depth, by_seed in float32.items():
-                if len(shared) >= 2:
-                    means = True
+            if len(shared) >= 2:
+                means = True
+                for depth, by_seed in float32.items():
                     ax.plot(epochs, np.mean([by_seed[s] for s in shared], axis=0),
                             color=color[depth], lw=2.6,
                             label=f"{kind}-{depth}, mean of float32 seeds "
